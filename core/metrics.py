@@ -1,0 +1,199 @@
+"""FID and KID on pytorch-fid's Inception pool3 features, with cached real-data statistics.
+
+Weights: ``--inception-weights PATH`` or ``$GANSWEEP_INCEPTION_WEIGHTS`` (a state dict in
+pytorch-fid's layout), else pytorch-fid's own download.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from pytorch_fid import inception as pfid_inception
+from pytorch_fid.fid_score import calculate_frechet_distance
+
+from core.errors import GansweepError
+from core.registry import Registry
+
+WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
+FEATURE_DIM = 2048
+STATS_VERSION = "1"
+
+
+def resolve_weights(path: str | os.PathLike | None) -> str | None:
+    """The weights file to use: the option, else the environment variable, else None
+    (pytorch-fid downloads its own)."""
+    chosen = path if path else os.environ.get(WEIGHTS_ENV) or None
+    if chosen is None:
+        return None
+    chosen = str(chosen)
+    if not Path(chosen).is_file():
+        raise GansweepError(f"Inception weights {chosen}: no such file")
+    return chosen
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class InceptionFeatures:
+    """pytorch-fid's InceptionV3 (2048-d pool3), fed uint8 images exactly as pytorch-fid
+    feeds PNG files: x / 255, resized to 299 and scaled to [-1, 1] inside the network."""
+
+    def __init__(self, weights: str | None, device: torch.device, batch_size: int = 50):
+        self.device, self.batch_size = device, batch_size
+        if weights is None:
+            model = pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
+                FEATURE_DIM]])
+            self.identity = "pytorch-fid-pool3:" + pfid_inception.FID_WEIGHTS_URL.rsplit("/", 1)[1]
+        else:
+            model = self._from_file(weights)
+            self.identity = "pytorch-fid-pool3:sha256=" + _file_sha256(weights)
+        self.model = model.eval().requires_grad_(False).to(device)
+
+    @staticmethod
+    def _from_file(weights: str) -> torch.nn.Module:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # any unpickling failure means "not a weights file"
+            raise GansweepError(f"Inception weights {weights}: not a PyTorch state dict "
+                                f"({type(e).__name__}: {str(e)[:120]})") from None
+        if not isinstance(state, dict):
+            raise GansweepError(f"Inception weights {weights}: not a state dict")
+        state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                 for k, v in state.items()}
+        # pytorch-fid builds its FID Inception and then downloads the weights; hand it ours.
+        try:
+            with mock.patch.object(pfid_inception, "load_state_dict_from_url",
+                                   lambda *a, **k: state):
+                return pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
+                    FEATURE_DIM]])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise GansweepError(f"Inception weights {weights}: do not fit pytorch-fid's FID "
+                                f"Inception ({' '.join(first[:2])[:200]})") from None
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        """N x 3 x H x W uint8 -> N x 2048 float32 features."""
+        if images.dtype != torch.uint8:
+            raise TypeError("features expect uint8 images; quantise generated images first")
+        out = []
+        for batch in images.split(self.batch_size):
+            x = batch.to(self.device, non_blocking=True).float().div_(255.0)
+            out.append(self.model(x)[0].flatten(1).cpu())
+        return torch.cat(out).numpy()
+
+
+_EXTRACTORS: dict[tuple[str | None, str], InceptionFeatures] = {}
+
+
+def get_extractor(weights: str | None, device: torch.device | str = "cpu") -> InceptionFeatures:
+    """A per-process cached extractor (building Inception takes seconds)."""
+    key = (weights, str(device))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = InceptionFeatures(weights, torch.device(device))
+    return _EXTRACTORS[key]
+
+
+@dataclass
+class FeatureStats:
+    """Everything FID and KID need from one image set."""
+
+    features: np.ndarray  # N x 2048 float32
+
+    @property
+    def mu(self) -> np.ndarray:
+        return np.mean(self.features, axis=0)
+
+    @property
+    def sigma(self) -> np.ndarray:
+        return np.cov(self.features, rowvar=False)
+
+
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stats_key(images_digest: str, extractor_identity: str) -> str:
+    text = f"v{STATS_VERSION}|{images_digest}|{extractor_identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
+               cache_dir: str | os.PathLike | None) -> FeatureStats:
+    """Features of real images, cached under a hash of the preprocessed pixels and the
+    extractor; computed once, written atomically, shared by every trial of a sweep."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"real-{stats_key(digest, extractor.identity)}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                return FeatureStats(z["features"])
+    stats = FeatureStats(extractor(images))
+    if path is not None:
+        _atomic_save_npz(path, features=stats.features, mu=stats.mu, sigma=stats.sigma)
+    return stats
+
+
+MetricFn = Callable[[FeatureStats, FeatureStats], float]
+METRICS: Registry[MetricFn] = Registry("metric")
+register_metric = METRICS.register
+
+
+@register_metric("fid")
+def fid(real: FeatureStats, fake: FeatureStats) -> float:
+    """Frechet Inception Distance, pytorch-fid's calculate_frechet_distance."""
+    try:
+        return float(calculate_frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma))
+    except ValueError:  # a large imaginary part of sqrtm: degenerate (collapsed) samples
+        return float("nan")
+
+
+@register_metric("kid")
+def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> float:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel
+    k(x, y) = (x.y / d + 1)^3, averaged over random subsets. The subset size is capped by
+    the smaller set, so it works for the tens of images of small targets."""
+    a, b = real.features.astype(np.float64), fake.features.astype(np.float64)
+    m = min(len(a), len(b), subset_size)
+    if m < 2:
+        raise GansweepError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
+    d = a.shape[1]
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        total += ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) \
+            - 2 * kxy.mean()
+    return float(total / subsets)
+
+
+def compute_metrics(real: FeatureStats, fake: FeatureStats, names: list[str]) -> dict[str, float]:
+    """Named metrics; a non-finite value is reported as +inf so schedulers can rank it."""
+    out = {}
+    for name in names:
+        value = METRICS.get(name)(real, fake)
+        out[name] = value if np.isfinite(value) else float("inf")
+    return out

@@ -1,0 +1,309 @@
+"""Generator and discriminator architectures, each an ordered tuple of named transfer units.
+
+G's units run from the latent input to the image, D's from the image to the logit
+(DESIGN.md). Transfer code addresses units only through ``net.transfer_units``.
+Every unit marks its pre-activation feature maps with a ``FilterShift`` slot (identity
+until the filter-shift treatment enables it), so treatments never need to know a unit's
+internal layout.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.errors import GansweepError
+from core.registry import Registry
+
+NORMS = ("batch", "layer", "none")
+RESOLUTIONS = (32, 64)
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """What defines a G/D pair; stored in every checkpoint and compared on transfer."""
+
+    name: str = "dcgan"
+    resolution: int = 32
+    width: int = 64
+    z_dim: int = 100
+    d_norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        ARCHITECTURES.get(self.name)
+        if self.resolution not in RESOLUTIONS:
+            raise GansweepError(f"arch.resolution: {self.resolution!r} is not one of {RESOLUTIONS}")
+        for field in ("width", "z_dim"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise GansweepError(f"arch.{field}: {value!r} must be a positive integer")
+        if self.d_norm not in NORMS:
+            raise GansweepError(f"arch.d_norm: {self.d_norm!r} is not one of {NORMS}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FilterShift(nn.Module):
+    """Per-channel scale and shift of a pre-activation feature map (Noguchi & Harada 2019).
+
+    Identity, without parameters, until ``enable()``; then h' = gamma * h + beta with
+    gamma = 1, beta = 0 at start.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.gamma: nn.Parameter | None = None
+        self.beta: nn.Parameter | None = None
+
+    def enable(self, device: torch.device) -> None:
+        self.gamma = nn.Parameter(torch.ones(self.channels, device=device))
+        self.beta = nn.Parameter(torch.zeros(self.channels, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gamma is None:
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.gamma.view(shape) + self.beta.view(shape)
+
+
+def _d_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        # Layer norm over (C, H, W) with a per-channel affine, as in WGAN-GP's critic.
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class ConvUnit(nn.Module):
+    """layer -> norm -> filter-shift slot -> activation (DCGAN units)."""
+
+    def __init__(self, layer: nn.Module, norm: nn.Module, act: nn.Module, channels: int,
+                 flatten: bool = False):
+        super().__init__()
+        self.flatten = flatten
+        self.layer = layer
+        self.norm = norm
+        self.shift = FilterShift(channels)
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flatten:
+            x = x.flatten(1)
+        return self.act(self.shift(self.norm(self.layer(x))))
+
+
+class TransferNet(nn.Module):
+    """A network made of an ordered ``nn.ModuleDict`` of transfer units."""
+
+    def __init__(self, units: list[tuple[str, nn.Module]], init: Callable[[nn.Module], None]):
+        super().__init__()
+        self.units = nn.ModuleDict(units)
+        self._init = init
+        for unit in self.units.values():
+            self.reset_unit(unit)
+
+    @property
+    def transfer_units(self) -> tuple[tuple[str, nn.Module], ...]:
+        return tuple(self.units.items())
+
+    @property
+    def num_units(self) -> int:
+        return len(self.units)
+
+    def reset_unit(self, unit: nn.Module) -> None:
+        """Re-initialise a unit's parameters and norm statistics as at construction."""
+        for m in unit.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Linear, nn.Conv2d,
+                              nn.ConvTranspose2d)):
+                m.reset_parameters()
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+            self._init(m)
+
+    def train(self, mode: bool = True) -> TransferNet:
+        # Norm layers whose statistics a treatment fixed stay in eval mode (see treatments).
+        super().train(mode)
+        for m in self.modules():
+            if getattr(m, "frozen_stats", False):
+                m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.units.values():
+            x = unit(x)
+        return x
+
+
+def _dcgan_init(m: nn.Module) -> None:
+    # pytorch/examples dcgan weights_init, as the dissertation uses.
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def _no_init(m: nn.Module) -> None:
+    pass
+
+
+ARCHITECTURES: Registry[Callable[[ArchConfig], tuple[TransferNet, TransferNet]]] = Registry(
+    "architecture")
+register_arch = ARCHITECTURES.register
+
+
+class DCGANGenerator(TransferNet):
+    def __init__(self, cfg: ArchConfig):
+        n_up = int(math.log2(cfg.resolution)) - 2
+        chans = [cfg.width * 2 ** i for i in reversed(range(n_up))] + [3]
+        units: list[tuple[str, nn.Module]] = []
+        c_in, res = cfg.z_dim, 4
+        for i, c_out in enumerate(chans):
+            first, last = i == 0, i == len(chans) - 1
+            layer = nn.ConvTranspose2d(c_in, c_out, 4, 1 if first else 2, 0 if first else 1,
+                                       bias=False)
+            norm = nn.Identity() if last else nn.BatchNorm2d(c_out)
+            act = nn.Tanh() if last else nn.ReLU()
+            units.append((f"b{res}", ConvUnit(layer, norm, act, c_out)))
+            c_in, res = c_out, res * 2
+        super().__init__(units, _dcgan_init)
+        self.z_dim = cfg.z_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return super().forward(z.view(z.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(TransferNet):
+    def __init__(self, cfg: ArchConfig):
+        n_down = int(math.log2(cfg.resolution)) - 2
+        units: list[tuple[str, nn.Module]] = []
+        c_in, res = 3, cfg.resolution
+        for i in range(n_down):
+            c_out = cfg.width * 2 ** i
+            norm = nn.Identity() if i == 0 else _d_norm(cfg.d_norm, c_out)
+            layer = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
+            units.append((f"b{res}", ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
+            c_in, res = c_out, res // 2
+        fc = nn.Linear(c_in * res * res, 1)
+        units.append(("fc", ConvUnit(fc, nn.Identity(), nn.Identity(), 1, flatten=True)))
+        super().__init__(units, _dcgan_init)
+
+
+@register_arch("dcgan")
+def build_dcgan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
+    """The dissertation's DCGAN-style WGAN (after pytorch/examples dcgan)."""
+    return DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+
+
+# --- Wang et al.'s WGAN-GP ResNet (Gulrajani et al.'s 64x64 ResNet) -----------------------
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block, upsampling (G) or downsampling (D)."""
+
+    def __init__(self, c_in: int, c_out: int, norm: Callable[[int], nn.Module], up: bool):
+        super().__init__()
+        self.up = up
+        self.norm1, self.shift1 = norm(c_in), FilterShift(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.norm2, self.shift2 = norm(c_out), FilterShift(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest") if self.up else F.avg_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.shift1(self.norm1(x)))
+        if self.up:
+            h = self._resample(h)
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.shift2(self.norm2(h))))
+        if self.up:
+            return h + self.skip(self._resample(x))
+        return self._resample(h) + self.skip(self._resample(x))
+
+
+class LinearUnit(nn.Module):
+    """Linear layer with a filter-shift slot on its output; reshapes or flattens as needed."""
+
+    def __init__(self, c_in: int, c_out: int, out_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        self.layer = nn.Linear(c_in, c_out)
+        self.shift = FilterShift(c_out)
+        self.out_shape = out_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shift(self.layer(x.flatten(1)))
+        return x if self.out_shape is None else x.view(x.shape[0], *self.out_shape)
+
+
+class ResNetOut(nn.Module):
+    """G's last unit: BN -> ReLU -> 3x3 conv to RGB -> tanh."""
+
+    def __init__(self, c_in: int):
+        super().__init__()
+        self.norm, self.shift1 = nn.BatchNorm2d(c_in), FilterShift(c_in)
+        self.conv = nn.Conv2d(c_in, 3, 3, 1, 1)
+        self.shift2 = FilterShift(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.shift2(self.conv(F.relu(self.shift1(self.norm(x))))))
+
+
+class ResNetIn(nn.Module):
+    """D's first unit: 3x3 conv from RGB."""
+
+    def __init__(self, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, c_out, 3, 1, 1)
+        self.shift = FilterShift(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shift(self.conv(x))
+
+
+@register_arch("resnet")
+def build_resnet(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
+    """Wang et al. 2018: G = linear + 4 residual blocks + conv; D = conv + 4 blocks + linear."""
+    w, s = cfg.width, cfg.resolution // 16
+    g_chans = [8 * w, 8 * w, 4 * w, 2 * w, w]
+    g_units: list[tuple[str, nn.Module]] = [("fc", LinearUnit(cfg.z_dim, g_chans[0] * s * s,
+                                                              (g_chans[0], s, s)))]
+    res = s
+    for c_in, c_out in zip(g_chans[:-1], g_chans[1:]):
+        res *= 2
+        g_units.append((f"b{res}", ResBlock(c_in, c_out, nn.BatchNorm2d, up=True)))
+    g_units.append(("out", ResNetOut(w)))
+
+    d_chans = [w, 2 * w, 4 * w, 8 * w, 8 * w]
+    d_units: list[tuple[str, nn.Module]] = [("in", ResNetIn(w))]
+    res = cfg.resolution
+    d_norm = lambda c: _d_norm(cfg.d_norm, c)  # noqa: E731
+    for c_in, c_out in zip(d_chans[:-1], d_chans[1:]):
+        d_units.append((f"b{res}", ResBlock(c_in, c_out, d_norm, up=False)))
+        res //= 2
+    d_units.append(("fc", LinearUnit(d_chans[-1] * res * res, 1)))
+    g = TransferNet(g_units, _no_init)
+    g.z_dim = cfg.z_dim
+    return g, TransferNet(d_units, _no_init)
+
+
+def build_models(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
+    """Build a fresh (G, D) pair for an architecture config."""
+    return ARCHITECTURES.get(cfg.name)(cfg)
+
+
+def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
+    """(L_G, L_D): the number of transfer units of G and D."""
+    with torch.device("meta"):
+        g, d = build_models(cfg)
+    return g.num_units, d.num_units

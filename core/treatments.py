@@ -1,0 +1,272 @@
+"""Per-unit transfer treatments, D(i,j,k)/G(i,j,k) partitions and the baseline presets.
+
+What each treatment does to a unit's parameters, biases and normalisation:
+
+============  ====================  ==============  ======================  =====================
+treatment     conv/linear weight    bias            norm affine             norm statistics
+============  ====================  ==============  ======================  =====================
+finetune      trained               trained         trained                 batch stats, tracked
+reinit        re-initialised,       re-initialised, reset, trained          reset, tracked
+              trained               trained
+freeze        fixed                 fixed           fixed                   tracked (default) or
+                                                                            fixed (bn_stats=fixed)
+adafm         fixed W; trained      fixed           fixed                   tracked
+              gamma, beta (out x in
+              x 1 x 1; out x 1 for
+              linear): W' = g*W + b
+filter-shift  fixed                 fixed           fixed                   tracked
+              (+ trained per-channel gamma, beta on every pre-activation map)
+============  ====================  ==============  ======================  =====================
+
+"Tracked" means batch statistics are used in training and running statistics keep
+updating: the units before a frozen or modulated one change what it sees, so its source
+statistics no longer describe its input. ``bn_stats="fixed"`` keeps frozen units' norm
+layers in eval mode on the source statistics instead (timm's FrozenBatchNorm behaviour).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from core.errors import GansweepError
+from core.models import ArchConfig, FilterShift, TransferNet, build_models
+from core.registry import Registry
+
+WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm)
+BN_STATS = ("adapt", "fixed")
+
+Plan = tuple[str, ...]
+
+TREATMENTS: Registry[Callable[[TransferNet, nn.Module], None]] = Registry("treatment")
+register_treatment = TREATMENTS.register
+
+
+class AdaFM(nn.Module):
+    """Weight parametrization W' = gamma * W + beta, one gamma/beta per 2-D kernel.
+
+    gamma, beta have shape out x in x 1 x 1 for convolutions (ConvTranspose2d stores its
+    kernel as in x out x kh x kw, so they are transposed to match) and out x 1 for linear.
+    """
+
+    def __init__(self, weight: torch.Tensor, transposed: bool):
+        super().__init__()
+        self.transposed = transposed
+        if weight.dim() == 2:
+            shape: tuple[int, ...] = (weight.shape[0], 1)
+        else:
+            out_c, in_c = (weight.shape[1], weight.shape[0]) if transposed else weight.shape[:2]
+            shape = (out_c, in_c) + (1,) * (weight.dim() - 2)
+        self.gamma = nn.Parameter(torch.ones(shape, device=weight.device))
+        self.beta = nn.Parameter(torch.zeros(shape, device=weight.device))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.gamma, self.beta
+        if self.transposed:
+            gamma, beta = gamma.transpose(0, 1), beta.transpose(0, 1)
+        return weight * gamma + beta
+
+
+def _set_trainable(unit: nn.Module, flag: bool) -> None:
+    for p in unit.parameters():
+        p.requires_grad_(flag)
+
+
+@register_treatment("finetune")
+def finetune(net: TransferNet, unit: nn.Module) -> None:
+    _set_trainable(unit, True)
+
+
+@register_treatment("reinit")
+def reinit(net: TransferNet, unit: nn.Module) -> None:
+    net.reset_unit(unit)
+    _set_trainable(unit, True)
+
+
+@register_treatment("freeze")
+def freeze(net: TransferNet, unit: nn.Module) -> None:
+    _set_trainable(unit, False)
+
+
+@register_treatment("adafm")
+def adafm(net: TransferNet, unit: nn.Module) -> None:
+    _set_trainable(unit, False)
+    for m in list(unit.modules()):
+        if isinstance(m, WEIGHT_LAYERS):
+            parametrize.register_parametrization(
+                m, "weight", AdaFM(m.weight, isinstance(m, nn.ConvTranspose2d)))
+            m.parametrizations.weight.original.requires_grad_(False)
+
+
+@register_treatment("filter-shift")
+def filter_shift(net: TransferNet, unit: nn.Module) -> None:
+    _set_trainable(unit, False)
+    device = next(unit.parameters()).device
+    slots = [m for m in unit.modules() if isinstance(m, FilterShift)]
+    assert slots, "every transfer unit has at least one FilterShift slot"
+    for slot in slots:
+        slot.enable(device)
+
+
+def apply_plan(net: TransferNet, plan: Sequence[str], bn_stats: str = "adapt") -> None:
+    """Apply one treatment per transfer unit, in unit order. Call once, on a fresh net."""
+    if len(plan) != net.num_units:
+        raise GansweepError(f"plan {list(plan)} has {len(plan)} treatments; the network has "
+                            f"{net.num_units} units {[n for n, _ in net.transfer_units]}")
+    if bn_stats not in BN_STATS:
+        raise GansweepError(f"bn_stats: {bn_stats!r} is not one of {BN_STATS}")
+    treatments = [TREATMENTS.get(t) for t in plan]
+    for (_, unit), treatment, name in zip(net.transfer_units, treatments, plan):
+        treatment(net, unit)
+        if name == "freeze" and bn_stats == "fixed":
+            for m in unit.modules():
+                if isinstance(m, NORM_LAYERS):
+                    m.frozen_stats = True
+    net.train(net.training)
+
+
+def trainable_parameters(net: nn.Module) -> list[nn.Parameter]:
+    return [p for p in net.parameters() if p.requires_grad]
+
+
+def count_trainable(net: nn.Module) -> int:
+    return sum(p.numel() for p in trainable_parameters(net))
+
+
+def count_trainable_for_plans(arch: ArchConfig, g_plan: Sequence[str],
+                              d_plan: Sequence[str]) -> tuple[int, int]:
+    """Trainable parameters of (G, D) under the plans, without allocating real weights."""
+    with torch.device("meta"):
+        g, d = build_models(arch)
+        apply_plan(g, g_plan)
+        apply_plan(d, d_plan)
+    return count_trainable(g), count_trainable(d)
+
+
+# --- partitions --------------------------------------------------------------------------
+
+_PARTITION_RE = re.compile(r"^\s*([DG])\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """D(i,j,k) or G(i,j,k): i frozen, j modulated, k fine-tuned units (DESIGN.md).
+
+    D is frozen from its input side, G from its output side; both are fine-tuned at their
+    domain-specific end.
+    """
+
+    net: str
+    i: int
+    j: int
+    k: int
+
+    def __str__(self) -> str:
+        return f"{self.net}({self.i},{self.j},{self.k})"
+
+    @property
+    def units(self) -> int:
+        return self.i + self.j + self.k
+
+    def plan(self, modulation: str = "adafm") -> Plan:
+        if self.net == "D":
+            return ("freeze",) * self.i + (modulation,) * self.j + ("finetune",) * self.k
+        return ("finetune",) * self.k + (modulation,) * self.j + ("freeze",) * self.i
+
+
+def parse_partition(text: str, units: int, net: str | None = None) -> Partition:
+    """Parse 'D(i,j,k)' / 'G(i,j,k)' for a network of ``units`` units; errors name both."""
+    m = _PARTITION_RE.match(str(text))
+    if not m:
+        raise GansweepError(f"partition {text!r} is malformed: expected D(i,j,k) or G(i,j,k) "
+                            f"with i+j+k = L = {units}")
+    which, i, j, k = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+    if net is not None and which != net:
+        raise GansweepError(f"partition {text!r} is for {which}, expected a {net} partition "
+                            f"(L = {units})")
+    if min(i, j, k) < 0:
+        raise GansweepError(f"partition {text!r} has a negative count (L = {units})")
+    if i + j + k != units:
+        raise GansweepError(f"partition {text!r} sums to {i + j + k}, but the network has "
+                            f"L = {units} units")
+    return Partition(which, i, j, k)
+
+
+def enumerate_partitions(net: str, units: int) -> list[Partition]:
+    """All (L+1)(L+2)/2 partitions of a network of L units, ordered by i then j."""
+    if net not in ("D", "G"):
+        raise GansweepError(f"net {net!r} is not 'D' or 'G'")
+    return [Partition(net, i, j, units - i - j)
+            for i in range(units + 1) for j in range(units - i + 1)]
+
+
+# --- baselines ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanPair:
+    """A complete transfer setting: a plan for G and one for D, with a display label."""
+
+    g_plan: Plan
+    d_plan: Plan
+    label: str
+    g_partition: Partition | None = None
+    d_partition: Partition | None = None
+    baseline: str | None = None
+
+
+def partition_pair(d: Partition, g: Partition, modulation: str = "adafm") -> PlanPair:
+    return PlanPair(g.plan(modulation), d.plan(modulation), f"{d}{g}", g, d)
+
+
+BASELINES: Registry[Callable[[int, int, int | None], tuple[Partition, Partition] | None]] = \
+    Registry("baseline")
+
+
+def default_frozen(units: int) -> int:
+    """Units frozen by the 'freeze' and 'freeze-d' presets: all but the two domain-specific
+    ones (3 at the dissertation's L = 5), never fewer than 0."""
+    return max(units - 2, 0)
+
+
+@BASELINES.register("fine-tune")
+def _fine_tune(ld: int, lg: int, depth: int | None):
+    return Partition("D", 0, 0, ld), Partition("G", 0, 0, lg)
+
+
+@BASELINES.register("freeze")
+def _freeze(ld: int, lg: int, depth: int | None):
+    nd, ng = default_frozen(ld), default_frozen(lg)
+    return Partition("D", nd, 0, ld - nd), Partition("G", ng, 0, lg - ng)
+
+
+@BASELINES.register("scale-shift")
+def _scale_shift(ld: int, lg: int, depth: int | None):
+    return Partition("D", 0, ld, 0), Partition("G", 0, lg, 0)
+
+
+@BASELINES.register("freeze-d")
+def _freeze_d(ld: int, lg: int, depth: int | None):
+    n = default_frozen(ld) if depth is None else depth
+    if not 0 <= n <= ld:
+        raise GansweepError(f"freeze_d_depth: {depth!r} must be between 0 and L = {ld}")
+    return Partition("D", n, 0, ld - n), Partition("G", 0, 0, lg)
+
+
+@BASELINES.register("scratch")
+def _scratch(ld: int, lg: int, depth: int | None):
+    return None  # random initialisation, everything trained: no partition applies
+
+
+def baseline_pair(name: str, d_units: int, g_units: int, modulation: str = "adafm",
+                  freeze_d_depth: int | None = None) -> PlanPair:
+    """The plans of a named baseline preset for networks of the given unit counts."""
+    parts = BASELINES.get(name)(d_units, g_units, freeze_d_depth)
+    if parts is None:
+        return PlanPair(("reinit",) * g_units, ("reinit",) * d_units, name, baseline=name)
+    d, g = parts
+    return PlanPair(g.plan(modulation), d.plan(modulation), name, g, d, baseline=name)

@@ -1,0 +1,1 @@
+"""gansweep results: aggregation to Parquet and the comparison report."""

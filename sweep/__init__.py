@@ -1,0 +1,1 @@
+"""gansweep sweeps: search-space expansion, Ray Tune launch/resume, and the CLI."""

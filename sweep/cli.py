@@ -1,0 +1,184 @@
+"""The ``gansweep`` command line. Ray is imported only by the sweep commands that need it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from core.errors import GansweepError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def deco(fn: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def _add_fid_options(p: argparse.ArgumentParser, samples: int) -> None:
+    p.add_argument("--inception-weights", metavar="PATH",
+                   help="FID Inception weights (pytorch-fid layout); default "
+                        "$GANSWEEP_INCEPTION_WEIGHTS, else pytorch-fid's download")
+    p.add_argument("--fid-samples", type=int, default=samples,
+                   help="generated images per FID/KID evaluation (default %(default)s)")
+    p.add_argument("--metrics", default="fid,kid",
+                   help="comma-separated metrics, or 'none' (default %(default)s)")
+    p.add_argument("--cache-dir", help="where real-data FID statistics are cached "
+                                       "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:N]")
+
+
+def _metrics(text: str) -> list[str]:
+    return [] if text.strip() == "none" else [m.strip() for m in text.split(",") if m.strip()]
+
+
+@command("pretrain")
+def cmd_pretrain(a: argparse.Namespace) -> int:
+    from core.models import ArchConfig
+    from core.train import TrainConfig, final_summary, snapshot, train
+
+    out = Path(a.out)
+    cfg = TrainConfig(
+        data=a.data, out=str(out.with_name(out.stem + "_run")),
+        arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm),
+        loss=a.loss, lr=a.lr, batch_size=a.batch_size, iters=a.iters,
+        eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
+        metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
+        inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device)
+    state = train(cfg, resume=a.resume)
+    snapshot(state, out)
+    print(json.dumps({**final_summary(state), "checkpoint": str(out)}))
+    return 0
+
+
+@command("transfer")
+def cmd_transfer(a: argparse.Namespace) -> int:
+    from core.train import final_summary, train, transfer_config
+
+    overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss).items()
+                 if v is not None}
+    cfg = transfer_config(
+        a.source, a.data, a.out, d=a.d, g=a.g, baseline=a.baseline, modulation=a.modulation,
+        freeze_d_depth=a.freeze_d_depth, g_init=a.g_init, d_init=a.d_init,
+        expect_arch=a.arch, expect_resolution=a.resolution, target_size=a.target_size,
+        augment=a.augment, iters=a.iters, eval_every=a.eval_every,
+        fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
+        bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
+        device=a.device, **overrides)
+    resume = Path(a.out) / "checkpoint.pt" if a.resume else None
+    print(json.dumps(final_summary(train(cfg, resume=resume))))
+    return 0
+
+
+@command("fid")
+def cmd_fid(a: argparse.Namespace) -> int:
+    from core.data import load_folder
+    from core.metrics import FeatureStats, compute_metrics, get_extractor, resolve_weights
+    from core.train import pick_device
+
+    extractor = get_extractor(resolve_weights(a.inception_weights), pick_device(a.device))
+    sets = [load_folder(d, a.resolution, a.alpha) for d in (a.dir_a, a.dir_b)]
+    stats = [FeatureStats(extractor(s.images)) for s in sets]
+    values = compute_metrics(stats[0], stats[1], _metrics(a.metrics))
+    print(json.dumps({**values, "n_a": len(sets[0]), "n_b": len(sets[1])}))
+    return 0
+
+
+@command("partitions")
+def cmd_partitions(a: argparse.Namespace) -> int:
+    from core.treatments import enumerate_partitions
+
+    if a.units < 1:
+        raise GansweepError(f"--units: {a.units} must be at least 1")
+    for net in ("D", "G") if a.net == "both" else (a.net,):
+        parts = enumerate_partitions(net, a.units)
+        for p in parts:
+            print(f"{p}\t{' '.join(p.plan(a.modulation))}")
+        print(f"# {len(parts)} {net} partitions for L = {a.units}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gansweep", description="Layer-wise transfer sweeps for pretrained GANs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="train a source GAN; saves G and D with metadata")
+    p.add_argument("--data", required=True, help="source image folder")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    p.add_argument("--arch", default="dcgan")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--z-dim", type=int, default=100)
+    p.add_argument("--d-norm", default="batch", help="batch, layer or none")
+    p.add_argument("--loss", default="wgan")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--fid-real", type=int, default=500,
+                   help="real reference images for FID (default %(default)s)")
+    p.add_argument("--augment", default="none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    _add_fid_options(p, 256)
+
+    p = sub.add_parser("transfer", help="one transfer trial (the sweep's code path)")
+    p.add_argument("--source", required=True, metavar="CKPT")
+    p.add_argument("--data", required=True, help="target image folder")
+    p.add_argument("--d", help="D partition, e.g. 'D(1,2,2)'")
+    p.add_argument("--g", help="G partition, e.g. 'G(1,2,2)'")
+    p.add_argument("--baseline", help="fine-tune, freeze, scale-shift, freeze-d or scratch")
+    p.add_argument("--modulation", default="adafm", help="what j means: adafm or filter-shift")
+    p.add_argument("--arch", help="refuse a source of another architecture")
+    p.add_argument("--resolution", type=int, help="refuse a source of another resolution")
+    p.add_argument("--freeze-d-depth", type=int)
+    p.add_argument("--g-init", default="pretrained")
+    p.add_argument("--d-init", default="pretrained")
+    p.add_argument("--target-size", type=int)
+    p.add_argument("--augment", default="none")
+    p.add_argument("--loss", help="default: the source's pretraining loss")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--iters", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bn-stats", default="adapt", help="frozen units' norm statistics: "
+                                                       "adapt or fixed")
+    p.add_argument("--out", default="transfer_run", metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    _add_fid_options(p, 256)
+
+    p = sub.add_parser("fid", help="FID (and KID) between two image folders")
+    p.add_argument("dir_a")
+    p.add_argument("dir_b")
+    p.add_argument("--inception-weights", metavar="PATH")
+    p.add_argument("--resolution", type=int, help="resize + centre-crop first (default: "
+                                                  "native size, as pytorch-fid)")
+    p.add_argument("--alpha", default="white", help="transparent pixels: 'white' (composite, "
+                   "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
+    p.add_argument("--metrics", default="fid,kid")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("partitions", help="list every D(i,j,k) / G(i,j,k) for L units")
+    p.add_argument("--units", type=int, required=True, metavar="L")
+    p.add_argument("--net", default="both", choices=("D", "G", "both"))
+    p.add_argument("--modulation", default="adafm")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GansweepError as e:
+        print(f"gansweep {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

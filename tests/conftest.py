@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny synthetic image folders, tiny source checkpoints, FID weights."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.models import ArchConfig
+from core.synthetic import make_domain
+from core.train import TrainConfig, snapshot, train
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEIGHTS = Path(os.environ.get("GANSWEEP_INCEPTION_WEIGHTS",
+                              SHARED / "fid" / "pt_inception-2015-12-05-fid-pool3.pth"))
+EMOJI = SHARED / "data" / "emoji"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def weights() -> str:
+    assert WEIGHTS.is_file(), f"FID Inception weights not found at {WEIGHTS} (see README)"
+    return str(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def faces(tmp_path_factory) -> Path:
+    return make_domain(tmp_path_factory.mktemp("data") / "faces", "faces", 40, 32, seed=1)
+
+
+@pytest.fixture(scope="session")
+def blobs(tmp_path_factory) -> Path:
+    return make_domain(tmp_path_factory.mktemp("data") / "blobs", "blobs", 40, 32, seed=2)
+
+
+def make_source(out: Path, data: Path, arch: ArchConfig, loss: str = "wgan",
+                iters: int = 2) -> Path:
+    """A tiny pretrained source checkpoint (no metrics)."""
+    cfg = TrainConfig(data=str(data), out=str(out.parent / (out.stem + "_run")), arch=arch,
+                      loss=loss, batch_size=8, iters=iters, metrics=[], label="pretrain")
+    snapshot(train(cfg), out)
+    return out
+
+
+TINY = {"dcgan": ArchConfig("dcgan", 32, 8, 16, "batch"),
+        "dcgan64": ArchConfig("dcgan", 64, 4, 16, "batch"),
+        "resnet": ArchConfig("resnet", 32, 4, 16, "layer")}
+
+
+@pytest.fixture(scope="session")
+def sources(tmp_path_factory, blobs) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sources")
+    return {name: make_source(root / f"{name}.pt", blobs, arch,
+                              loss="wgan-gp" if arch.d_norm != "batch" else "wgan")
+            for name, arch in TINY.items()}

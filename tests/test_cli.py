@@ -1,0 +1,67 @@
+"""The CLI as a user runs it: results as one JSON line, bad inputs as one clear line."""
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+
+def gansweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_partitions_lists_21():
+    out = gansweep("partitions", "--units", "5", "--net", "G")
+    assert out.returncode == 0
+    lines = [line for line in out.stdout.splitlines() if line.startswith("G(")]
+    assert len(lines) == 21
+    assert "G(1,2,2)\tfinetune finetune adafm adafm freeze" in out.stdout
+
+
+def test_transfer_prints_json(sources, faces, tmp_path):
+    out = gansweep("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,1)",
+                   "--g", "G(1,2,1)", "--iters", "2", "--batch-size", "8", "--metrics", "none",
+                   "--out", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["iterations"] == 2 and result["label"] == "D(1,2,1)G(1,2,1)"
+    assert result["trainable_g"] > 0 and result["images_per_s"] > 0
+
+
+def _bad_inputs(sources, faces, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    Image.new("RGB", (32, 32)).save(broken / "ok.png")
+    (broken / "cut.png").write_bytes((broken / "ok.png").read_bytes()[:50])
+    common = ["--iters", "1", "--metrics", "none", "--out", tmp_path / "o"]
+    return {
+        "no images": (["transfer", "--source", sources["dcgan"], "--data", empty,
+                       "--baseline", "fine-tune", *common], "no images found"),
+        "truncated png": (["pretrain", "--data", broken, "--out", tmp_path / "x.pt",
+                           "--iters", "1", "--metrics", "none"], "cut.png: cannot read image"),
+        "wrong partition sum": (["transfer", "--source", sources["dcgan64"], "--data", faces,
+                                 "--d", "D(1,2,3)", "--g", "G(1,2,2)", *common],
+                                "'D(1,2,3)' sums to 6, but the network has L = 5"),
+        "other architecture": (["transfer", "--source", sources["resnet"], "--data", faces,
+                                "--arch", "dcgan", "--baseline", "fine-tune", *common],
+                               "architecture is 'resnet', expected 'dcgan'"),
+        "missing weights": (["fid", faces, faces, "--inception-weights", tmp_path / "no.pth"],
+                            "no.pth: no such file"),
+        "unknown baseline": (["transfer", "--source", sources["dcgan"], "--data", faces,
+                              "--baseline", "finetune", *common], "unknown baseline"),
+    }
+
+
+@pytest.mark.parametrize("case", ["no images", "truncated png", "wrong partition sum",
+                                  "other architecture", "missing weights", "unknown baseline"])
+def test_bad_inputs_one_clear_line(sources, faces, tmp_path, case):
+    args, fragment = _bad_inputs(sources, faces, tmp_path)[case]
+    out = gansweep(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"gansweep {args[0]}: error:") and fragment in lines[0], lines[0]

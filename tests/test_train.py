@@ -1,0 +1,129 @@
+"""The training loop: bit-for-bit resume, divergence, checkpoints, both losses."""
+import json
+
+import pytest
+import torch
+
+from core.errors import DivergenceError, GansweepError
+from core.models import ArchConfig
+from core.train import TrainConfig, load_checkpoint, setup, train, train_step, transfer_config
+
+from .conftest import make_source
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("source, loss, augment", [
+    ("dcgan", "wgan", "mild+diffaug"),
+    ("resnet", "wgan-gp", "flip"),
+])
+def test_resume_continues_identically(sources, faces, tmp_path, source, loss, augment):
+    def cfg(out, iters):
+        return transfer_config(str(sources[source]), str(faces), str(tmp_path / out),
+                               d=f"D(1,1,{4 if source == 'resnet' else 2})",
+                               g=f"G(1,1,{4 if source == 'resnet' else 2})", loss=loss,
+                               augment=augment, iters=iters, eval_every=2, batch_size=8,
+                               metrics=[], seed=3)
+    straight = train(cfg("a", 4))
+    train(cfg("b", 2))
+    resumed = train(cfg("b", 4), resume=tmp_path / "b" / "checkpoint.pt")
+    assert resumed.iteration == straight.iteration == 4
+    assert _states_equal(straight.G.state_dict(), resumed.G.state_dict())
+    assert _states_equal(straight.D.state_dict(), resumed.D.state_dict())
+    assert straight.last_losses == resumed.last_losses
+    history = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
+    assert [r["iteration"] for r in history] == [2, 4]
+
+
+def test_divergence_raises_specific_error(sources, faces, tmp_path):
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path),
+                          baseline="fine-tune", iters=3, batch_size=8, metrics=[])
+    state = setup(cfg)
+    with torch.no_grad():
+        next(state.D.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergenceError, match="diverged at iteration 1") as e:
+        train_step(state)
+    assert e.value.iteration == 1
+
+
+def test_absurd_learning_rate_diverges(sources, faces, tmp_path):
+    cfg = transfer_config(str(sources["resnet"]), str(faces), str(tmp_path), baseline="fine-tune",
+                          lr=1e12, iters=40, batch_size=8, metrics=[])
+    with pytest.raises(DivergenceError):
+        train(cfg)
+
+
+def test_checkpoint_holds_config_and_metadata(sources):
+    ckpt = load_checkpoint(sources["dcgan"])
+    assert ckpt["arch"]["name"] == "dcgan" and ckpt["config"]["loss"] == "wgan"
+    assert TrainConfig.from_dict(ckpt["config"]).arch == ArchConfig(**ckpt["arch"])
+
+
+def test_bad_checkpoints(sources, tmp_path):
+    good = sources["dcgan"]
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(3)}, plain)
+    no_d = tmp_path / "no_d.pt"
+    ckpt = load_checkpoint(good)
+    del ckpt["D"]
+    torch.save(ckpt, no_d)
+    for path, fragment in [(truncated, "not a readable"), (junk, "not a readable"),
+                           (plain, "not a gansweep checkpoint"), (no_d, "missing the discrim"),
+                           (tmp_path / "absent.pt", "no such file")]:
+        with pytest.raises(GansweepError, match=fragment) as e:
+            load_checkpoint(path)
+        assert str(path) in str(e.value)
+
+
+def test_weights_of_another_architecture(sources, faces, tmp_path):
+    ckpt = load_checkpoint(sources["dcgan"])
+    ckpt["arch"] = load_checkpoint(sources["resnet"])["arch"]
+    lying = tmp_path / "lying.pt"
+    torch.save(ckpt, lying)
+    with pytest.raises(GansweepError, match="does not fit the architecture"):
+        setup(transfer_config(str(lying), str(faces), str(tmp_path / "r"), baseline="fine-tune",
+                              metrics=[], batch_size=8))
+
+
+def test_wgan_gp_refuses_batch_norm_critic(sources, faces, tmp_path):
+    with pytest.raises(GansweepError, match="d_norm='batch'"):
+        setup(transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path),
+                              baseline="fine-tune", loss="wgan-gp", metrics=[], batch_size=8))
+
+
+def test_config_errors_name_the_field(faces, tmp_path):
+    for kwargs, fragment in [({"batch_size": 0}, "batch_size: 0"), ({"loss": "hinge"},
+                             "unknown loss 'hinge'; valid: wgan, wgan-gp"),
+                             ({"augment": "flip+rot"}, "augment: unknown preset 'rot'"),
+                             ({"arch": {"name": "dcgan", "resolution": 48}},
+                              "arch.resolution: 48")]:
+        with pytest.raises(GansweepError, match=fragment):
+            TrainConfig(data=str(faces), out=str(tmp_path), **kwargs)
+
+
+def test_scratch_init_needs_full_fine_tune(sources, faces, tmp_path):
+    with pytest.raises(GansweepError, match="g_init: 'scratch' needs G fully fine-tuned"):
+        transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(0,0,4)",
+                        g="G(1,0,3)", g_init="scratch")
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(2,0,2)",
+                          g="G(0,0,4)", g_init="scratch")
+    assert cfg.g_plan == ["reinit"] * 4 and cfg.d_plan[:2] == ["freeze", "freeze"]
+
+
+def test_fully_frozen_nets_train_without_optimizer(sources, faces, tmp_path):
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(4,0,0)",
+                          g="G(0,0,4)", iters=2, batch_size=8, metrics=[])
+    state = train(cfg)
+    assert state.opt_d is None and state.opt_g is not None and state.iteration == 2
+
+
+def test_pretrain_wgan_gp_resnet(blobs, tmp_path):
+    path = make_source(tmp_path / "src.pt", blobs, ArchConfig("resnet", 32, 2, 8, "none"),
+                       loss="wgan-gp", iters=2)
+    assert load_checkpoint(path)["iteration"] == 2

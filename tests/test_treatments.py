@@ -1,0 +1,143 @@
+"""Treatments: exactly the intended parameters learn, modulation starts as the identity,
+frozen units stay bit-identical through real training steps."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from core.models import ArchConfig, FilterShift, build_models
+from core.train import load_checkpoint, setup, train, transfer_config
+from core.treatments import TREATMENTS, AdaFM, apply_plan
+
+from .conftest import TINY
+
+ARCHS = {"dcgan": ArchConfig("dcgan", 32, 4, 8), "dcgan64": ArchConfig("dcgan", 64, 4, 8),
+         "resnet": ArchConfig("resnet", 32, 2, 8, "layer")}
+
+
+def expected_trainable(unit: nn.Module, treatment: str) -> set[int]:
+    if treatment in ("finetune", "reinit"):
+        return {id(p) for p in unit.parameters()}
+    kind = {"adafm": AdaFM, "filter-shift": FilterShift}.get(treatment)
+    if kind is None:
+        return set()
+    return {id(p) for m in unit.modules() if isinstance(m, kind) for p in m.parameters()}
+
+
+def plans(treatment: str, units: int) -> tuple[list[str], list[str]]:
+    # The treatment sits between a fine-tuned unit at the input end and frozen units, so
+    # the fine-tuned unit only learns if gradients flow *through* the frozen/modulated ones.
+    g = ["finetune", treatment] + ["freeze"] * (units - 2)
+    d = ["finetune", "freeze", treatment] + ["freeze"] * (units - 3)
+    return g, d
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("treatment", TREATMENTS.names())
+def test_exactly_intended_parameters_get_gradients(arch, treatment):
+    torch.manual_seed(0)
+    g, d = build_models(ARCHS[arch])
+    g_plan, d_plan = plans(treatment, g.num_units)
+    apply_plan(g, g_plan)
+    apply_plan(d, d_plan)
+    z = torch.randn(6, g.z_dim)
+    real = torch.rand(6, 3, ARCHS[arch].resolution, ARCHS[arch].resolution) * 2 - 1
+    # D's update: D on real and (detached) fake; G's update: through D.
+    (d(g(z).detach()).mean() - d(real).mean()).backward()
+    g_out = d(g(z)).mean()
+    for p in d.parameters():
+        p.grad = None
+    g_out.backward()
+    for net, plan in ((g, g_plan), (d, d_plan)):
+        expected = set().union(*(expected_trainable(u, t)
+                                 for (_, u), t in zip(net.transfer_units, plan)))
+        got = {id(p) for p in net.parameters() if p.grad is not None}
+        requires = {id(p) for p in net.parameters() if p.requires_grad}
+        assert requires == expected
+        assert got == expected
+        assert all(p.grad.abs().sum() > 0 for p in net.parameters() if id(p) in expected)
+        first = net.transfer_units[0][1]
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in first.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("treatment", ["adafm", "filter-shift"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_modulation_at_init_reproduces_pretrained(arch, treatment, mode):
+    torch.manual_seed(0)
+    g, d = build_models(ARCHS[arch])
+    g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
+    apply_plan(g2, [treatment] * g2.num_units)
+    apply_plan(d2, [treatment] * d2.num_units)
+    for net in (g, d, g2, d2):
+        net.train(mode == "train")
+    z = torch.randn(5, g.z_dim)
+    x = g(z)
+    assert torch.equal(g2(z), x)
+    assert torch.equal(d2(x), d(x))
+
+
+def test_adafm_shapes_and_transposed_layout():
+    g, d = build_models(ARCHS["dcgan"])
+    apply_plan(g, ["adafm"] * g.num_units)
+    apply_plan(d, ["adafm"] * d.num_units)
+    conv_t = g.transfer_units[0][1].layer  # ConvTranspose2d: weight is in x out x kh x kw
+    w = conv_t.parametrizations.weight.original
+    mod = conv_t.parametrizations.weight[0]
+    assert mod.gamma.shape == (w.shape[1], w.shape[0], 1, 1)  # out x in x 1 x 1
+    with torch.no_grad():
+        mod.gamma[1, 2] = 3.0  # output channel 1, input channel 2
+        mod.beta[1, 2] = 0.5
+    eff = conv_t.weight
+    assert torch.equal(eff[2, 1], 3.0 * w[2, 1] + 0.5)
+    mask = torch.ones_like(w, dtype=torch.bool)
+    mask[2, 1] = False
+    assert torch.equal(eff[mask], w[mask])
+    conv = d.transfer_units[0][1].layer
+    assert conv.parametrizations.weight[0].gamma.shape == conv.weight.shape[:2] + (1, 1)
+    fc = d.transfer_units[-1][1].layer
+    assert fc.parametrizations.weight[0].gamma.shape == (1, 1)  # one per output feature
+
+
+@pytest.mark.parametrize("bn_stats", ["adapt", "fixed"])
+def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, bn_stats):
+    src = sources["dcgan"]
+    cfg = transfer_config(str(src), str(faces), str(tmp_path / "run"), d="D(1,2,1)",
+                          g="G(1,1,2)", iters=3, batch_size=8, metrics=[], bn_stats=bn_stats)
+    state = setup(cfg)
+    before_g = {k: v.clone() for k, v in state.G.state_dict().items()}
+    before_d = {k: v.clone() for k, v in state.D.state_dict().items()}
+    train(cfg, state=state)
+    for net, before, plan in ((state.G, before_g, cfg.g_plan), (state.D, before_d, cfg.d_plan)):
+        after = net.state_dict()
+        for (name, _unit), t in zip(net.transfer_units, plan):
+            keys = [k for k in after if k.startswith(f"units.{name}.")]
+            params = [k for k in keys if not k.endswith(("running_mean", "running_var",
+                                                        "num_batches_tracked"))]
+            stats = [k for k in keys if k not in params]
+            changed = {k for k in params if not torch.equal(after[k], before[k])}
+            if t == "freeze":
+                assert not changed, (name, changed)
+                if bn_stats == "fixed":
+                    assert all(torch.equal(after[k], before[k]) for k in stats)
+                elif stats:
+                    assert any(not torch.equal(after[k], before[k]) for k in stats)
+            elif t == "adafm":
+                assert all(".original" in k or "parametrizations" not in k for k in params
+                           if k not in changed)
+                assert all("parametrizations.weight.0." in k for k in changed) and changed
+            else:
+                assert changed
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["plans"] == {"g": cfg.g_plan, "d": cfg.d_plan}
+
+
+def test_reinit_differs_from_source(sources, faces, tmp_path):
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), baseline="scratch",
+                          metrics=[], batch_size=8, iters=1)
+    src = load_checkpoint(sources["dcgan"])
+    state = setup(cfg)
+    weights = [k for k in src["G"] if k.endswith("layer.weight")]
+    assert weights and all(not torch.equal(state.G.state_dict()[k], src["G"][k]) for k in weights)
+    assert TINY["dcgan"] == state.cfg.arch
