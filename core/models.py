@@ -8,7 +8,6 @@ internal layout.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -162,19 +161,21 @@ register_arch = ARCHITECTURES.register
 
 
 class DCGANGenerator(TransferNet):
+    """z -> 8w x 4 x 4 -> 4w x 8 -> 2w x 16 -> w x 32 -> RGB. At 64 px the last unit
+    upsamples to 64; at 32 px it is a stride-1 3x3 unit, so both have L = 5 as in the
+    dissertation and the same partitions apply."""
+
     def __init__(self, cfg: ArchConfig):
-        n_up = int(math.log2(cfg.resolution)) - 2
-        chans = [cfg.width * 2 ** i for i in reversed(range(n_up))] + [3]
+        w = cfg.width
+        specs = [(cfg.z_dim, 8 * w, 4, 1, 0, "b4"), (8 * w, 4 * w, 4, 2, 1, "b8"),
+                 (4 * w, 2 * w, 4, 2, 1, "b16"), (2 * w, w, 4, 2, 1, "b32")]
+        specs.append((w, 3, 4, 2, 1, "b64") if cfg.resolution == 64 else (w, 3, 3, 1, 1, "rgb"))
         units: list[tuple[str, nn.Module]] = []
-        c_in, res = cfg.z_dim, 4
-        for i, c_out in enumerate(chans):
-            first, last = i == 0, i == len(chans) - 1
-            layer = nn.ConvTranspose2d(c_in, c_out, 4, 1 if first else 2, 0 if first else 1,
-                                       bias=False)
+        for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
+            last = n == len(specs) - 1
+            layer = nn.ConvTranspose2d(c_in, c_out, k, stride, pad, bias=False)
             norm = nn.Identity() if last else nn.BatchNorm2d(c_out)
-            act = nn.Tanh() if last else nn.ReLU()
-            units.append((f"b{res}", ConvUnit(layer, norm, act, c_out)))
-            c_in, res = c_out, res * 2
+            units.append((name, ConvUnit(layer, norm, nn.Tanh() if last else nn.ReLU(), c_out)))
         super().__init__(units, _dcgan_init)
         self.z_dim = cfg.z_dim
 
@@ -183,17 +184,20 @@ class DCGANGenerator(TransferNet):
 
 
 class DCGANDiscriminator(TransferNet):
+    """RGB -> w x 32 -> 2w x 16 -> 4w x 8 -> 8w x 4 -> linear logit (a stride-1 first
+    unit at 32 px, mirroring G)."""
+
     def __init__(self, cfg: ArchConfig):
-        n_down = int(math.log2(cfg.resolution)) - 2
+        w = cfg.width
+        first = (3, w, 4, 2, 1, "b64") if cfg.resolution == 64 else (3, w, 3, 1, 1, "rgb")
+        specs = [first, (w, 2 * w, 4, 2, 1, "b32"), (2 * w, 4 * w, 4, 2, 1, "b16"),
+                 (4 * w, 8 * w, 4, 2, 1, "b8")]
         units: list[tuple[str, nn.Module]] = []
-        c_in, res = 3, cfg.resolution
-        for i in range(n_down):
-            c_out = cfg.width * 2 ** i
-            norm = nn.Identity() if i == 0 else _d_norm(cfg.d_norm, c_out)
-            layer = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
-            units.append((f"b{res}", ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
-            c_in, res = c_out, res // 2
-        fc = nn.Linear(c_in * res * res, 1)
+        for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
+            norm = nn.Identity() if n == 0 else _d_norm(cfg.d_norm, c_out)
+            layer = nn.Conv2d(c_in, c_out, k, stride, pad, bias=False)
+            units.append((name, ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
+        fc = nn.Linear(8 * w * 4 * 4, 1)
         units.append(("fc", ConvUnit(fc, nn.Identity(), nn.Identity(), 1, flatten=True)))
         super().__init__(units, _dcgan_init)
 

@@ -102,6 +102,80 @@ def cmd_partitions(a: argparse.Namespace) -> int:
     return 0
 
 
+def _table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def _dry_run(spec) -> None:
+    trials = spec.trials()
+    columns = ["label", "source", "target", "target_size", "augment", "loss", "lr", "g_init",
+               "d_init", "seed"]
+    rows = [{**t.to_dict(), "source": Path(t.source).name if t.source else "-",
+             "target": Path(t.target).name} for t in trials]
+    print(_table(rows, columns))
+    n_pairs = sum(1 for t in trials if t.baseline is None)
+    print(f"# {len(trials)} trials: {n_pairs} partition trials ({len(spec.pairs)} D x G pairs) "
+          f"+ {len(trials) - n_pairs} baseline trials ({', '.join(spec.baselines) or 'none'}), "
+          f"over {len(spec.sources)} source(s), {len(spec.targets)} target(s) and the axes "
+          + ", ".join(f"{k}={v}" for k, v in spec.axes.items() if len(v) > 1 or v[0] is not None))
+    for problem in spec.problems:
+        print(f"warning: {problem} (a real launch refuses this)", file=sys.stderr)
+
+
+@command("launch")
+def cmd_launch(a: argparse.Namespace) -> int:
+    from sweep.spec import load_spec
+
+    spec = load_spec(a.spec)
+    if a.name:
+        spec.name = spec.raw["name"] = a.name
+    if a.dry_run:
+        _dry_run(spec)
+        return 0
+    from sweep.runner import launch
+
+    sweep_dir = launch(spec, a.storage, a.address)
+    print(f"sweep finished: {sweep_dir}")
+    print(status_of(sweep_dir))
+    return 0
+
+
+def status_of(sweep_dir: Path) -> str:
+    from sweep.state import status_text
+
+    return status_text(sweep_dir)
+
+
+@command("resume")
+def cmd_resume(a: argparse.Namespace) -> int:
+    from sweep.runner import resume
+    from sweep.state import sweep_dir_of
+
+    sweep_dir = resume(sweep_dir_of(a.sweep, a.storage), a.address, not a.skip_errored)
+    print(f"sweep finished: {sweep_dir}")
+    print(status_of(sweep_dir))
+    return 0
+
+
+@command("status")
+def cmd_status(a: argparse.Namespace) -> int:
+    from sweep.state import sweep_dir_of
+
+    print(status_of(sweep_dir_of(a.sweep, a.storage)))
+    return 0
+
+
+@command("demo")
+def cmd_demo(a: argparse.Namespace) -> int:
+    from sweep.demo import run_demo
+
+    run_demo(Path(a.out), a.inception_weights)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gansweep", description="Layer-wise transfer sweeps for pretrained GANs.")
@@ -163,6 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
     p.add_argument("--metrics", default="fid,kid")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("launch", help="run a sweep spec on Ray Tune")
+    p.add_argument("spec", help="sweep spec (YAML)")
+    p.add_argument("--name", help="sweep name (default: the spec's)")
+    p.add_argument("--storage", metavar="PATH", help="where sweeps live (default "
+                   "$GANSWEEP_STORAGE or ./sweeps); a shared filesystem on clusters")
+    p.add_argument("--address", help="join this Ray cluster (default: start a local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+
+    p = sub.add_parser("resume", help="continue a sweep after a failure")
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    p.add_argument("--storage", metavar="PATH")
+    p.add_argument("--address")
+    p.add_argument("--skip-errored", action="store_true", help="do not retry errored trials")
+
+    p = sub.add_parser("status", help="trials by state, best so far, compute spent (no Ray)")
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    p.add_argument("--storage", metavar="PATH")
+
+    p = sub.add_parser("demo", help="make data, pretrain a tiny source, run a small sweep")
+    p.add_argument("--out", default="gansweep-demo", metavar="DIR")
+    p.add_argument("--inception-weights", metavar="PATH")
 
     p = sub.add_parser("partitions", help="list every D(i,j,k) / G(i,j,k) for L units")
     p.add_argument("--units", type=int, required=True, metavar="L")

@@ -21,12 +21,12 @@ def test_partitions_lists_21():
 
 
 def test_transfer_prints_json(sources, faces, tmp_path):
-    out = gansweep("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,1)",
-                   "--g", "G(1,2,1)", "--iters", "2", "--batch-size", "8", "--metrics", "none",
+    out = gansweep("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,2)",
+                   "--g", "G(1,2,2)", "--iters", "2", "--batch-size", "8", "--metrics", "none",
                    "--out", tmp_path / "run")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["iterations"] == 2 and result["label"] == "D(1,2,1)G(1,2,1)"
+    assert result["iterations"] == 2 and result["label"] == "D(1,2,2)G(1,2,2)"
     assert result["trainable_g"] > 0 and result["images_per_s"] > 0
 
 

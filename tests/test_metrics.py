@@ -58,6 +58,15 @@ def test_fid_equals_pytorch_fid(tmp_path, weights, rgb):
     assert abs(fid(sa, sa)) < 1e-3  # a folder against itself
 
 
+@pytest.mark.parametrize("n_real, n_fake", [(300, 40), (30, 25)])
+def test_fid_low_rank_path_equals_pytorch_fid_formula(n_real, n_fake):
+    rng = np.random.default_rng(1)
+    real = FeatureStats(rng.normal(size=(n_real, 2048)).astype(np.float32))
+    fake = FeatureStats((rng.normal(size=(n_fake, 2048)) * 1.2 + 0.05).astype(np.float32))
+    expected = fid_score.calculate_frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+    assert fid(real, fake) == pytest.approx(expected, rel=1e-6)
+
+
 def test_kid_unbiased_and_ordered():
     rng = np.random.default_rng(0)
     a = FeatureStats(rng.normal(size=(120, 64)).astype(np.float32))

@@ -22,8 +22,8 @@ def _states_equal(a: dict, b: dict) -> bool:
 def test_resume_continues_identically(sources, faces, tmp_path, source, loss, augment):
     def cfg(out, iters):
         return transfer_config(str(sources[source]), str(faces), str(tmp_path / out),
-                               d=f"D(1,1,{4 if source == 'resnet' else 2})",
-                               g=f"G(1,1,{4 if source == 'resnet' else 2})", loss=loss,
+                               d=f"D(1,1,{4 if source == 'resnet' else 3})",
+                               g=f"G(1,1,{4 if source == 'resnet' else 3})", loss=loss,
                                augment=augment, iters=iters, eval_every=2, batch_size=8,
                                metrics=[], seed=3)
     straight = train(cfg("a", 4))
@@ -109,16 +109,16 @@ def test_config_errors_name_the_field(faces, tmp_path):
 
 def test_scratch_init_needs_full_fine_tune(sources, faces, tmp_path):
     with pytest.raises(GansweepError, match="g_init: 'scratch' needs G fully fine-tuned"):
-        transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(0,0,4)",
-                        g="G(1,0,3)", g_init="scratch")
-    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(2,0,2)",
-                          g="G(0,0,4)", g_init="scratch")
-    assert cfg.g_plan == ["reinit"] * 4 and cfg.d_plan[:2] == ["freeze", "freeze"]
+        transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(0,0,5)",
+                        g="G(1,0,4)", g_init="scratch")
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(2,0,3)",
+                          g="G(0,0,5)", g_init="scratch")
+    assert cfg.g_plan == ["reinit"] * 5 and cfg.d_plan[:2] == ["freeze", "freeze"]
 
 
 def test_fully_frozen_nets_train_without_optimizer(sources, faces, tmp_path):
-    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(4,0,0)",
-                          g="G(0,0,4)", iters=2, batch_size=8, metrics=[])
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(5,0,0)",
+                          g="G(0,0,5)", iters=2, batch_size=8, metrics=[])
     state = train(cfg)
     assert state.opt_d is None and state.opt_g is not None and state.iteration == 2
 

@@ -103,8 +103,8 @@ def test_adafm_shapes_and_transposed_layout():
 @pytest.mark.parametrize("bn_stats", ["adapt", "fixed"])
 def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, bn_stats):
     src = sources["dcgan"]
-    cfg = transfer_config(str(src), str(faces), str(tmp_path / "run"), d="D(1,2,1)",
-                          g="G(1,1,2)", iters=3, batch_size=8, metrics=[], bn_stats=bn_stats)
+    cfg = transfer_config(str(src), str(faces), str(tmp_path / "run"), d="D(1,2,2)",
+                          g="G(1,1,3)", iters=3, batch_size=8, metrics=[], bn_stats=bn_stats)
     state = setup(cfg)
     before_g = {k: v.clone() for k, v in state.G.state_dict().items()}
     before_d = {k: v.clone() for k, v in state.D.state_dict().items()}

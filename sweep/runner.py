@@ -1,0 +1,306 @@
+"""Launch and resume sweeps on Ray Tune. The only module that imports Ray.
+
+Layout of a sweep directory ``STORAGE/NAME`` (besides Ray Tune's own files):
+- ``sweep.yaml``: the spec as launched, with paths resolved;
+- ``gansweep_trials.json``: every trial's status, written by the driver (see ``state``);
+- ``asha_rungs.json``: ASHA's rung records, so decisions after a resume use the results
+  seen before it (Ray forgets them on restore: ray-project/ray#30838);
+- ``fid-stats/``: real-data FID statistics, computed once by the driver before trials.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from core.data import load_folder
+from core.errors import DivergenceError, GansweepError
+from core.metrics import get_extractor, real_stats, resolve_weights
+from core.train import (
+    TrainState,
+    final_summary,
+    pick_device,
+    setup,
+    snapshot,
+    train,
+    transfer_config,
+)
+from sweep.spec import SweepSpec, Trial, parse_spec
+from sweep.state import RUNGS_FILE, SPEC_FILE, SweepState, atomic_write_text, default_storage
+
+# --- the trial (runs in a Ray worker) ------------------------------------------------------
+
+def _trial_config(config: dict[str, Any], out: str):
+    trial, common = Trial(**config["trial"]), config["common"]
+    overrides = {"loss": trial.loss} if trial.loss else {}
+    return transfer_config(
+        trial.source, trial.target, out, d=trial.d, g=trial.g, baseline=trial.baseline,
+        modulation=trial.modulation, freeze_d_depth=trial.freeze_d_depth,
+        g_init=trial.g_init, d_init=trial.d_init, target_size=trial.target_size,
+        augment=trial.augment, lr=trial.lr, seed=trial.seed,
+        iters=common["iters"], eval_every=common["eval_every"],
+        fid_samples=common["fid_samples"], batch_size=common["batch_size"],
+        fid_real=common["fid_real"], metrics=["fid", "kid"], bn_stats=common["bn_stats"],
+        inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
+        **overrides)
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one transfer trial, reporting (with a checkpoint) at
+    every evaluation. A diverged run reports FID = KID = inf and ends normally."""
+    torch.set_num_threads(max(1, int(config["common"]["cpus"])))
+    cfg = _trial_config(config, os.getcwd())
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = setup(cfg, resume=Path(d) / "checkpoint.pt")
+    else:
+        state = setup(cfg)
+
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(s: TrainState, record: dict[str, float]) -> None:
+        metrics = {**final_summary(s), **record, "diverged": 0, "node_id": node_id}
+        with tempfile.TemporaryDirectory() as d:
+            snapshot(s, Path(d) / "checkpoint.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        train(cfg, callback=report, state=state)
+    except DivergenceError as e:
+        tune.report({**final_summary(state), "iteration": e.iteration, "fid": math.inf,
+                     "kid": math.inf, "diverged": 1, "error": str(e)})
+
+
+# --- ASHA with persisted rungs ---------------------------------------------------------------
+
+class PersistentASHA(ASHAScheduler):
+    """ASHA that writes its rung records to the sweep directory after every decision and
+    reads them back after a restore, so a resumed sweep still compares against every
+    result recorded before the driver died."""
+
+    def __init__(self, rung_file: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._rung_file = rung_file
+        self._loaded = False
+
+    def _load(self) -> None:
+        self._loaded = True
+        path = Path(self._rung_file)
+        if not path.is_file():
+            return
+        saved = json.loads(path.read_text())
+        for bracket, rungs in zip(self._brackets, saved["brackets"]):
+            for (milestone, recorded), (saved_milestone, saved_recorded) in zip(bracket._rungs,
+                                                                                rungs):
+                assert milestone == saved_milestone, "rung layout changed between runs"
+                recorded.update(saved_recorded)
+        self._num_stopped = saved["num_stopped"]
+
+    def _save(self) -> None:
+        data = {"brackets": [[[m, rec] for m, rec in b._rungs] for b in self._brackets],
+                "num_stopped": self._num_stopped}
+        atomic_write_text(Path(self._rung_file), json.dumps(data))
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if not self._loaded:  # first call after construction or unpickling on restore
+            self._load()
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._save()
+
+
+class Recorder(tune.Callback):
+    """Keeps ``gansweep_trials.json`` current from the driver: statuses, starts, last and
+    best metrics, errors. ``gansweep status`` and the results read it without Ray."""
+
+    def __init__(self, sweep_dir: str, max_iters: int):
+        self.sweep_dir, self.max_iters = sweep_dir, max_iters
+        self._state: SweepState | None = None
+
+    @property
+    def state(self) -> SweepState:
+        if self._state is None:  # lazily, so a restored (unpickled) recorder reloads
+            self._state = SweepState.load(Path(self.sweep_dir))
+        return self._state
+
+    def _trial(self, trial) -> dict[str, Any]:
+        return self.state.trial(trial.trial_id, trial.config["trial"], trial.path)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        rec = self._trial(trial)
+        rec["status"] = "running"
+        rec["starts"].append({"time": time.time(), "iteration": rec["iteration"]})
+        self.state.save()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        rec = self._trial(trial)
+        rec["iteration"] = int(result.get("iteration", rec["iteration"]))
+        rec["reports"] += 1
+        rec["time_total_s"] = float(result.get("time_total_s", 0.0))
+        rec["node_ip"] = result.get("node_ip")
+        rec["last"] = {k: result.get(k) for k in ("fid", "kid", "d_loss", "g_loss",
+                                                  "images_per_s", "trainable_g",
+                                                  "trainable_d", "train_seconds", "node_id")}
+        for m in ("fid", "kid"):
+            value = result.get(m)
+            if value is not None and (rec["best"].get(m) is None or value < rec["best"][m]):
+                rec["best"][m] = value
+        if result.get("diverged"):
+            rec["status"], rec["error"] = "diverged", result.get("error")
+        self.state.save()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        rec = self._trial(trial)
+        if rec["status"] != "diverged":
+            rec["status"] = "finished" if rec["iteration"] >= self.max_iters else "stopped"
+        rec["ended"] = time.time()
+        self.state.save()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        rec = self._trial(trial)
+        rec["status"], rec["ended"] = "errored", time.time()
+        rec["error"] = _error_text(trial)
+        self.state.save()
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        rec = self._trial(trial)
+        rec["failures"] += 1
+        rec["error"] = _error_text(trial)
+        self.state.save()
+
+
+def _error_text(trial) -> str | None:
+    path = getattr(trial, "error_file", None)
+    try:
+        return Path(path).read_text()[-4000:] if path else None
+    except OSError:
+        return None
+
+
+# --- launch / resume -------------------------------------------------------------------------
+
+def _real_stats_once(spec: SweepSpec, cache_dir: Path) -> None:
+    """Compute every target's real-data statistics before any trial starts."""
+    weights = resolve_weights(spec.inception_weights)
+    extractor = get_extractor(weights, pick_device("auto"))
+    for target in spec.targets:
+        images = load_folder(target, spec.arch.resolution)
+        ref = images.subset(min(spec.budget.fid_real, len(images)) if spec.budget.fid_real
+                            else None, 0)
+        real_stats(ref.images, ref.digest(), extractor, cache_dir)
+
+
+def _common(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
+    return {**asdict(spec.budget), "bn_stats": spec.bn_stats, "cpus": spec.resources.cpu,
+            "inception_weights": resolve_weights(spec.inception_weights),
+            "cache_dir": str(sweep_dir)}  # trials read sweep_dir/fid-stats
+
+
+def _trial_dirname(trial) -> str:
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.config["trial"]["label"]).strip("_")
+    return f"{trial.trial_id}_{label}"
+
+
+def _reporter() -> tune.CLIReporter:
+    return tune.CLIReporter(parameter_columns={"trial/label": "setting", "trial/seed": "seed"},
+                            metric_columns={"iteration": "iter", "fid": "FID", "kid": "KID",
+                                            "images_per_s": "img/s"},
+                            max_report_frequency=30)
+
+
+def _trainable(spec: SweepSpec):
+    return tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _scheduler(spec: SweepSpec, sweep_dir: Path) -> TrialScheduler:
+    if spec.scheduler.type == "none":
+        return FIFOScheduler()
+    return PersistentASHA(str(sweep_dir / RUNGS_FILE), time_attr="iteration",
+                          metric=spec.metric, mode="min", max_t=spec.budget.iters,
+                          grace_period=spec.scheduler.grace_period,
+                          reduction_factor=spec.scheduler.reduction_factor)
+
+
+def _init_ray(address: str | None) -> None:
+    # The classic progress table, which shows each trial's setting (the new one cannot).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(include_dashboard=False)
+
+
+def launch(spec: SweepSpec, storage: str | None = None, address: str | None = None) -> Path:
+    """Start a new sweep under ``STORAGE/NAME``; refuses a name that already holds one."""
+    if spec.problems:
+        raise GansweepError(spec.problems[0])
+    storage_path = Path(storage or default_storage()).expanduser().resolve()
+    sweep_dir = storage_path / spec.name
+    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise GansweepError(f"sweep {spec.name!r} already exists at {sweep_dir}; resume it "
+                            f"with 'gansweep resume {sweep_dir}' or choose another --name")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    trials = spec.trials()
+    atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
+    SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
+    _real_stats_once(spec, sweep_dir / "fid-stats")
+    _init_ray(address)
+    tuner = tune.Tuner(
+        _trainable(spec),
+        param_space={"trial": tune.grid_search([t.to_dict() for t in trials]),
+                     "common": _common(spec, sweep_dir)},
+        tune_config=tune.TuneConfig(scheduler=_scheduler(spec, sweep_dir),
+                                    max_concurrent_trials=spec.max_concurrent or None,
+                                    trial_name_creator=_trial_dirname,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=spec.name, storage_path=str(storage_path),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(),
+            callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
+    tuner.fit()
+    return sweep_dir
+
+
+def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
+    path = sweep_dir / SPEC_FILE
+    if not path.is_file():
+        raise GansweepError(f"{sweep_dir}: not a gansweep sweep directory (no {SPEC_FILE})")
+    return parse_spec(yaml.safe_load(path.read_text()), sweep_dir, str(path))
+
+
+def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = True) -> Path:
+    """Continue a sweep: finished trials stay finished, unfinished ones continue from their
+    last checkpoint, errored ones are retried unless ``retry_errored`` is False."""
+    spec = load_sweep_spec(sweep_dir)
+    if not tune.Tuner.can_restore(str(sweep_dir)):
+        raise GansweepError(f"{sweep_dir}: Ray Tune state is missing; the sweep never started")
+    _init_ray(address)
+    tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),
+                               resume_unfinished=True, resume_errored=retry_errored,
+                               restart_errored=False)
+    tuner.fit()
+    return sweep_dir

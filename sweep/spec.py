@@ -1,0 +1,364 @@
+"""Sweep specs: a YAML file -> a validated ``SweepSpec`` -> the list of trials it expands to.
+
+Every error names the field and the bad value; an unknown key suggests the closest valid one.
+Relative paths in a spec are relative to the spec file's folder.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.augment import parse_augment
+from core.errors import GansweepError
+from core.losses import LOSSES
+from core.metrics import METRICS
+from core.models import ArchConfig, unit_counts
+from core.train import INITS, load_checkpoint
+from core.treatments import BASELINES, BN_STATS, enumerate_partitions, parse_partition
+
+MODULATIONS = ("adafm", "filter-shift")
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(where: str, data: dict, valid: list[str]) -> None:
+    for key in data:
+        if key not in valid:
+            raise GansweepError(f"{where}: unknown key {key!r}{_suggest(str(key), valid)}; "
+                                f"valid: {', '.join(valid)}")
+
+
+def _typed(where: str, value: Any, types: tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise GansweepError(f"{where}: {value!r} is not {what}")
+    return value
+
+
+def _as_list(where: str, value: Any) -> list:
+    values = value if isinstance(value, list) else [value]
+    seen = []
+    for v in values:
+        if v in seen:
+            raise GansweepError(f"{where}: duplicate value {v!r}")
+        seen.append(v)
+    if not values:
+        raise GansweepError(f"{where}: empty list")
+    return values
+
+
+@dataclass(frozen=True)
+class Budget:
+    iters: int
+    eval_every: int
+    fid_samples: int = 256
+    batch_size: int = 64
+    fid_real: int | None = None
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    type: str = "asha"  # asha | none
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial's settings; ``to_dict`` is what Ray Tune carries as the trial config."""
+
+    label: str
+    source: str | None
+    target: str
+    d: str | None
+    g: str | None
+    baseline: str | None
+    modulation: str
+    freeze_d_depth: int | None
+    target_size: int | None
+    augment: str
+    loss: str
+    lr: float | None
+    g_init: str
+    d_init: str
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    sources: list[str | None]
+    targets: list[str]
+    arch: ArchConfig | None
+    pairs: list[tuple[str, str]]
+    baselines: list[str]
+    axes: dict[str, list]
+    budget: Budget
+    scheduler: Scheduler
+    metric: str
+    resources: Resources
+    modulation: str = "adafm"
+    freeze_d_depth: int | None = None
+    bn_stats: str = "adapt"
+    max_concurrent: int = 0
+    max_failures: int = 2
+    inception_weights: str | None = None
+    problems: list[str] = field(default_factory=list)  # missing files (fatal unless dry run)
+    raw: dict[str, Any] = field(default_factory=dict)  # the spec with paths made absolute
+
+    def trials(self) -> list[Trial]:
+        """The Cartesian product: (pairs + baselines) x sources x targets x axes. Settings
+        that cannot exist (a scratch-initialised net that is frozen or modulated) are left
+        out, and the scratch baseline is run once, not once per source."""
+        out: list[Trial] = []
+        settings = [(f"{d}{g}", d, g, None) for d, g in self.pairs] + \
+                   [(b, None, None, b) for b in self.baselines]
+        names = list(AXES)
+        for label, d, g, baseline in settings:
+            sources = self.sources[:1] if baseline == "scratch" else self.sources
+            for source, target, *values in itertools.product(
+                    sources, self.targets, *(self.axes[n] for n in names)):
+                axes = dict(zip(names, values))
+                if not _init_compatible(d, g, baseline, axes["g_init"], axes["d_init"]):
+                    continue
+                out.append(Trial(label, source, target, d, g, baseline, self.modulation,
+                                 self.freeze_d_depth, **axes))
+        return out
+
+
+AXES: dict[str, Any] = {  # axis -> default values
+    "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
+    "g_init": ["pretrained"], "d_init": ["pretrained"], "seed": [0],
+}
+TOP_KEYS = ["name", "source", "target", "arch", "partitions", "baselines", "modulation",
+            "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler", "metric", "resources",
+            "max_concurrent", "max_failures", "inception_weights"]
+
+
+def _init_compatible(d: str | None, g: str | None, baseline: str | None, g_init: str,
+                     d_init: str) -> bool:
+    if baseline == "scratch":
+        return g_init == d_init == "pretrained"
+    if baseline is not None and baseline != "fine-tune":
+        return g_init == d_init == "pretrained"
+    if g_init == "scratch" and g is not None and not g.replace(" ", "").startswith("G(0,0,"):
+        return False
+    if d_init == "scratch" and d is not None and not d.replace(" ", "").startswith("D(0,0,"):
+        return False
+    return True
+
+
+def _path(base: Path, where: str, value: Any, problems: list[str]) -> str:
+    _typed(where, value, (str,), "a path")
+    p = Path(value).expanduser()
+    p = p if p.is_absolute() else (base / p)
+    p = Path(str(p.resolve()))
+    if not p.exists():
+        problems.append(f"{where}: {value!r} does not exist ({p})")
+    return str(p)
+
+
+def _section(where: str, data: Any, cls: type) -> Any:
+    if data is None:
+        data = {}
+    _typed(where, data, (dict,), "a mapping")
+    names = [f.name for f in fields(cls)]
+    _check_keys(where, data, names)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.type in ("int", "int | None"):
+            if value is None and "None" in f.type:
+                kwargs[f.name] = None
+                continue
+            _typed(f"{where}.{f.name}", value, (int,), "an integer")
+            if value < (0 if f.name == "eval_every" else 1):
+                raise GansweepError(f"{where}.{f.name}: {value!r} is out of range")
+        elif f.type == "float":
+            _typed(f"{where}.{f.name}", value, (int, float), "a number")
+            value = float(value)
+        elif f.type == "str":
+            _typed(f"{where}.{f.name}", value, (str,), "a string")
+        kwargs[f.name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise GansweepError(f"{where}: {e}") from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec. Missing files are collected in ``problems``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GansweepError(f"spec {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise GansweepError(f"spec {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_spec(data, path.parent.resolve(), str(path))
+
+
+def parse_spec(data: Any, base: Path, where: str = "spec") -> SweepSpec:
+    _typed(where, data, (dict,), "a mapping")
+    _check_keys(where, data, TOP_KEYS)
+    for key in ("name", "target", "budget"):
+        if key not in data:
+            raise GansweepError(f"{where}: missing required key {key!r}")
+    problems: list[str] = []
+    name = _typed("name", data["name"], (str,), "a string")
+    if not name or "/" in name or name.startswith("."):
+        raise GansweepError(f"name: {name!r} must be a non-empty folder name")
+    sources = [None if s is None else _path(base, "source", s, problems)
+               for s in _as_list("source", data.get("source"))]
+    targets = [_path(base, "target", t, problems) for t in _as_list("target", data["target"])]
+
+    arch = _arch(data.get("arch"), sources, problems)
+    lg, ld = unit_counts(arch) if arch else (None, None)
+    pairs = _pairs(data.get("partitions", []), ld, lg)
+    baselines = _as_list("baselines", data.get("baselines", []))
+    for b in baselines:
+        _typed("baselines", b, (str,), "a baseline name")
+        if b not in BASELINES:
+            raise GansweepError(f"baselines: unknown baseline {b!r}{_suggest(b, BASELINES.names())}"
+                                f"; valid: {', '.join(BASELINES.names())}")
+    if not pairs and not baselines:
+        raise GansweepError("partitions/baselines: the spec selects no trial")
+    if None in sources and any(b != "scratch" for b in baselines) or None in sources and pairs:
+        raise GansweepError("source: null (no source) only allows the 'scratch' baseline")
+
+    axes = {n: _as_list(n, data.get(n, default)) for n, default in AXES.items()}
+    for v in axes["target_size"]:
+        if v is not None:
+            _typed("target_size", v, (int,), "an integer or null")
+    for v in axes["augment"]:
+        parse_augment(_typed("augment", v, (str,), "a string"))
+    for v in axes["loss"]:
+        if v is not None:
+            LOSSES.get(v)
+    for v in axes["lr"]:
+        if v is not None and (_typed("lr", v, (int, float), "a number") <= 0):
+            raise GansweepError(f"lr: {v!r} must be positive")
+    for n in ("g_init", "d_init"):
+        for v in axes[n]:
+            if v not in INITS:
+                raise GansweepError(f"{n}: {v!r} is not one of {INITS}")
+    for v in axes["seed"]:
+        _typed("seed", v, (int,), "an integer")
+
+    metric = data.get("metric", "fid")
+    METRICS.get(metric)
+    modulation = data.get("modulation", "adafm")
+    if modulation not in MODULATIONS:
+        raise GansweepError(f"modulation: {modulation!r} is not one of {MODULATIONS}")
+    bn_stats = data.get("bn_stats", "adapt")
+    if bn_stats not in BN_STATS:
+        raise GansweepError(f"bn_stats: {bn_stats!r} is not one of {BN_STATS}")
+    budget = _section("budget", data["budget"], Budget)
+    scheduler = _section("scheduler", data.get("scheduler"), Scheduler)
+    if scheduler.type not in ("asha", "none"):
+        raise GansweepError(f"scheduler.type: {scheduler.type!r} is not 'asha' or 'none'")
+    if scheduler.reduction_factor <= 1:
+        raise GansweepError(f"scheduler.reduction_factor: {scheduler.reduction_factor} must "
+                            f"be > 1")
+    resources = _section("resources", data.get("resources"), Resources)
+    if resources.cpu <= 0 or resources.gpu < 0:
+        raise GansweepError(f"resources: cpu must be > 0 and gpu >= 0, got {resources}")
+    weights = data.get("inception_weights")
+    if weights is not None:
+        weights = _path(base, "inception_weights", weights, problems)
+    ints = {}
+    for key, low in (("max_concurrent", 0), ("max_failures", 0), ("freeze_d_depth", 0)):
+        value = data.get(key)
+        if value is not None:
+            _typed(key, value, (int,), "an integer")
+            if value < low:
+                raise GansweepError(f"{key}: {value!r} must be >= {low}")
+            ints[key] = value
+    raw = {**data, "source": sources if isinstance(data.get("source"), list) else sources[0],
+           "target": targets if isinstance(data["target"], list) else targets[0]}
+    if weights is not None:
+        raw["inception_weights"] = weights
+    return SweepSpec(name, sources, targets, arch, pairs, baselines, axes, budget, scheduler,
+                     metric, resources, modulation, bn_stats=bn_stats,
+                     inception_weights=weights, problems=problems, raw=raw, **ints)
+
+
+def _arch(data: Any, sources: list[str | None], problems: list[str]) -> ArchConfig | None:
+    """The architecture every source must have: from the spec's ``arch`` (name, resolution,
+    ...) checked against each source's metadata, or from the first source."""
+    found = []
+    for s in sources:
+        if s is not None and Path(s).is_file():
+            found.append((s, ArchConfig(**load_checkpoint(s)["arch"])))
+    if data is None:
+        if not found:
+            if not problems:
+                raise GansweepError("arch: needed when no source checkpoint gives it")
+            return None
+        want = found[0][1]
+        check = asdict(want)
+    else:
+        _typed("arch", data, (dict,), "a mapping")
+        _check_keys("arch", data, [f.name for f in fields(ArchConfig)])
+        try:
+            want = ArchConfig(**{**({} if not found else asdict(found[0][1])), **data})
+        except TypeError as e:
+            raise GansweepError(f"arch: {e}") from None
+        check = data
+    for s, have in found:
+        for key, value in check.items():
+            if getattr(have, key) != value:
+                raise GansweepError(f"source: {s} has arch.{key} = {getattr(have, key)!r}, "
+                                    f"but the spec requires {value!r}")
+    return want
+
+
+def _pairs(data: Any, ld: int | None, lg: int | None) -> list[tuple[str, str]]:
+    """``all``, ``{d: all|[...], g: all|[...]}`` (their product) or ``[[D, G], ...]``."""
+    if data in ([], None):
+        return []
+    if ld is None or lg is None:
+        raise GansweepError("partitions: the unit count needs the architecture (give 'arch')")
+
+    def side(net: str, units: int, value: Any) -> list[str]:
+        if value == "all":
+            return [str(p) for p in enumerate_partitions(net, units)]
+        return [str(parse_partition(v, units, net)) for v in _as_list(f"partitions.{net.lower()}",
+                                                                     value)]
+
+    if data == "all":
+        return [(d, g) for d in side("D", ld, "all") for g in side("G", lg, "all")]
+    if isinstance(data, dict):
+        _check_keys("partitions", data, ["d", "g"])
+        return [(d, g) for d in side("D", ld, data.get("d", "all"))
+                for g in side("G", lg, data.get("g", "all"))]
+    if isinstance(data, list):
+        pairs = []
+        for item in data:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise GansweepError(f"partitions: {item!r} is not a [D(i,j,k), G(i,j,k)] pair")
+            pairs.append((str(parse_partition(item[0], ld, "D")),
+                          str(parse_partition(item[1], lg, "G"))))
+        if len(set(pairs)) != len(pairs):
+            raise GansweepError("partitions: duplicate pair")
+        return pairs
+    raise GansweepError(f"partitions: {data!r} is not 'all', a {{d, g}} mapping or a list of "
+                        f"pairs")

@@ -1,0 +1,108 @@
+"""Sweep specs: validation errors name the field; expansion counts what DESIGN.md says."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.errors import GansweepError
+from sweep.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec(tmp_path, source, target, **over):
+    data = {"name": "t", "source": str(source), "target": str(target),
+            "partitions": [["D(1,2,2)", "G(1,2,2)"]], "baselines": ["fine-tune"],
+            "budget": {"iters": 4, "eval_every": 2}}
+    data.update(over)
+    return data
+
+
+def test_dissertation_dry_run_counts_441_plus_baselines():
+    out = subprocess.run([sys.executable, "-m", "sweep.cli", "launch",
+                          str(ROOT / "search_spaces" / "dissertation.yaml"), "--dry-run"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = out.stdout.strip().splitlines()[-1]
+    assert re.search(r"# 446 trials: 441 partition trials \(441 D x G pairs\) \+ 5 baseline",
+                     summary), summary
+    assert len([line for line in out.stdout.splitlines() if line.startswith("D(")]) == 441
+
+
+@pytest.mark.parametrize("name", ["demo", "emoji_cpu", "wang2018_init_size", "dissertation"])
+def test_shipped_specs_parse(name):
+    s = load_spec(ROOT / "search_spaces" / f"{name}.yaml")
+    assert s.trials()
+
+
+def test_axes_multiply_and_scratch_runs_once(sources, faces, tmp_path):
+    second = tmp_path / "second.pt"
+    second.write_bytes(sources["dcgan"].read_bytes())
+    data = spec(tmp_path, sources["dcgan"], faces, seed=[0, 1], lr=[1e-4, 1e-5],
+                baselines=["fine-tune", "scratch"])
+    data["source"] = [str(sources["dcgan"]), str(second)]
+    trials = parse_spec(data, tmp_path).trials()
+    # (1 pair + fine-tune) x 2 sources x 2 seeds x 2 lr, + scratch (source-free) x 2 x 2
+    assert len(trials) == 2 * 2 * 2 * 2 + 4
+    assert sum(t.baseline == "scratch" for t in trials) == 4
+
+
+def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):
+    s = parse_spec(spec(tmp_path, sources["dcgan"], faces, g_init=["pretrained", "scratch"],
+                        partitions={"d": ["D(0,0,5)"], "g": ["G(0,0,5)", "G(1,2,2)"]}),
+                   tmp_path)
+    labels = sorted((t.label, t.g_init) for t in s.trials())
+    assert ("D(0,0,5)G(1,2,2)", "scratch") not in labels
+    assert ("D(0,0,5)G(0,0,5)", "scratch") in labels and len(labels) == 5
+
+
+@pytest.mark.parametrize("over, fragment", [
+    ({"baselnes": ["freeze"]}, "unknown key 'baselnes' (did you mean 'baselines'?)"),
+    ({"seed": ["zero"]}, "seed: 'zero' is not an integer"),
+    ({"seed": [0, 0]}, "seed: duplicate value 0"),
+    ({"partitions": [["D(1,2,3)", "G(1,2,2)"]]}, "'D(1,2,3)' sums to 6, but the network has L = 5"),
+    ({"baselines": ["freez"]}, "baselines: unknown baseline 'freez' (did you mean 'freeze'?)"),
+    ({"budget": {"iters": "many", "eval_every": 2}}, "budget.iters: 'many' is not an integer"),
+    ({"budget": {"iters": 4, "eval_every": 2, "batch": 3}}, "budget: unknown key 'batch'"),
+    ({"arch": {"name": "dcgan", "resolution": 64}}, "has arch.resolution = 32, but the spec "
+                                                      "requires 64"),
+    ({"scheduler": {"type": "hyperband"}}, "scheduler.type: 'hyperband'"),
+    ({"loss": ["hinge"]}, "unknown loss 'hinge'"),
+])
+def test_spec_errors_name_the_field(sources, faces, tmp_path, over, fragment):
+    with pytest.raises(GansweepError) as e:
+        parse_spec(spec(tmp_path, sources["dcgan"], faces, **over), tmp_path)
+    assert fragment in str(e.value)
+
+
+def test_missing_files_refused_by_launch(sources, faces, tmp_path):
+    s = parse_spec(spec(tmp_path, sources["dcgan"], tmp_path / "nope", arch={
+        "name": "dcgan", "resolution": 32}), tmp_path)
+    assert s.problems and "target: " in s.problems[0]
+    from sweep.runner import launch
+
+    with pytest.raises(GansweepError, match="target: .* does not exist"):
+        launch(s, str(tmp_path / "storage"))
+
+
+def test_same_name_launch_refused(sources, faces, tmp_path):
+    from sweep.runner import launch
+
+    s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
+    (tmp_path / "storage" / "t").mkdir(parents=True)
+    (tmp_path / "storage" / "t" / "gansweep_trials.json").write_text("{}")
+    with pytest.raises(GansweepError, match="already exists"):
+        launch(s, str(tmp_path / "storage"))
+
+
+def test_spec_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(GansweepError, match="not valid YAML"):
+        load_spec(bad)
+    bad.write_text(yaml.safe_dump({"name": "x"}))
+    with pytest.raises(GansweepError, match="missing required key 'target'"):
+        load_spec(bad)

@@ -1,0 +1,171 @@
+"""Real sweeps on Ray Tune: ASHA stops trials, a killed driver resumes without rerunning
+anything, and a two-node cluster survives losing a node."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweep.state import SweepState
+
+pytestmark = pytest.mark.slow
+
+MAX_ITERS = 6
+
+
+def write_spec(path: Path, source: Path, target: Path, weights: str, **over) -> Path:
+    data = {"name": "tiny", "source": str(source), "target": str(target),
+            "partitions": {"d": ["D(0,0,5)", "D(1,2,2)", "D(3,0,2)"],
+                           "g": ["G(0,0,5)", "G(3,0,2)"]},
+            "baselines": ["fine-tune", "scale-shift", "scratch"],
+            "budget": {"iters": MAX_ITERS, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+            "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 3},
+            "metric": "fid", "resources": {"cpu": 1}, "max_failures": 2,
+            "inception_weights": weights}
+    data.update(over)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def gansweep(*args, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    return subprocess.Popen([sys.executable, "-m", "sweep.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def results(trial: dict) -> list[dict]:
+    path = Path(trial["path"]) / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_tiny_sweep_asha_stops_some(sources, faces, weights, tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights)
+    out = finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
+    state = SweepState.load(tmp_path / "sweeps" / "tiny")
+    trials = list(state.trials.values())
+    assert len(trials) == state.data["expected"] == 9
+    stopped = [t for t in trials if t["status"] == "stopped"]
+    finished = [t for t in trials if t["status"] == "finished"]
+    assert stopped and finished and len(stopped) + len(finished) == 9, state.counts()
+    for t in stopped:
+        assert t["iteration"] < MAX_ITERS and results(t)[-1]["iteration"] < MAX_ITERS
+    for t in finished:
+        assert t["iteration"] == MAX_ITERS and results(t)[-1]["iteration"] == MAX_ITERS
+    rungs = json.loads((tmp_path / "sweeps" / "tiny" / "asha_rungs.json").read_text())
+    assert len(rungs["brackets"][0][-1][1]) == 9  # every trial recorded at the grace rung
+    assert "best fid" in out
+    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status",
+                             tmp_path / "sweeps" / "tiny"], capture_output=True, text=True)
+    assert status.returncode == 0 and f"{len(stopped)} stopped" in status.stdout
+
+
+def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
+                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    proc = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
+    deadline = time.time() + 480
+    while True:
+        assert time.time() < deadline and proc.poll() is None, "sweep ended before the kill"
+        try:
+            trials = SweepState.load(sweep_dir).trials
+        except Exception:
+            trials = {}
+        done = [t for t in trials.values() if t["status"] in ("finished", "stopped")]
+        if len(done) >= 2 and any(t["status"] == "running" and t["reports"] for t in
+                                  trials.values()):
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, like a crashed head
+    proc.wait()
+    before = SweepState.load(sweep_dir).trials
+    rungs_before = json.loads((sweep_dir / "asha_rungs.json").read_text())
+    done_before = {i: t for i, t in before.items() if t["status"] in ("finished", "stopped")}
+    lines_before = {i: len(results(t)) for i, t in done_before.items()}
+
+    finish(gansweep("resume", sweep_dir))
+    after = SweepState.load(sweep_dir)
+    assert len(after.trials) == after.data["expected"] == 9
+    assert all(t["status"] in ("finished", "stopped") for t in after.trials.values())
+    for i, t in done_before.items():
+        assert after.trials[i]["starts"] == t["starts"], "a finished trial was started again"
+        assert len(results(after.trials[i])) == lines_before[i], "a finished trial reported again"
+        assert after.trials[i]["iteration"] == t["iteration"]
+    resumed = [t for i, t in after.trials.items() if i in before and
+               before[i]["status"] == "running" and before[i]["reports"]]
+    for t in resumed:  # continued from its checkpoint, not from iteration 0
+        assert len(t["starts"]) == 2 and t["starts"][1]["iteration"] > 0
+        iters = [r["iteration"] for r in results(t)]
+        assert iters == sorted(set(iters)), iters
+    rungs_after = json.loads((sweep_dir / "asha_rungs.json").read_text())
+    for (m, rec), (m2, rec2) in zip(rungs_before["brackets"][0], rungs_after["brackets"][0]):
+        assert m == m2 and all(rec2.get(k) == v for k, v in rec.items())
+
+
+def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweep.runner import launch
+    from sweep.spec import load_spec
+
+    spec = load_spec(write_spec(
+        tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
+        baselines=["fine-tune", "freeze", "scale-shift"], scheduler={"type": "none"},
+        budget={"iters": 16, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
+        max_failures=3))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    seen_nodes: set[str] = set()
+    removed: dict = {}
+
+    def kill_worker_mid_trial():
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            try:
+                trials = SweepState.load(sweep_dir).trials
+            except Exception:
+                trials = {}
+            for t in trials.values():
+                node = t["last"].get("node_id")
+                if node:
+                    seen_nodes.add(node)
+                if (t["status"] == "running" and node == worker.node_id
+                        and 2 <= t["iteration"] < 12):
+                    removed.update(trial=t["trial_id"], iteration=t["iteration"])
+                    cluster.remove_node(worker)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_worker_mid_trial, daemon=True)
+    try:
+        killer.start()
+        launch(spec, str(tmp_path / "sweeps"), address=cluster.address)
+        killer.join(timeout=5)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    state = SweepState.load(sweep_dir)
+    assert removed, "no trial ran on the worker node"
+    assert len(seen_nodes) == 2, seen_nodes
+    assert all(t["status"] == "finished" for t in state.trials.values()), state.counts()
+    victim = state.trials[removed["trial"]]
+    assert victim["failures"] >= 1 and len(victim["starts"]) >= 2
+    assert victim["starts"][-1]["iteration"] >= 2  # restarted from a checkpoint, not from 0
+    iters = [r["iteration"] for r in results(victim)]
+    assert iters[-1] == 16 and min(iters[iters.index(removed["iteration"]) + 1:]) > 2
