@@ -1,11 +1,14 @@
 """Launch and resume sweeps on Ray Tune. The only module that imports Ray.
 
 Layout of a sweep directory ``STORAGE/NAME`` (besides Ray Tune's own files):
-- ``sweep.yaml``: the spec as launched, with paths resolved;
-- ``gansweep_trials.json``: every trial's status, written by the driver (see ``state``);
-- ``asha_rungs.json``: ASHA's rung records, so decisions after a resume use the results
-  seen before it (Ray forgets them on restore: ray-project/ray#30838);
+- ``gansweep/sweep.yaml``: the spec as launched, with paths resolved;
+- ``gansweep/trials.json``: every trial's status, written by the driver (see ``state``);
+- ``gansweep/asha_rungs.json``: ASHA's rung records, so decisions after a resume use the
+  results seen before it (Ray forgets them on restore: ray-project/ray#30838);
 - ``fid-stats/``: real-data FID statistics, computed once by the driver before trials.
+Our files live in a subfolder because Tune's restore copies every top-level .json/.pkl of
+the experiment folder to its staging folder and later syncs them back, which would
+overwrite live files with the copies taken at restore time.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from core.train import (
     transfer_config,
 )
 from sweep.spec import SweepSpec, Trial, parse_spec
-from sweep.state import RUNGS_FILE, SPEC_FILE, SweepState, atomic_write_text, default_storage
+from sweep.state import DONE, RUNGS_FILE, SPEC_FILE, SweepState, atomic_write_text, default_storage
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
 
@@ -60,10 +63,21 @@ def _trial_config(config: dict[str, Any], out: str):
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one transfer trial, reporting (with a checkpoint) at
     every evaluation. A diverged run reports FID = KID = inf and ends normally."""
+    trial_id = tune.get_context().get_trial_id()
+    record = SweepState.load(Path(config["common"]["sweep_dir"])).trials.get(trial_id)
+    if record is not None and record["status"] in DONE:
+        # Tune's experiment snapshot can lag our record: after a driver crash it may
+        # restart a trial that had already finished or been stopped. It stays done; its
+        # last result is repeated because Tune requires the metric in a final result.
+        tune.report({**record["last"], "iteration": record["iteration"], "already_done": 1})
+        return
     torch.set_num_threads(max(1, int(config["common"]["cpus"])))
     cfg = _trial_config(config, os.getcwd())
+    newest = _newest_checkpoint(Path(record["path"])) if record and record["path"] else None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if newest is not None:
+        state = setup(cfg, resume=newest)
+    elif checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = setup(cfg, resume=Path(d) / "checkpoint.pt")
     else:
@@ -75,6 +89,7 @@ def run_trial(config: dict[str, Any]) -> None:
         metrics = {**final_summary(s), **record, "diverged": 0, "node_id": node_id}
         with tempfile.TemporaryDirectory() as d:
             snapshot(s, Path(d) / "checkpoint.pt")
+            (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
@@ -82,6 +97,27 @@ def run_trial(config: dict[str, Any]) -> None:
     except DivergenceError as e:
         tune.report({**final_summary(state), "iteration": e.iteration, "fid": math.inf,
                      "kid": math.inf, "diverged": 1, "error": str(e)})
+
+
+ITERATION_FILE = "iteration.txt"
+
+
+def _newest_checkpoint(trial_dir: Path) -> Path | None:
+    """The checkpoint of the highest iteration persisted in a trial's folder.
+
+    Tune restores from the checkpoint its last experiment snapshot knew of, which can lag
+    the checkpoints a trial had already persisted when the driver died; the files on the
+    (shared) storage are the truth. Only works where the trial folder is a filesystem path.
+    """
+    best: tuple[int, Path] | None = None
+    for d in trial_dir.glob("checkpoint_*"):
+        try:
+            iteration = int((d / ITERATION_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # incomplete: the trial died while writing it
+        if (d / "checkpoint.pt").is_file() and (best is None or iteration > best[0]):
+            best = (iteration, d / "checkpoint.pt")
+    return None if best is None else best[1]
 
 
 # --- ASHA with persisted rungs ---------------------------------------------------------------
@@ -129,8 +165,12 @@ class PersistentASHA(ASHAScheduler):
         self._save()
 
 
+RESULT_KEYS = ("iteration", "fid", "kid", "d_loss", "g_loss", "images_per_s", "train_seconds",
+               "time_total_s", "diverged", "node_id")
+
+
 class Recorder(tune.Callback):
-    """Keeps ``gansweep_trials.json`` current from the driver: statuses, starts, last and
+    """Keeps ``gansweep/trials.json`` current from the driver: statuses, starts, last and
     best metrics, errors. ``gansweep status`` and the results read it without Ray."""
 
     def __init__(self, sweep_dir: str, max_iters: int):
@@ -148,12 +188,18 @@ class Recorder(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         rec = self._trial(trial)
+        if rec["status"] in DONE:  # restarted by a lagging Tune snapshot; returns at once
+            return
         rec["status"] = "running"
         rec["starts"].append({"time": time.time(), "iteration": rec["iteration"]})
         self.state.save()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         rec = self._trial(trial)
+        if rec["status"] in DONE:  # the repeat of a done trial's result: not a new one
+            return
+        self.state.append_result({"trial_id": trial.trial_id, **{
+            k: result.get(k) for k in RESULT_KEYS}, "time": time.time()})
         rec["iteration"] = int(result.get("iteration", rec["iteration"]))
         rec["reports"] += 1
         rec["time_total_s"] = float(result.get("time_total_s", 0.0))
@@ -171,6 +217,8 @@ class Recorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         rec = self._trial(trial)
+        if rec["status"] in DONE:
+            return
         if rec["status"] != "diverged":
             rec["status"] = "finished" if rec["iteration"] >= self.max_iters else "stopped"
         rec["ended"] = time.time()
@@ -213,7 +261,8 @@ def _real_stats_once(spec: SweepSpec, cache_dir: Path) -> None:
 def _common(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
     return {**asdict(spec.budget), "bn_stats": spec.bn_stats, "cpus": spec.resources.cpu,
             "inception_weights": resolve_weights(spec.inception_weights),
-            "cache_dir": str(sweep_dir)}  # trials read sweep_dir/fid-stats
+            "cache_dir": str(sweep_dir),  # trials read sweep_dir/fid-stats
+            "sweep_dir": str(sweep_dir)}
 
 
 def _trial_dirname(trial) -> str:

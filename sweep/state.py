@@ -1,6 +1,6 @@
 """A sweep's own record of its trials, readable without Ray (status, results, report).
 
-``gansweep_trials.json`` = {"name", "expected", "max_iters", "created", "trials": {id: rec}}
+``gansweep/trials.json`` = {"name", "expected", "max_iters", "created", "trials": {id: rec}}
 with one record per Ray Tune trial id:
 status (pending | running | finished | stopped | diverged | errored), config (the trial
 settings), iteration, reports, starts ([{time, iteration}] — one per actual start),
@@ -19,10 +19,13 @@ from typing import Any
 
 from core.errors import GansweepError
 
-SPEC_FILE = "sweep.yaml"
-TRIALS_FILE = "gansweep_trials.json"
-RUNGS_FILE = "asha_rungs.json"
+# In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
+SPEC_FILE = "gansweep/sweep.yaml"
+TRIALS_FILE = "gansweep/trials.json"
+RUNGS_FILE = "gansweep/asha_rungs.json"
+RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended as it arrives
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
+DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
 
 
 def default_storage() -> str:
@@ -85,6 +88,26 @@ class SweepState:
                 "last": {}, "best": {}, "time_total_s": 0.0, "failures": 0, "error": None,
                 "ended": None, "path": path, "node_ip": None}
         return self.trials[trial_id]
+
+    def append_result(self, record: dict[str, Any]) -> None:
+        """Append one evaluation to results.jsonl, durable at once (Tune's own result.json
+        reaches the storage only at its next sync)."""
+        with open(self.path.parent / Path(RESULTS_FILE).name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every evaluation appended so far; a line cut short by a crash is skipped."""
+        path = self.path.parent / Path(RESULTS_FILE).name
+        out = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
 
     def counts(self) -> dict[str, int]:
         c = Counter(t["status"] for t in self.trials.values())

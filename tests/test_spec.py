@@ -93,7 +93,7 @@ def test_same_name_launch_refused(sources, faces, tmp_path):
 
     s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
     (tmp_path / "storage" / "t").mkdir(parents=True)
-    (tmp_path / "storage" / "t" / "gansweep_trials.json").write_text("{}")
+    (tmp_path / "storage" / "t" / "leftover.txt").write_text("x")
     with pytest.raises(GansweepError, match="already exists"):
         launch(s, str(tmp_path / "storage"))
 

@@ -46,9 +46,8 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     return out
 
 
-def results(trial: dict) -> list[dict]:
-    path = Path(trial["path"]) / "result.json"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def results(sweep_dir: Path, trial_id: str) -> list[dict]:
+    return [r for r in SweepState.load(sweep_dir).results() if r["trial_id"] == trial_id]
 
 
 def test_tiny_sweep_asha_stops_some(sources, faces, weights, tmp_path):
@@ -60,11 +59,14 @@ def test_tiny_sweep_asha_stops_some(sources, faces, weights, tmp_path):
     stopped = [t for t in trials if t["status"] == "stopped"]
     finished = [t for t in trials if t["status"] == "finished"]
     assert stopped and finished and len(stopped) + len(finished) == 9, state.counts()
+    sweep_dir = tmp_path / "sweeps" / "tiny"
     for t in stopped:
-        assert t["iteration"] < MAX_ITERS and results(t)[-1]["iteration"] < MAX_ITERS
+        assert t["iteration"] < MAX_ITERS
+        assert results(sweep_dir, t["trial_id"])[-1]["iteration"] < MAX_ITERS
     for t in finished:
-        assert t["iteration"] == MAX_ITERS and results(t)[-1]["iteration"] == MAX_ITERS
-    rungs = json.loads((tmp_path / "sweeps" / "tiny" / "asha_rungs.json").read_text())
+        assert t["iteration"] == MAX_ITERS
+        assert results(sweep_dir, t["trial_id"])[-1]["iteration"] == MAX_ITERS
+    rungs = json.loads((tmp_path / "sweeps" / "tiny" / "gansweep" / "asha_rungs.json").read_text())
     assert len(rungs["brackets"][0][-1][1]) == 9  # every trial recorded at the grace rung
     assert "best fid" in out
     status = subprocess.run([sys.executable, "-m", "sweep.cli", "status",
@@ -92,9 +94,9 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, like a crashed head
     proc.wait()
     before = SweepState.load(sweep_dir).trials
-    rungs_before = json.loads((sweep_dir / "asha_rungs.json").read_text())
+    rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     done_before = {i: t for i, t in before.items() if t["status"] in ("finished", "stopped")}
-    lines_before = {i: len(results(t)) for i, t in done_before.items()}
+    lines_before = {i: len(results(sweep_dir, i)) for i in done_before}
 
     finish(gansweep("resume", sweep_dir))
     after = SweepState.load(sweep_dir)
@@ -102,15 +104,16 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     assert all(t["status"] in ("finished", "stopped") for t in after.trials.values())
     for i, t in done_before.items():
         assert after.trials[i]["starts"] == t["starts"], "a finished trial was started again"
-        assert len(results(after.trials[i])) == lines_before[i], "a finished trial reported again"
+        assert len(results(sweep_dir, i)) == lines_before[i], "a finished trial reported again"
         assert after.trials[i]["iteration"] == t["iteration"]
-    resumed = [t for i, t in after.trials.items() if i in before and
-               before[i]["status"] == "running" and before[i]["reports"]]
-    for t in resumed:  # continued from its checkpoint, not from iteration 0
-        assert len(t["starts"]) == 2 and t["starts"][1]["iteration"] > 0
-        iters = [r["iteration"] for r in results(t)]
-        assert iters == sorted(set(iters)), iters
-    rungs_after = json.loads((sweep_dir / "asha_rungs.json").read_text())
+    resumed = [i for i, t in before.items() if t["status"] == "running" and t["reports"]]
+    assert resumed
+    for i in resumed:  # continued from its newest checkpoint: no iteration reported twice
+        assert len(after.trials[i]["starts"]) == 2
+        iters = [r["iteration"] for r in results(sweep_dir, i)]
+        assert iters == sorted(set(iters)), iters  # from 0 again, it would repeat 2
+        assert len(iters) > before[i]["reports"]
+    rungs_after = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     for (m, rec), (m2, rec2) in zip(rungs_before["brackets"][0], rungs_after["brackets"][0]):
         assert m == m2 and all(rec2.get(k) == v for k, v in rec.items())
 
@@ -131,7 +134,6 @@ def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     sweep_dir = tmp_path / "sweeps" / "tiny"
-    seen_nodes: set[str] = set()
     removed: dict = {}
 
     def kill_worker_mid_trial():
@@ -142,10 +144,7 @@ def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
             except Exception:
                 trials = {}
             for t in trials.values():
-                node = t["last"].get("node_id")
-                if node:
-                    seen_nodes.add(node)
-                if (t["status"] == "running" and node == worker.node_id
+                if (t["status"] == "running" and t["last"].get("node_id") == worker.node_id
                         and 2 <= t["iteration"] < 12):
                     removed.update(trial=t["trial_id"], iteration=t["iteration"])
                     cluster.remove_node(worker)
@@ -162,10 +161,11 @@ def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
         cluster.shutdown()
     state = SweepState.load(sweep_dir)
     assert removed, "no trial ran on the worker node"
-    assert len(seen_nodes) == 2, seen_nodes
+    seen_nodes = {r["node_id"] for r in state.results()}
+    assert len(seen_nodes) == 2 and worker.node_id in seen_nodes, seen_nodes
     assert all(t["status"] == "finished" for t in state.trials.values()), state.counts()
     victim = state.trials[removed["trial"]]
     assert victim["failures"] >= 1 and len(victim["starts"]) >= 2
     assert victim["starts"][-1]["iteration"] >= 2  # restarted from a checkpoint, not from 0
-    iters = [r["iteration"] for r in results(victim)]
-    assert iters[-1] == 16 and min(iters[iters.index(removed["iteration"]) + 1:]) > 2
+    iters = [r["iteration"] for r in results(sweep_dir, victim["trial_id"])]
+    assert iters[-1] == 16 and iters == sorted(set(iters)), iters
