@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +19,7 @@ from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from core.errors import GansweepError
+from core.fileio import atomic_write
 from core.registry import Registry
 
 WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
@@ -122,18 +122,6 @@ class FeatureStats:
         return np.cov(self.features, rowvar=False)
 
 
-def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def stats_key(images_digest: str, extractor_identity: str) -> str:
     text = f"v{STATS_VERSION}|{images_digest}|{extractor_identity}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -151,7 +139,8 @@ def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
                 return FeatureStats(z["features"])
     stats = FeatureStats(extractor(images))
     if path is not None:
-        _atomic_save_npz(path, features=stats.features, mu=stats.mu, sigma=stats.sigma)
+        atomic_write(path, lambda f: np.savez(f, features=stats.features, mu=stats.mu,
+                                              sigma=stats.sigma))
     return stats
 
 

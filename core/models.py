@@ -160,16 +160,24 @@ ARCHITECTURES: Registry[Callable[[ArchConfig], tuple[TransferNet, TransferNet]]]
 register_arch = ARCHITECTURES.register
 
 
+def _dcgan_widths(cfg: ArchConfig) -> list[int]:
+    """Channels from the 4x4 end to the image end: 8w 4w 2w w at 64 px, and half that at
+    32 px, where one more unit is needed at the image end to keep L = 5."""
+    w = cfg.width
+    return [8 * w, 4 * w, 2 * w, w] if cfg.resolution == 64 else [4 * w, 2 * w, w, max(w // 2, 1)]
+
+
 class DCGANGenerator(TransferNet):
-    """z -> 8w x 4 x 4 -> 4w x 8 -> 2w x 16 -> w x 32 -> RGB. At 64 px the last unit
-    upsamples to 64; at 32 px it is a stride-1 3x3 unit, so both have L = 5 as in the
-    dissertation and the same partitions apply."""
+    """z -> 4x4 -> 8 -> 16 -> 32 -> RGB. At 64 px the last unit upsamples to 64; at 32 px it
+    is a stride-1 3x3 unit, so both resolutions have L = 5 as in the dissertation and the
+    same partitions apply."""
 
     def __init__(self, cfg: ArchConfig):
-        w = cfg.width
-        specs = [(cfg.z_dim, 8 * w, 4, 1, 0, "b4"), (8 * w, 4 * w, 4, 2, 1, "b8"),
-                 (4 * w, 2 * w, 4, 2, 1, "b16"), (2 * w, w, 4, 2, 1, "b32")]
-        specs.append((w, 3, 4, 2, 1, "b64") if cfg.resolution == 64 else (w, 3, 3, 1, 1, "rgb"))
+        c = _dcgan_widths(cfg)
+        specs = [(cfg.z_dim, c[0], 4, 1, 0, "b4"), (c[0], c[1], 4, 2, 1, "b8"),
+                 (c[1], c[2], 4, 2, 1, "b16"), (c[2], c[3], 4, 2, 1, "b32")]
+        specs.append((c[3], 3, 4, 2, 1, "b64") if cfg.resolution == 64 else
+                     (c[3], 3, 3, 1, 1, "rgb"))
         units: list[tuple[str, nn.Module]] = []
         for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
             last = n == len(specs) - 1
@@ -184,20 +192,20 @@ class DCGANGenerator(TransferNet):
 
 
 class DCGANDiscriminator(TransferNet):
-    """RGB -> w x 32 -> 2w x 16 -> 4w x 8 -> 8w x 4 -> linear logit (a stride-1 first
-    unit at 32 px, mirroring G)."""
+    """RGB -> 32 -> 16 -> 8 -> 4 -> linear logit, mirroring G (a stride-1 first unit at
+    32 px)."""
 
     def __init__(self, cfg: ArchConfig):
-        w = cfg.width
-        first = (3, w, 4, 2, 1, "b64") if cfg.resolution == 64 else (3, w, 3, 1, 1, "rgb")
-        specs = [first, (w, 2 * w, 4, 2, 1, "b32"), (2 * w, 4 * w, 4, 2, 1, "b16"),
-                 (4 * w, 8 * w, 4, 2, 1, "b8")]
+        c = _dcgan_widths(cfg)[::-1]
+        first = (3, c[0], 4, 2, 1, "b64") if cfg.resolution == 64 else (3, c[0], 3, 1, 1, "rgb")
+        specs = [first, (c[0], c[1], 4, 2, 1, "b32"), (c[1], c[2], 4, 2, 1, "b16"),
+                 (c[2], c[3], 4, 2, 1, "b8")]
         units: list[tuple[str, nn.Module]] = []
         for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
             norm = nn.Identity() if n == 0 else _d_norm(cfg.d_norm, c_out)
             layer = nn.Conv2d(c_in, c_out, k, stride, pad, bias=False)
             units.append((name, ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
-        fc = nn.Linear(8 * w * 4 * 4, 1)
+        fc = nn.Linear(c[3] * 4 * 4, 1)
         units.append(("fc", ConvUnit(fc, nn.Identity(), nn.Identity(), 1, flatten=True)))
         super().__init__(units, _dcgan_init)
 

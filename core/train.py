@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +21,7 @@ from torchvision.utils import save_image
 from core.augment import Augmentation, parse_augment
 from core.data import BatchSampler, load_folder, quantize, to_float
 from core.errors import DivergenceError, GansweepError
+from core.fileio import atomic_write
 from core.losses import LOSSES, Loss, get_loss
 from core.metrics import (
     METRICS,
@@ -118,19 +118,6 @@ class TrainConfig:
 
 
 # --- checkpoints ---------------------------------------------------------------------------
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate a gansweep checkpoint (tensors and plain data only: weights_only)."""
@@ -376,7 +363,7 @@ def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
 def snapshot(s: TrainState, path: str | os.PathLike | None = None) -> Path:
     """Write the resumable checkpoint (atomically) and the run's config and metrics."""
     path = Path(path) if path else s.out / "checkpoint.pt"
-    atomic_torch_save(state_dict(s), path)
+    atomic_write(path, lambda f: torch.save(state_dict(s), f))
     (s.out / "config.json").write_text(json.dumps(s.cfg.to_dict(), indent=2))
     with open(s.out / "metrics.jsonl", "w") as f:
         for record in s.history:

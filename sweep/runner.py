@@ -329,6 +329,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(),
+            verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
     tuner.fit()
     return sweep_dir
