@@ -375,10 +375,11 @@ Callback = Callable[[TrainState, dict[str, float]], bool | None]
 
 
 def train(cfg: TrainConfig, callback: Callback | None = None,
-          resume: str | os.PathLike | None = None, state: TrainState | None = None
-          ) -> TrainState:
-    """Run to ``cfg.iters``; evaluate + snapshot + callback every ``eval_every`` iterations
-    and at the end. The callback returns True to stop early."""
+          resume: str | os.PathLike | None = None, state: TrainState | None = None,
+          save: bool = True) -> TrainState:
+    """Run to ``cfg.iters``; evaluate + snapshot (unless ``save`` is False: the caller's
+    callback checkpoints) + callback every ``eval_every`` iterations and at the end. The
+    callback returns True to stop early."""
     s = state or setup(cfg, resume)
     s.out.mkdir(parents=True, exist_ok=True)
     every = cfg.eval_every or cfg.iters
@@ -388,7 +389,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
         s.train_seconds += time.perf_counter() - t0
         if s.iteration % every == 0 or s.iteration == cfg.iters:
             record = evaluate(s)
-            snapshot(s)
+            if save:
+                snapshot(s)
             if callback is not None and callback(s, record):
                 break
     return s

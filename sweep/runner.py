@@ -93,7 +93,7 @@ def run_trial(config: dict[str, Any]) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:
-        train(cfg, callback=report, state=state)
+        train(cfg, callback=report, state=state, save=False)
     except DivergenceError as e:
         tune.report({**final_summary(state), "iteration": e.iteration, "fid": math.inf,
                      "kid": math.inf, "diverged": 1, "error": str(e)})
