@@ -19,7 +19,7 @@ import torch
 from torchvision.utils import save_image
 
 from core.augment import Augmentation, parse_augment
-from core.data import BatchSampler, load_folder, quantize, to_float
+from core.data import BatchSampler, ImageSet, load_folder, quantize, to_float
 from core.errors import DivergenceError, GansweepError
 from core.fileio import atomic_write
 from core.losses import LOSSES, Loss, get_loss
@@ -139,10 +139,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def source_arch(path: str | os.PathLike) -> ArchConfig:
-    return ArchConfig(**load_checkpoint(path)["arch"])
-
-
 def _load_state(net: TransferNet, state: dict, what: str, path: str) -> None:
     try:
         net.load_state_dict(state)
@@ -234,9 +230,7 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     sampler = BatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.data)
     real = None
     if cfg.metrics:
-        # FID's reference is the whole folder (capped by fid_real), not the training subset,
-        # so runs with different target sizes are measured against the same images.
-        ref = target.subset(min(cfg.fid_real, len(target)) if cfg.fid_real else None, 0)
+        ref = fid_reference(target, cfg.fid_real)
         extractor = get_extractor(resolve_weights(cfg.inception_weights), device)
         real = real_stats(ref.images, ref.digest(), extractor,
                           Path(cfg.cache_dir or default_cache_dir()) / "fid-stats")
@@ -246,6 +240,12 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     if resume is not None:
         restore(state, load_checkpoint(resume))
     return state
+
+
+def fid_reference(target: ImageSet, fid_real: int | None) -> ImageSet:
+    """FID's real reference: the whole target folder (capped at ``fid_real`` images), not
+    the training subset, so runs with different target sizes meet the same images."""
+    return target.subset(min(fid_real, len(target)) if fid_real else None, 0)
 
 
 def _real_batch(s: TrainState) -> torch.Tensor:

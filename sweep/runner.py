@@ -33,6 +33,7 @@ from core.errors import DivergenceError, GansweepError
 from core.metrics import get_extractor, real_stats, resolve_weights
 from core.train import (
     TrainState,
+    fid_reference,
     final_summary,
     pick_device,
     setup,
@@ -252,9 +253,7 @@ def _real_stats_once(spec: SweepSpec, cache_dir: Path) -> None:
     weights = resolve_weights(spec.inception_weights)
     extractor = get_extractor(weights, pick_device("auto"))
     for target in spec.targets:
-        images = load_folder(target, spec.arch.resolution)
-        ref = images.subset(min(spec.budget.fid_real, len(images)) if spec.budget.fid_real
-                            else None, 0)
+        ref = fid_reference(load_folder(target, spec.arch.resolution), spec.budget.fid_real)
         real_stats(ref.images, ref.digest(), extractor, cache_dir)
 
 

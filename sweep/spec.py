@@ -157,11 +157,10 @@ def _init_compatible(d: str | None, g: str | None, baseline: str | None, g_init:
         return g_init == d_init == "pretrained"
     if baseline is not None and baseline != "fine-tune":
         return g_init == d_init == "pretrained"
-    if g_init == "scratch" and g is not None and not g.replace(" ", "").startswith("G(0,0,"):
+    # Partition strings are canonical here (str(Partition)): "G(0,0,L)" = fully fine-tuned.
+    if g_init == "scratch" and g is not None and not g.startswith("G(0,0,"):
         return False
-    if d_init == "scratch" and d is not None and not d.replace(" ", "").startswith("D(0,0,"):
-        return False
-    return True
+    return not (d_init == "scratch" and d is not None and not d.startswith("D(0,0,"))
 
 
 def _path(base: Path, where: str, value: Any, problems: list[str]) -> str:
