@@ -61,6 +61,27 @@ def _trial_config(config: dict[str, Any], out: str):
         **overrides)
 
 
+ITERATION_FILE = "iteration.txt"
+
+
+def _newest_checkpoint(trial_dir: Path) -> Path | None:
+    """The checkpoint of the highest iteration persisted in a trial's folder.
+
+    Tune restores from the checkpoint its last experiment snapshot knew of, which can lag
+    the checkpoints a trial had already persisted when the driver died; the files on the
+    (shared) storage are the truth. Only works where the trial folder is a filesystem path.
+    """
+    best: tuple[int, Path] | None = None
+    for d in trial_dir.glob("checkpoint_*"):
+        try:
+            iteration = int((d / ITERATION_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # incomplete: the trial died while writing it
+        if (d / "checkpoint.pt").is_file() and (best is None or iteration > best[0]):
+            best = (iteration, d / "checkpoint.pt")
+    return None if best is None else best[1]
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one transfer trial, reporting (with a checkpoint) at
     every evaluation. A diverged run reports FID = KID = inf and ends normally."""
@@ -98,27 +119,6 @@ def run_trial(config: dict[str, Any]) -> None:
     except DivergenceError as e:
         tune.report({**final_summary(state), "iteration": e.iteration, "fid": math.inf,
                      "kid": math.inf, "diverged": 1, "error": str(e)})
-
-
-ITERATION_FILE = "iteration.txt"
-
-
-def _newest_checkpoint(trial_dir: Path) -> Path | None:
-    """The checkpoint of the highest iteration persisted in a trial's folder.
-
-    Tune restores from the checkpoint its last experiment snapshot knew of, which can lag
-    the checkpoints a trial had already persisted when the driver died; the files on the
-    (shared) storage are the truth. Only works where the trial folder is a filesystem path.
-    """
-    best: tuple[int, Path] | None = None
-    for d in trial_dir.glob("checkpoint_*"):
-        try:
-            iteration = int((d / ITERATION_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # incomplete: the trial died while writing it
-        if (d / "checkpoint.pt").is_file() and (best is None or iteration > best[0]):
-            best = (iteration, d / "checkpoint.pt")
-    return None if best is None else best[1]
 
 
 # --- ASHA with persisted rungs ---------------------------------------------------------------
