@@ -136,7 +136,9 @@ def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
         path = Path(cache_dir) / f"real-{stats_key(digest, extractor.identity)}.npz"
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
-                return FeatureStats(z["features"])
+                stats = FeatureStats(z["features"])
+                stats.mu, stats.sigma = z["mu"], z["sigma"]  # fill the cached properties
+                return stats
     stats = FeatureStats(extractor(images))
     if path is not None:
         atomic_write(path, lambda f: np.savez(f, features=stats.features, mu=stats.mu,

@@ -230,10 +230,8 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     sampler = BatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.data)
     real = None
     if cfg.metrics:
-        ref = fid_reference(target, cfg.fid_real)
-        extractor = get_extractor(resolve_weights(cfg.inception_weights), device)
-        real = real_stats(ref.images, ref.digest(), extractor,
-                          Path(cfg.cache_dir or default_cache_dir()) / "fid-stats")
+        real = reference_stats(target, cfg.fid_real, cfg.inception_weights, cfg.cache_dir,
+                               device)
     state = TrainState(cfg, device, g, d, opt_g, opt_d, loss, cfg.n_critic or loss.n_critic,
                        parse_augment(cfg.augment), train_set.images.to(device), sampler, real,
                        _clippable(d))
@@ -242,10 +240,15 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     return state
 
 
-def fid_reference(target: ImageSet, fid_real: int | None) -> ImageSet:
-    """FID's real reference: the whole target folder (capped at ``fid_real`` images), not
+def reference_stats(target: ImageSet, fid_real: int | None, weights: str | None,
+                    cache_dir: str | None, device: torch.device) -> FeatureStats:
+    """Real-data statistics for FID/KID, from the cache under ``cache_dir/fid-stats`` when
+    present. The reference is the whole target folder (capped at ``fid_real`` images), not
     the training subset, so runs with different target sizes meet the same images."""
-    return target.subset(min(fid_real, len(target)) if fid_real else None, 0)
+    ref = target.subset(min(fid_real, len(target)) if fid_real else None, 0)
+    extractor = get_extractor(resolve_weights(weights), device)
+    return real_stats(ref.images, ref.digest(), extractor,
+                      Path(cache_dir or default_cache_dir()) / "fid-stats")
 
 
 def _real_batch(s: TrainState) -> torch.Tensor:
@@ -274,7 +277,7 @@ def train_step(s: TrainState) -> dict[str, float]:
     g_loss = torch.zeros((), device=s.device)
     if s.opt_g is not None:
         # D's parameters need no gradient for the generator update.
-        d_params = trainable_parameters(s.D)
+        d_params = s.opt_d.param_groups[0]["params"] if s.opt_d is not None else []
         for p in d_params:
             p.requires_grad_(False)
         g_loss = s.loss.g_loss(critic, s.G(_noise(s, s.cfg.batch_size)))

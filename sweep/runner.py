@@ -30,12 +30,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from core.data import load_folder
 from core.errors import DivergenceError, GansweepError
-from core.metrics import get_extractor, real_stats, resolve_weights
+from core.metrics import resolve_weights
 from core.train import (
     TrainState,
-    fid_reference,
     final_summary,
     pick_device,
+    reference_stats,
     setup,
     snapshot,
     train,
@@ -248,13 +248,12 @@ def _error_text(trial) -> str | None:
 
 # --- launch / resume -------------------------------------------------------------------------
 
-def _real_stats_once(spec: SweepSpec, cache_dir: Path) -> None:
-    """Compute every target's real-data statistics before any trial starts."""
-    weights = resolve_weights(spec.inception_weights)
-    extractor = get_extractor(weights, pick_device("auto"))
+def _real_stats_once(spec: SweepSpec, sweep_dir: Path) -> None:
+    """Compute every target's real-data statistics before any trial starts; trials find
+    them in the same cache (their cache_dir is the sweep directory)."""
     for target in spec.targets:
-        ref = fid_reference(load_folder(target, spec.arch.resolution), spec.budget.fid_real)
-        real_stats(ref.images, ref.digest(), extractor, cache_dir)
+        reference_stats(load_folder(target, spec.arch.resolution), spec.budget.fid_real,
+                        spec.inception_weights, str(sweep_dir), pick_device("auto"))
 
 
 def _common(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
@@ -313,7 +312,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
     trials = spec.trials()
     atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
     SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
-    _real_stats_once(spec, sweep_dir / "fid-stats")
+    _real_stats_once(spec, sweep_dir)
     _init_ray(address)
     tuner = tune.Tuner(
         _trainable(spec),
