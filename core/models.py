@@ -314,8 +314,14 @@ def build_models(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     return ARCHITECTURES.get(cfg.name)(cfg)
 
 
-def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
-    """(L_G, L_D): the number of transfer units of G and D."""
+def unit_names(cfg: ArchConfig) -> tuple[list[str], list[str]]:
+    """The transfer units' names of G and of D, in network order."""
     with torch.device("meta"):
         g, d = build_models(cfg)
-    return g.num_units, d.num_units
+    return [n for n, _ in g.transfer_units], [n for n, _ in d.transfer_units]
+
+
+def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
+    """(L_G, L_D): the number of transfer units of G and D."""
+    g, d = unit_names(cfg)
+    return len(g), len(d)

@@ -138,9 +138,16 @@ def cmd_launch(a: argparse.Namespace) -> int:
     from sweep.runner import launch
 
     sweep_dir = launch(spec, a.storage, a.address)
+    _finished(sweep_dir)
+    return 0
+
+
+def _finished(sweep_dir: Path) -> None:
+    from results.report import write_results
+
     print(f"sweep finished: {sweep_dir}")
     print(status_of(sweep_dir))
-    return 0
+    print(f"report: {write_results(sweep_dir)}")
 
 
 def status_of(sweep_dir: Path) -> str:
@@ -155,8 +162,7 @@ def cmd_resume(a: argparse.Namespace) -> int:
     from sweep.state import sweep_dir_of
 
     sweep_dir = resume(sweep_dir_of(a.sweep, a.storage), a.address, not a.skip_errored)
-    print(f"sweep finished: {sweep_dir}")
-    print(status_of(sweep_dir))
+    _finished(sweep_dir)
     return 0
 
 
@@ -165,6 +171,16 @@ def cmd_status(a: argparse.Namespace) -> int:
     from sweep.state import sweep_dir_of
 
     print(status_of(sweep_dir_of(a.sweep, a.storage)))
+    return 0
+
+
+@command("report")
+def cmd_report(a: argparse.Namespace) -> int:
+    from results.report import write_results
+    from sweep.state import sweep_dir_of
+
+    out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold)
+    print(f"report: {out}")
     return 0
 
 
@@ -255,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="trials by state, best so far, compute spent (no Ray)")
     p.add_argument("sweep", metavar="NAME_OR_PATH")
     p.add_argument("--storage", metavar="PATH")
+
+    p = sub.add_parser("report", help="Parquet tables and the HTML comparison report (no Ray)")
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    p.add_argument("--storage", metavar="PATH")
+    p.add_argument("--out", metavar="FILE", help="HTML file (default SWEEP/report.html)")
+    p.add_argument("--fid-threshold", type=float, help="FID for 'iterations to threshold' "
+                   "(default: the scratch baseline's best FID)")
 
     p = sub.add_parser("demo", help="make data, pretrain a tiny source, run a small sweep")
     p.add_argument("--out", default="gansweep-demo", metavar="DIR")

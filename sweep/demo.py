@@ -16,6 +16,7 @@ DEMO_SPEC = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     """Make a source and a target domain, pretrain a tiny source GAN, and run the demo sweep
     (ASHA, local Ray) in ``out``; returns the sweep directory."""
+    from results.report import write_results
     from sweep.runner import launch
     from sweep.spec import load_spec
     from sweep.state import status_text
@@ -54,5 +55,5 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     sweep_dir = launch(spec, str(storage))
     print(f"\n[demo] done in {time.time() - t0:.0f} s. Results: {sweep_dir}")
     print(status_text(sweep_dir))
-    print(f"[demo] inspect with: gansweep status {sweep_dir}")
+    print(f"[demo] report (open in a browser): {write_results(sweep_dir)}")
     return sweep_dir

@@ -30,7 +30,9 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from core.data import load_folder
 from core.errors import DivergenceError, GansweepError
+from core.losses import LOSSES
 from core.metrics import resolve_weights
+from core.models import unit_names
 from core.train import (
     TrainState,
     final_summary,
@@ -42,7 +44,15 @@ from core.train import (
     transfer_config,
 )
 from sweep.spec import SweepSpec, Trial, parse_spec
-from sweep.state import DONE, RUNGS_FILE, SPEC_FILE, SweepState, atomic_write_text, default_storage
+from sweep.state import (
+    DONE,
+    GRID_FILE,
+    RUNGS_FILE,
+    SPEC_FILE,
+    SweepState,
+    atomic_write_text,
+    default_storage,
+)
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
 
@@ -106,9 +116,10 @@ def run_trial(config: dict[str, Any]) -> None:
         state = setup(cfg)
 
     node_id = ray.get_runtime_context().get_node_id()
+    resolved = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr}
 
     def report(s: TrainState, record: dict[str, float]) -> None:
-        metrics = {**final_summary(s), **record, "diverged": 0, "node_id": node_id}
+        metrics = {**final_summary(s), **record, **resolved, "diverged": 0, "node_id": node_id}
         with tempfile.TemporaryDirectory() as d:
             snapshot(s, Path(d) / "checkpoint.pt")
             (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
@@ -117,7 +128,7 @@ def run_trial(config: dict[str, Any]) -> None:
     try:
         train(cfg, callback=report, state=state, save=False)
     except DivergenceError as e:
-        tune.report({**final_summary(state), "iteration": e.iteration, "fid": math.inf,
+        tune.report({**final_summary(state), **resolved, "iteration": e.iteration, "fid": math.inf,
                      "kid": math.inf, "diverged": 1, "error": str(e)})
 
 
@@ -207,7 +218,8 @@ class Recorder(tune.Callback):
         rec["node_ip"] = result.get("node_ip")
         rec["last"] = {k: result.get(k) for k in ("fid", "kid", "d_loss", "g_loss",
                                                   "images_per_s", "trainable_g",
-                                                  "trainable_d", "train_seconds", "node_id")}
+                                                  "trainable_d", "train_seconds", "node_id",
+                                                  "loss", "lr")}
         for m in ("fid", "kid"):
             value = result.get(m)
             if value is not None and (rec["best"].get(m) is None or value < rec["best"][m]):
@@ -311,6 +323,10 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
     sweep_dir.mkdir(parents=True, exist_ok=True)
     trials = spec.trials()
     atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
+    g_units, d_units = unit_names(spec.arch)
+    atomic_write_text(sweep_dir / GRID_FILE, json.dumps(
+        {"arch": asdict(spec.arch), "units": {"G": g_units, "D": d_units},
+         "trials": [t.to_dict() for t in trials]}, indent=1))
     SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
     _real_stats_once(spec, sweep_dir)
     _init_ray(address)

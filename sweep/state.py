@@ -24,6 +24,7 @@ SPEC_FILE = "gansweep/sweep.yaml"
 TRIALS_FILE = "gansweep/trials.json"
 RUNGS_FILE = "gansweep/asha_rungs.json"
 RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended as it arrives
+GRID_FILE = "gansweep/grid.json"  # {"arch", "units": {"G", "D"}, "trials": [Trial dicts]}
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
 

@@ -10,6 +10,7 @@ import torch
 from core.models import ArchConfig
 from core.synthetic import make_domain
 from core.train import TrainConfig, snapshot, train
+from tests.helpers import finish, gansweep, write_spec
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = Path(os.environ.get("GANSWEEP_INCEPTION_WEIGHTS",
@@ -55,3 +56,12 @@ def sources(tmp_path_factory, blobs) -> dict[str, Path]:
     return {name: make_source(root / f"{name}.pt", blobs, arch,
                               loss="wgan-gp" if arch.d_norm != "batch" else "wgan")
             for name, arch in TINY.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(sources, faces, weights, tmp_path_factory) -> tuple[Path, str]:
+    """One real 9-trial ASHA sweep, shared by the tests that read its results."""
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    spec = write_spec(root / "spec.yaml", sources["dcgan"], faces, weights)
+    out = finish(gansweep("launch", spec, "--storage", root / "sweeps"))
+    return root / "sweeps" / "tiny", out

@@ -10,67 +10,32 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sweep.state import SweepState
+from tests.helpers import MAX_ITERS, finish, gansweep, results, tune_trial_count, write_spec
 
 pytestmark = pytest.mark.slow
 
-MAX_ITERS = 6
-
-
-def write_spec(path: Path, source: Path, target: Path, weights: str, **over) -> Path:
-    data = {"name": "tiny", "source": str(source), "target": str(target),
-            "partitions": {"d": ["D(0,0,5)", "D(1,2,2)", "D(3,0,2)"],
-                           "g": ["G(0,0,5)", "G(3,0,2)"]},
-            "baselines": ["fine-tune", "scale-shift", "scratch"],
-            "budget": {"iters": MAX_ITERS, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
-            "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 3},
-            "metric": "fid", "resources": {"cpu": 1}, "max_failures": 2,
-            "inception_weights": weights}
-    data.update(over)
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def gansweep(*args, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
-    return subprocess.Popen([sys.executable, "-m", "sweep.cli", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, **kw)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-3000:]
-    return out
-
-
-def results(sweep_dir: Path, trial_id: str) -> list[dict]:
-    return [r for r in SweepState.load(sweep_dir).results() if r["trial_id"] == trial_id]
-
-
-def test_tiny_sweep_asha_stops_some(sources, faces, weights, tmp_path):
-    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights)
-    out = finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
-    state = SweepState.load(tmp_path / "sweeps" / "tiny")
+def test_tiny_sweep_asha_stops_some(tiny_sweep):
+    sweep_dir, out = tiny_sweep
+    state = SweepState.load(sweep_dir)
     trials = list(state.trials.values())
     assert len(trials) == state.data["expected"] == 9
     stopped = [t for t in trials if t["status"] == "stopped"]
     finished = [t for t in trials if t["status"] == "finished"]
     assert stopped and finished and len(stopped) + len(finished) == 9, state.counts()
-    sweep_dir = tmp_path / "sweeps" / "tiny"
     for t in stopped:
         assert t["iteration"] < MAX_ITERS
         assert results(sweep_dir, t["trial_id"])[-1]["iteration"] < MAX_ITERS
     for t in finished:
         assert t["iteration"] == MAX_ITERS
         assert results(sweep_dir, t["trial_id"])[-1]["iteration"] == MAX_ITERS
-    rungs = json.loads((tmp_path / "sweeps" / "tiny" / "gansweep" / "asha_rungs.json").read_text())
+    rungs = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     assert len(rungs["brackets"][0][-1][1]) == 9  # every trial recorded at the grace rung
-    assert "best fid" in out
-    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status",
-                             tmp_path / "sweeps" / "tiny"], capture_output=True, text=True)
+    assert "best fid" in out and "report: " in out
+    assert (sweep_dir / "report.html").is_file()  # written when the sweep ends
+    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", sweep_dir],
+                            capture_output=True, text=True)
     assert status.returncode == 0 and f"{len(stopped)} stopped" in status.stdout
 
 
@@ -97,6 +62,7 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     done_before = {i: t for i, t in before.items() if t["status"] in ("finished", "stopped")}
     lines_before = {i: len(results(sweep_dir, i)) for i in done_before}
+    check_partial_results(sweep_dir, before)
 
     finish(gansweep("resume", sweep_dir))
     after = SweepState.load(sweep_dir)
@@ -116,6 +82,24 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     rungs_after = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     for (m, rec), (m2, rec2) in zip(rungs_before["brackets"][0], rungs_after["brackets"][0]):
         assert m == m2 and all(rec2.get(k) == v for k, v in rec.items())
+
+
+def check_partial_results(sweep_dir: Path, records: dict) -> None:
+    """Tables and report of a sweep interrupted mid-way: every grid trial has a row, the
+    ones Tune created carry its ids, unfinished ones say so."""
+    from results.report import render
+    from results.tables import load_tables, write_tables
+
+    tables = load_tables(sweep_dir)
+    assert len(tables.trials) == 9
+    known = tables.trials.dropna(subset=["trial_id"])
+    assert set(known["trial_id"]) == set(records)
+    assert len(known) <= tune_trial_count(sweep_dir)
+    assert tables.missing == 9 - sum(t["status"] in ("finished", "stopped")
+                                     for t in records.values()) > 0
+    assert (tables.trials["status"] == "running").any()
+    write_tables(tables)
+    assert "Partial sweep" in render(tables)
 
 
 def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):

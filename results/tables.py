@@ -1,0 +1,197 @@
+"""A sweep directory -> ``trials.parquet`` and ``metrics.parquet``, without Ray.
+
+Reads only gansweep's own files (``gansweep/grid.json``, ``trials.json``, ``results.jsonl``,
+``sweep.yaml``), so it works on an unfinished sweep, on a copy of one, and while the sweep
+is still running. The schema is in the README ("Results").
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.fileio import atomic_write
+from core.treatments import parse_partition
+from sweep.state import GRID_FILE, SPEC_FILE, SweepState
+
+TRIALS_PARQUET = "trials.parquet"
+METRICS_PARQUET = "metrics.parquet"
+
+TRIAL_SCHEMA = pa.schema([
+    ("trial_id", pa.string()), ("label", pa.string()),
+    ("d_partition", pa.string()), ("g_partition", pa.string()),
+    ("d_i", pa.int64()), ("d_j", pa.int64()), ("d_k", pa.int64()),
+    ("g_i", pa.int64()), ("g_j", pa.int64()), ("g_k", pa.int64()),
+    ("baseline", pa.string()), ("modulation", pa.string()),
+    ("source", pa.string()), ("target", pa.string()), ("target_size", pa.int64()),
+    ("augment", pa.string()), ("loss", pa.string()), ("lr", pa.float64()),
+    ("g_init", pa.string()), ("d_init", pa.string()), ("seed", pa.int64()),
+    ("status", pa.string()),
+    ("best_fid", pa.float64()), ("best_kid", pa.float64()),
+    ("last_fid", pa.float64()), ("last_kid", pa.float64()),
+    ("iterations", pa.int64()), ("max_iters", pa.int64()), ("evaluations", pa.int64()),
+    ("wall_s", pa.float64()), ("images_per_s", pa.float64()),
+    ("trainable_g", pa.int64()), ("trainable_d", pa.int64()),
+    ("fid_threshold", pa.float64()), ("iters_to_threshold", pa.int64()),
+    ("starts", pa.int64()), ("failures", pa.int64()), ("error", pa.string()),
+    ("node_ip", pa.string()), ("trial_dir", pa.string()),
+])
+
+METRIC_SCHEMA = pa.schema([
+    ("trial_id", pa.string()), ("label", pa.string()), ("iteration", pa.int64()),
+    ("fid", pa.float64()), ("kid", pa.float64()),
+    ("d_loss", pa.float64()), ("g_loss", pa.float64()),
+    ("images_per_s", pa.float64()), ("train_seconds", pa.float64()),
+    ("elapsed_s", pa.float64()), ("diverged", pa.bool_()), ("node_id", pa.string()),
+])
+
+
+@dataclass
+class SweepTables:
+    """A sweep's results as two data frames, plus what the report needs to frame them."""
+
+    name: str
+    sweep_dir: Path
+    trials: pd.DataFrame
+    metrics: pd.DataFrame
+    expected: int
+    max_iters: int
+    units: dict[str, list[str]] | None  # {"G": [...], "D": [...]} in network order
+    spec_text: str
+
+    @property
+    def missing(self) -> int:
+        """Trials of the grid with no result yet (pending or still running)."""
+        return int((~self.trials["status"].isin(["finished", "stopped", "diverged",
+                                                  "errored"])).sum())
+
+
+def _partition(text: str | None) -> tuple[int | None, int | None, int | None]:
+    if text is None:
+        return None, None, None
+    net = text.strip()[0]
+    units = sum(int(x) for x in text.strip()[2:-1].split(","))
+    p = parse_partition(text, units, net)
+    return p.i, p.j, p.k
+
+
+def _finite_or_inf(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _threshold_iter(history: pd.DataFrame, threshold: float | None) -> int | None:
+    if threshold is None or history.empty:
+        return None
+    hit = history[history["fid"] <= threshold]
+    return None if hit.empty else int(hit["iteration"].min())
+
+
+def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
+    rows = [{"trial_id": r["trial_id"], "label": labels.get(r["trial_id"]),
+             "iteration": r["iteration"], "fid": _finite_or_inf(r.get("fid")),
+             "kid": _finite_or_inf(r.get("kid")), "d_loss": r.get("d_loss"),
+             "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),
+             "train_seconds": r.get("train_seconds"), "elapsed_s": r.get("time_total_s"),
+             "diverged": bool(r.get("diverged")), "node_id": r.get("node_id")}
+            for r in state.results() if r.get("iteration") is not None]
+    frame = pd.DataFrame(rows, columns=METRIC_SCHEMA.names)
+    # A trial restarted from a checkpoint repeats the evaluations after it; keep the newest.
+    frame = frame.drop_duplicates(["trial_id", "iteration"], keep="last")
+    return frame.sort_values(["trial_id", "iteration"], kind="stable").reset_index(drop=True)
+
+
+def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> SweepTables:
+    """Read a sweep directory into tables. ``fid_threshold`` defaults to the best FID of
+    the scratch baseline (Denton et al.'s criterion: how soon a transfer gets there)."""
+    sweep_dir = Path(sweep_dir)
+    state = SweepState.load(sweep_dir)
+    grid_path = sweep_dir / GRID_FILE
+    grid = json.loads(grid_path.read_text()) if grid_path.is_file() else None
+    records = list(state.trials.values())
+    labels = {r["trial_id"]: r["label"] for r in records}
+    metrics = _metrics_frame(state, labels)
+
+    # One row per trial of the grid: its record if Tune created it, else a pending row.
+    rows: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    unmatched = list(records)
+    for config in (grid["trials"] if grid else []):
+        match = next((r for r in unmatched if r["config"] == config), None)
+        if match is not None:
+            unmatched.remove(match)
+        rows.append((config, match))
+    rows += [(r["config"], r) for r in unmatched]
+
+    if fid_threshold is None:
+        scratch = [r["best"].get("fid") for r in records
+                   if r["config"]["baseline"] == "scratch" and r["best"].get("fid") is not None]
+        finite = [f for f in scratch if math.isfinite(f)]
+        fid_threshold = min(finite) if finite else None
+
+    table = [_trial_row(config, rec, state.data["max_iters"], sweep_dir, metrics,
+                        fid_threshold) for config, rec in rows]
+    trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
+    spec = sweep_dir / SPEC_FILE
+    return SweepTables(state.data["name"], sweep_dir, trials, metrics,
+                       max(state.data["expected"], len(trials)), state.data["max_iters"],
+                       grid["units"] if grid else None,
+                       spec.read_text() if spec.is_file() else "")
+
+
+def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
+               sweep_dir: Path, metrics: pd.DataFrame, threshold: float | None) -> dict:
+    d_ijk, g_ijk = _partition(config["d"]), _partition(config["g"])
+    rec = rec or {}
+    last, best = rec.get("last", {}), rec.get("best", {})
+    history = metrics[metrics["trial_id"] == rec.get("trial_id")]
+    path = rec.get("path")
+    return {
+        "trial_id": rec.get("trial_id"), "label": config["label"],
+        "d_partition": config["d"], "g_partition": config["g"],
+        "d_i": d_ijk[0], "d_j": d_ijk[1], "d_k": d_ijk[2],
+        "g_i": g_ijk[0], "g_j": g_ijk[1], "g_k": g_ijk[2],
+        "baseline": config["baseline"], "modulation": config["modulation"],
+        "source": config["source"], "target": config["target"],
+        "target_size": config["target_size"], "augment": config["augment"],
+        "loss": last.get("loss") or config["loss"],
+        "lr": last.get("lr") or config["lr"],
+        "g_init": config["g_init"], "d_init": config["d_init"], "seed": config["seed"],
+        "status": rec.get("status", "pending"),
+        "best_fid": _finite_or_inf(best.get("fid")), "best_kid": _finite_or_inf(best.get("kid")),
+        "last_fid": _finite_or_inf(last.get("fid")), "last_kid": _finite_or_inf(last.get("kid")),
+        "iterations": rec.get("iteration", 0), "max_iters": max_iters,
+        "evaluations": len(history),
+        "wall_s": rec.get("time_total_s", 0.0), "images_per_s": last.get("images_per_s"),
+        "trainable_g": last.get("trainable_g"), "trainable_d": last.get("trainable_d"),
+        "fid_threshold": threshold, "iters_to_threshold": _threshold_iter(history, threshold),
+        "starts": len(rec.get("starts", [])), "failures": rec.get("failures", 0),
+        "error": rec.get("error"), "node_ip": rec.get("node_ip"),
+        # Relative, so a sweep directory copied elsewhere still finds its samples.
+        "trial_dir": Path(path).name if path and (sweep_dir / Path(path).name).is_dir()
+        else None,
+    }
+
+
+def _write_parquet(frame: pd.DataFrame, schema: pa.Schema, path: Path, meta: dict) -> None:
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           **{f"gansweep.{k}": str(v) for k, v in meta.items()}})
+    atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def write_tables(tables: SweepTables, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write both Parquet files (atomically; the same sweep state gives the same files).
+    Their metadata carries the sweep spec that made them."""
+    out = Path(out_dir) if out_dir is not None else tables.sweep_dir / "gansweep"
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"sweep": tables.name, "spec": tables.spec_text, "expected": tables.expected,
+            "max_iters": tables.max_iters}
+    paths = out / TRIALS_PARQUET, out / METRICS_PARQUET
+    _write_parquet(tables.trials, TRIAL_SCHEMA, paths[0], meta)
+    _write_parquet(tables.metrics, METRIC_SCHEMA, paths[1], meta)
+    return paths

@@ -1,0 +1,51 @@
+"""Helpers for tests that run real sweeps through the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from sweep.state import SweepState
+
+MAX_ITERS = 6
+
+
+def write_spec(path: Path, source: Path, target: Path, weights: str, **over) -> Path:
+    data = {"name": "tiny", "source": str(source), "target": str(target),
+            "partitions": {"d": ["D(0,0,5)", "D(1,2,2)", "D(3,0,2)"],
+                           "g": ["G(0,0,5)", "G(3,0,2)"]},
+            "baselines": ["fine-tune", "scale-shift", "scratch"],
+            "budget": {"iters": MAX_ITERS, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+            "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 3},
+            "metric": "fid", "resources": {"cpu": 1}, "max_failures": 2,
+            "inception_weights": weights}
+    data.update(over)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def gansweep(*args, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    return subprocess.Popen([sys.executable, "-m", "sweep.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def results(sweep_dir: Path, trial_id: str) -> list[dict]:
+    return [r for r in SweepState.load(sweep_dir).results() if r["trial_id"] == trial_id]
+
+
+def tune_trial_count(sweep_dir: Path) -> int:
+    """How many trials Ray Tune's own newest experiment snapshot holds."""
+    newest = max(sweep_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    return len(json.loads(newest.read_text())["trial_data"])
