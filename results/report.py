@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -27,7 +28,9 @@ TREATMENT_ROWS = (("freeze", "frozen"), ("modulated", "modulated"), ("finetune",
 
 
 def _finite(frame: pd.DataFrame, column: str = "best_fid") -> pd.DataFrame:
-    return frame[frame[column].map(lambda v: v is not None and math.isfinite(v))]
+    """Rows whose ``column`` is a finite number (not missing, not a diverged inf)."""
+    values = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
+    return frame.loc[np.isfinite(values)]
 
 
 def _by_setting(trials: pd.DataFrame) -> pd.DataFrame:

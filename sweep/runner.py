@@ -12,6 +12,7 @@ overwrite live files with the copies taken at restore time.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -52,6 +53,7 @@ from sweep.state import (
     SweepState,
     atomic_write_text,
     default_storage,
+    storage_error,
 )
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
@@ -317,10 +319,17 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
         raise GansweepError(spec.problems[0])
     storage_path = Path(storage or default_storage()).expanduser().resolve()
     sweep_dir = storage_path / spec.name
+    exists = GansweepError(f"sweep {spec.name!r} already exists at {sweep_dir}; resume it "
+                           f"with 'gansweep resume {sweep_dir}' or choose another --name")
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise GansweepError(f"sweep {spec.name!r} already exists at {sweep_dir}; resume it "
-                            f"with 'gansweep resume {sweep_dir}' or choose another --name")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+        raise exists
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / SPEC_FILE).parent.mkdir()  # atomic: of two racing launches, one wins
+    except FileExistsError:
+        raise exists from None
+    except OSError as e:
+        raise storage_error(sweep_dir / SPEC_FILE, e) from None
     trials = spec.trials()
     atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
     g_units, d_units = unit_names(spec.arch)
@@ -345,15 +354,29 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
             sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
-    tuner.fit()
+    _fit(tuner, sweep_dir)
     return sweep_dir
+
+
+STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT)
+
+
+def _fit(tuner: tune.Tuner, sweep_dir: Path) -> None:
+    """Run the Tuner; a storage failure (ours or Tune's) becomes one clear error."""
+    try:
+        tuner.fit()
+    except OSError as e:
+        if e.errno in STORAGE_ERRNOS and str(sweep_dir) in str(e.filename or ""):
+            raise storage_error(sweep_dir / SPEC_FILE, e) from None
+        raise
 
 
 def load_sweep_spec(sweep_dir: Path) -> SweepSpec:
     path = sweep_dir / SPEC_FILE
     if not path.is_file():
         raise GansweepError(f"{sweep_dir}: not a gansweep sweep directory (no {SPEC_FILE})")
-    return parse_spec(yaml.safe_load(path.read_text()), sweep_dir, str(path))
+    return parse_spec(yaml.safe_load(path.read_text()), sweep_dir, str(path),
+                      read_sources=False)
 
 
 def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = True) -> Path:
@@ -366,5 +389,5 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),
                                resume_unfinished=True, resume_errored=retry_errored,
                                restart_errored=False)
-    tuner.fit()
+    _fit(tuner, sweep_dir)
     return sweep_dir

@@ -215,7 +215,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(data, path.parent.resolve(), str(path))
 
 
-def parse_spec(data: Any, base: Path, where: str = "spec") -> SweepSpec:
+def parse_spec(data: Any, base: Path, where: str = "spec",
+               read_sources: bool = True) -> SweepSpec:
+    """Validate a spec's data. ``read_sources=False`` trusts the spec's ``arch`` instead of
+    reading every source checkpoint (a resumed sweep: a source may have broken since)."""
     _typed(where, data, (dict,), "a mapping")
     _check_keys(where, data, TOP_KEYS)
     for key in ("name", "target", "budget"):
@@ -229,7 +232,10 @@ def parse_spec(data: Any, base: Path, where: str = "spec") -> SweepSpec:
                for s in _as_list("source", data.get("source"))]
     targets = [_path(base, "target", t, problems) for t in _as_list("target", data["target"])]
 
-    arch = _arch(data.get("arch"), sources, problems)
+    arch = _arch(data.get("arch"), sources if read_sources else [], problems)
+    if arch is None and data.get("partitions") not in ([], None):
+        raise GansweepError(f"{problems[0]}; the partitions need the architecture, which comes "
+                            f"from the source checkpoint (or give 'arch')")
     lg, ld = unit_counts(arch) if arch else (None, None)
     pairs = _pairs(data.get("partitions", []), ld, lg)
     baselines = _as_list("baselines", data.get("baselines", []))
@@ -292,7 +298,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec") -> SweepSpec:
                 raise GansweepError(f"{key}: {value!r} must be >= {low}")
             ints[key] = value
     raw = {**data, "source": sources if isinstance(data.get("source"), list) else sources[0],
-           "target": targets if isinstance(data["target"], list) else targets[0]}
+           "target": targets if isinstance(data["target"], list) else targets[0],
+           **({"arch": asdict(arch)} if arch else {})}
     if weights is not None:
         raw["inception_weights"] = weights
     return SweepSpec(name, sources, targets, arch, pairs, baselines, axes, budget, scheduler,

@@ -44,8 +44,23 @@ def sweep_dir_of(name_or_path: str, storage: str | None = None) -> Path:
     return p.resolve()
 
 
+class StorageError(GansweepError):
+    """The sweep directory cannot be written (read-only, full, gone)."""
+
+
+def storage_error(path: Path, e: OSError) -> StorageError:
+    sweep_dir = Path(path).parent.parent if Path(path).parent.name == "gansweep" else path
+    return StorageError(f"cannot write to the sweep directory {sweep_dir}: {e.strerror or e} "
+                        f"({e.filename or path}). What was written before is intact ('gansweep "
+                        f"status' and 'gansweep report --out FILE' read it); fix the storage, "
+                        f"then run 'gansweep resume {sweep_dir}'")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), binary=False)
+    try:
+        atomic_write(path, lambda f: f.write(text), binary=False)
+    except OSError as e:
+        raise storage_error(path, e) from None
 
 
 @dataclass
@@ -85,10 +100,14 @@ class SweepState:
     def append_result(self, record: dict[str, Any]) -> None:
         """Append one evaluation to results.jsonl, durable at once (Tune's own result.json
         reaches the storage only at its next sync)."""
-        with open(self.path.parent / Path(RESULTS_FILE).name, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        path = self.path.parent / Path(RESULTS_FILE).name
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise storage_error(path, e) from None
 
     def results(self) -> list[dict[str, Any]]:
         """Every evaluation appended so far; a line cut short by a crash is skipped."""

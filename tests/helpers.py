@@ -14,8 +14,9 @@ from sweep.state import SweepState
 MAX_ITERS = 6
 
 
-def write_spec(path: Path, source: Path, target: Path, weights: str, **over) -> Path:
-    data = {"name": "tiny", "source": str(source), "target": str(target),
+def write_spec(path: Path, source: Path | list[str], target: Path, weights: str, **over) -> Path:
+    data = {"name": "tiny", "source": source if isinstance(source, list) else str(source),
+            "target": str(target),
             "partitions": {"d": ["D(0,0,5)", "D(1,2,2)", "D(3,0,2)"],
                            "g": ["G(0,0,5)", "G(3,0,2)"]},
             "baselines": ["fine-tune", "scale-shift", "scratch"],

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 
 def gansweep(*args: str) -> subprocess.CompletedProcess:
@@ -31,33 +30,21 @@ def test_transfer_prints_json(sources, faces, tmp_path):
 
 
 def _bad_inputs(sources, faces, tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    Image.new("RGB", (32, 32)).save(broken / "ok.png")
-    (broken / "cut.png").write_bytes((broken / "ok.png").read_bytes()[:50])
     common = ["--iters", "1", "--metrics", "none", "--out", tmp_path / "o"]
     return {
-        "no images": (["transfer", "--source", sources["dcgan"], "--data", empty,
-                       "--baseline", "fine-tune", *common], "no images found"),
-        "truncated png": (["pretrain", "--data", broken, "--out", tmp_path / "x.pt",
-                           "--iters", "1", "--metrics", "none"], "cut.png: cannot read image"),
         "wrong partition sum": (["transfer", "--source", sources["dcgan64"], "--data", faces,
                                  "--d", "D(1,2,3)", "--g", "G(1,2,2)", *common],
                                 "'D(1,2,3)' sums to 6, but the network has L = 5"),
         "other architecture": (["transfer", "--source", sources["resnet"], "--data", faces,
                                 "--arch", "dcgan", "--baseline", "fine-tune", *common],
                                "architecture is 'resnet', expected 'dcgan'"),
-        "missing weights": (["fid", faces, faces, "--inception-weights", tmp_path / "no.pth"],
-                            "no.pth: no such file"),
         "unknown baseline": (["transfer", "--source", sources["dcgan"], "--data", faces,
                               "--baseline", "finetune", *common], "unknown baseline"),
     }
 
 
-@pytest.mark.parametrize("case", ["no images", "truncated png", "wrong partition sum",
-                                  "other architecture", "missing weights", "unknown baseline"])
+@pytest.mark.parametrize("case", ["wrong partition sum", "other architecture",
+                                  "unknown baseline"])
 def test_bad_inputs_one_clear_line(sources, faces, tmp_path, case):
     args, fragment = _bad_inputs(sources, faces, tmp_path)[case]
     out = gansweep(*args)

@@ -58,7 +58,7 @@ def test_fid_equals_pytorch_fid(tmp_path, weights, rgb):
     assert abs(fid(sa, sa)) < 1e-3  # a folder against itself
 
 
-@pytest.mark.parametrize("n_real, n_fake", [(300, 40), (30, 25)])
+@pytest.mark.parametrize("n_real, n_fake", [(300, 40)])
 def test_fid_low_rank_path_equals_pytorch_fid_formula(n_real, n_fake):
     rng = np.random.default_rng(1)
     real = FeatureStats(rng.normal(size=(n_real, 2048)).astype(np.float32))

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sweep.state import SweepState
@@ -39,49 +40,81 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
     assert status.returncode == 0 and f"{len(stopped)} stopped" in status.stdout
 
 
-def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
-    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
-                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
-    sweep_dir = tmp_path / "sweeps" / "tiny"
-    proc = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
-    deadline = time.time() + 480
+def kill_when(proc: subprocess.Popen, sweep_dir: Path, ready) -> dict:
+    """SIGKILL the driver's whole process group (driver and local Ray, like a crashed head
+    node) as soon as ``ready(trials)`` holds; returns the trial records at that moment."""
+    deadline = time.time() + 300
     while True:
         assert time.time() < deadline and proc.poll() is None, "sweep ended before the kill"
         try:
             trials = SweepState.load(sweep_dir).trials
         except Exception:
             trials = {}
-        done = [t for t in trials.values() if t["status"] in ("finished", "stopped")]
-        if len(done) >= 2 and any(t["status"] == "running" and t["reports"] for t in
-                                  trials.values()):
+        if ready(trials):
             break
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, like a crashed head
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = SweepState.load(sweep_dir).trials
-    rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
-    done_before = {i: t for i, t in before.items() if t["status"] in ("finished", "stopped")}
-    lines_before = {i: len(results(sweep_dir, i)) for i in done_before}
-    check_partial_results(sweep_dir, before)
+    return SweepState.load(sweep_dir).trials
 
-    finish(gansweep("resume", sweep_dir))
-    after = SweepState.load(sweep_dir)
-    assert len(after.trials) == after.data["expected"] == 9
-    assert all(t["status"] in ("finished", "stopped") for t in after.trials.values())
-    for i, t in done_before.items():
-        assert after.trials[i]["starts"] == t["starts"], "a finished trial was started again"
+
+def done(trials: dict) -> dict:
+    return {i: t for i, t in trials.items() if t["status"] in ("finished", "stopped")}
+
+
+def running_with_report(trials: dict) -> bool:
+    return any(t["status"] == "running" and t["reports"] for t in trials.values())
+
+
+def check_resumed(sweep_dir: Path, before: dict, lines_before: dict) -> None:
+    """Done trials were not started or reported again; interrupted ones continued from
+    their newest checkpoint (no iteration reported twice)."""
+    after = SweepState.load(sweep_dir).trials
+    for i, t in done(before).items():
+        assert after[i]["starts"] == t["starts"], "a finished trial was started again"
         assert len(results(sweep_dir, i)) == lines_before[i], "a finished trial reported again"
-        assert after.trials[i]["iteration"] == t["iteration"]
-    resumed = [i for i, t in before.items() if t["status"] == "running" and t["reports"]]
-    assert resumed
-    for i in resumed:  # continued from its newest checkpoint: no iteration reported twice
-        assert len(after.trials[i]["starts"]) == 2
-        iters = [r["iteration"] for r in results(sweep_dir, i)]
-        assert iters == sorted(set(iters)), iters  # from 0 again, it would repeat 2
-        assert len(iters) > before[i]["reports"]
+        assert after[i]["iteration"] == t["iteration"]
+    for i, t in before.items():
+        if t["status"] == "running" and t["reports"] and after[i]["status"] != "running":
+            assert len(after[i]["starts"]) > len(t["starts"])
+            iters = [r["iteration"] for r in results(sweep_dir, i)]
+            assert iters == sorted(set(iters)), iters  # from 0 again, it would repeat 2
+            assert len(iters) > t["reports"]
+
+
+def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
+    """Killed before any trial finished, resumed, killed again mid-sweep, resumed: the
+    sweep completes with exactly the grid's trials and nothing done twice."""
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
+                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    launch = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
+    first = kill_when(launch, sweep_dir, lambda t: running_with_report(t) and not done(t))
+    check_partial_results(sweep_dir, first)
+    rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
+
+    second = kill_when(gansweep("resume", sweep_dir, start_new_session=True), sweep_dir,
+                       lambda t: len(done(t)) >= 2 and running_with_report(t))
+    check_resumed(sweep_dir, first, {})
+    lines = {i: len(results(sweep_dir, i)) for i in done(second)}
+
+    out = finish(gansweep("resume", sweep_dir))
+    check_resumed(sweep_dir, second, lines)
+    after = SweepState.load(sweep_dir)
+    assert len(after.trials) == after.data["expected"] == tune_trial_count(sweep_dir) == 9
+    assert all(t["status"] in ("finished", "stopped") for t in after.trials.values())
+    assert sum(len(t["starts"]) for t in after.trials.values()) > 9  # some did continue
     rungs_after = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     for (m, rec), (m2, rec2) in zip(rungs_before["brackets"][0], rungs_after["brackets"][0]):
         assert m == m2 and all(rec2.get(k) == v for k, v in rec.items())
+    # The Parquet written when the resumed sweep ended agrees with Tune's and our state.
+    assert "report: " in out
+    table = pd.read_parquet(sweep_dir / "gansweep" / "trials.parquet")
+    assert len(table) == 9 and table["trial_id"].notna().all()
+    assert dict(zip(table["trial_id"], table["status"])) == {
+        i: t["status"] for i, t in after.trials.items()}
+    assert dict(zip(table["trial_id"], table["starts"])) == {
+        i: len(t["starts"]) for i, t in after.trials.items()}
 
 
 def check_partial_results(sweep_dir: Path, records: dict) -> None:
