@@ -51,8 +51,10 @@ class InceptionFeatures:
     """pytorch-fid's InceptionV3 (2048-d pool3), fed uint8 images exactly as pytorch-fid
     feeds PNG files: x / 255, resized to 299 and scaled to [-1, 1] inside the network."""
 
-    def __init__(self, weights: str | None, device: torch.device, batch_size: int = 50):
+    def __init__(self, weights: str | None, device: torch.device, batch_size: int = 50,
+                 channels_last: bool = False, bf16: bool = False):
         self.device, self.batch_size = device, batch_size
+        self.channels_last, self.bf16 = channels_last, bf16
         if weights is None:
             model = pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
                 FEATURE_DIM]])
@@ -61,6 +63,10 @@ class InceptionFeatures:
             model = self._from_file(weights)
             self.identity = "pytorch-fid-pool3:sha256=" + _file_sha256(weights)
         self.model = model.eval().requires_grad_(False).to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Fast paths change the features slightly: statistics are cached per variant.
+        self.identity += "+channels_last" * channels_last + "+bf16" * bf16
 
     @staticmethod
     def _from_file(weights: str) -> torch.nn.Module:
@@ -92,7 +98,11 @@ class InceptionFeatures:
         out = []
         for batch in images.split(self.batch_size):
             x = batch.to(self.device, non_blocking=True).float().div_(255.0)
-            out.append(self.model(x)[0].flatten(1).cpu())
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                features = self.model(x)[0]
+            out.append(features.flatten(1).float().cpu())
         return torch.cat(out).numpy()
 
 

@@ -97,6 +97,7 @@ def _newest_checkpoint(trial_dir: Path) -> Path | None:
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one transfer trial, reporting (with a checkpoint) at
     every evaluation. A diverged run reports FID = KID = inf and ends normally."""
+    worker_start = time.time()
     trial_id = tune.get_context().get_trial_id()
     record = SweepState.load(Path(config["common"]["sweep_dir"])).trials.get(trial_id)
     if record is not None and record["status"] in DONE:
@@ -118,20 +119,28 @@ def run_trial(config: dict[str, Any]) -> None:
         state = setup(cfg)
 
     node_id = ray.get_runtime_context().get_node_id()
-    resolved = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr}
+    # Costs outside training, for the Tune-overhead benchmark: when the worker began,
+    # how long setup took, and the time spent in reports (checkpoint + tune.report).
+    fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr,
+             "worker_start": worker_start, "setup_s": time.time() - worker_start}
+    report_s = 0.0
 
     def report(s: TrainState, record: dict[str, float]) -> None:
-        metrics = {**final_summary(s), **record, **resolved, "diverged": 0, "node_id": node_id}
+        nonlocal report_s
+        t0 = time.perf_counter()
+        metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
+                   "report_s": report_s}
         with tempfile.TemporaryDirectory() as d:
             snapshot(s, Path(d) / "checkpoint.pt")
             (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        report_s += time.perf_counter() - t0
 
     try:
         train(cfg, callback=report, state=state, save=False)
     except DivergenceError as e:
-        tune.report({**final_summary(state), **resolved, "iteration": e.iteration, "fid": math.inf,
-                     "kid": math.inf, "diverged": 1, "error": str(e)})
+        tune.report({**final_summary(state), **fixed, "iteration": e.iteration,
+                     "fid": math.inf, "kid": math.inf, "diverged": 1, "error": str(e)})
 
 
 # --- ASHA with persisted rungs ---------------------------------------------------------------
@@ -180,7 +189,7 @@ class PersistentASHA(ASHAScheduler):
 
 
 RESULT_KEYS = ("iteration", "fid", "kid", "d_loss", "g_loss", "images_per_s", "train_seconds",
-               "time_total_s", "diverged", "node_id")
+               "time_total_s", "diverged", "node_id", "worker_start", "setup_s", "report_s")
 
 
 class Recorder(tune.Callback):

@@ -1,0 +1,74 @@
+"""Figure 5: Tune overhead. For each trial of a small real sweep (local Ray, CPU): the time
+from Tune starting the trial to the worker running our code, our setup until the first
+training step, and the time spent per report (checkpoint + tune.report), as fractions of
+the trial's wall time.
+
+    python benchmarks/bench_tune_overhead.py [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from benchmarks._common import WEIGHTS, machine, summary
+from core.models import ArchConfig
+from core.synthetic import make_domain
+from core.train import TrainConfig, snapshot, train
+from sweep.runner import launch
+from sweep.spec import load_spec
+from sweep.state import SweepState
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", help="keep the sweep here (default: a temporary folder)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(a.out or tmp).resolve()
+        faces = make_domain(root / "faces", "faces", 64, 32, seed=1)
+        blobs = make_domain(root / "blobs", "blobs", 200, 32, seed=0)
+        source = root / "source.pt"
+        snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=32,
+                                   arch=ArchConfig("dcgan", 32, 16, 32, "batch"), iters=50,
+                                   metrics=[])), source)
+        spec = {"name": "overhead", "source": str(source), "target": str(faces),
+                "partitions": [["D(1,2,2)", "G(1,2,2)"], ["D(3,0,2)", "G(3,0,2)"]],
+                "baselines": ["fine-tune", "freeze", "scale-shift", "freeze-d"],
+                "budget": {"iters": 150, "eval_every": 50, "fid_samples": 48,
+                           "batch_size": 32},
+                "scheduler": {"type": "none"}, "resources": {"cpu": 1},
+                "inception_weights": WEIGHTS}
+        (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+        sweep_dir = launch(load_spec(root / "spec.yaml"), str(root / "sweeps"))
+        state = SweepState.load(sweep_dir)
+        rows = []
+        for tid, t in state.trials.items():
+            reports = [r for r in state.results() if r["trial_id"] == tid]
+            wall = t["ended"] - t["starts"][0]["time"]
+            to_worker = reports[0]["worker_start"] - t["starts"][0]["time"]
+            setup = reports[0]["setup_s"]
+            report_s = reports[-1]["report_s"]  # the reports before the last one
+            rows.append({"wall": wall, "to_worker": to_worker, "setup": setup,
+                         "per_report": report_s / (len(reports) - 1),
+                         "reports_frac": report_s * len(reports) / (len(reports) - 1) / wall,
+                         "start_frac": (to_worker + setup) / wall})
+    print(machine())
+    print(f"{len(rows)} trials of 150 iterations (3 reports each), dcgan 32px width 16, "
+          f"batch 32, 1 CPU each, 2 at a time")
+    for key, unit in (("wall", " s"), ("to_worker", " s"), ("setup", " s"),
+                      ("per_report", " s")):
+        print(f"{key:11s} {summary([r[key] for r in rows], unit)}")
+    start = statistics.median(r["start_frac"] for r in rows)
+    reports = statistics.median(r["reports_frac"] for r in rows)
+    print(f"FIGURE 5: trial start to first training step = {100 * start:.1f}% of trial time "
+          f"(median {statistics.median(r['to_worker'] + r['setup'] for r in rows):.2f} s); "
+          f"reports = {100 * reports:.1f}% (median "
+          f"{statistics.median(r['per_report'] for r in rows):.3f} s per report)")
+
+
+if __name__ == "__main__":
+    main()
