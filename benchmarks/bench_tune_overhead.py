@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -43,7 +44,9 @@ def main() -> None:
                 "scheduler": {"type": "none"}, "resources": {"cpu": 1},
                 "inception_weights": WEIGHTS}
         (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+        t0 = time.time()
         sweep_dir = launch(load_spec(root / "spec.yaml"), str(root / "sweeps"))
+        launch_s = time.time() - t0
         state = SweepState.load(sweep_dir)
         rows = []
         for tid, t in state.trials.items():
@@ -62,12 +65,20 @@ def main() -> None:
     for key, unit in (("wall", " s"), ("to_worker", " s"), ("setup", " s"),
                       ("per_report", " s")):
         print(f"{key:11s} {summary([r[key] for r in rows], unit)}")
+    trials = state.trials.values()
+    span = max(t["ended"] for t in trials) - min(t["starts"][0]["time"] for t in trials)
+    busy = sum(r["wall"] for r in rows)
+    print(f"launch() {launch_s:.1f} s in all (Ray start, real-data statistics, trials); from "
+          f"the first trial start to the last trial end {span:.1f} s; the 2 trial slots were "
+          f"busy {100 * busy / (2 * span):.1f}% of that span")
     start = statistics.median(r["start_frac"] for r in rows)
     reports = statistics.median(r["reports_frac"] for r in rows)
     print(f"FIGURE 5: trial start to first training step = {100 * start:.1f}% of trial time "
           f"(median {statistics.median(r['to_worker'] + r['setup'] for r in rows):.2f} s); "
           f"reports = {100 * reports:.1f}% (median "
-          f"{statistics.median(r['per_report'] for r in rows):.3f} s per report)")
+          f"{statistics.median(r['per_report'] for r in rows):.3f} s per report); trial slots "
+          f"idle between trials = {100 * (1 - busy / (2 * span)):.1f}% of the sweep's span "
+          f"({(2 * span - busy) / len(rows):.1f} s per trial)")
 
 
 if __name__ == "__main__":

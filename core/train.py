@@ -367,6 +367,7 @@ def snapshot(s: TrainState, path: str | os.PathLike | None = None) -> Path:
     """Write the resumable checkpoint (atomically) and the run's config and metrics."""
     path = Path(path) if path else s.out / "checkpoint.pt"
     atomic_write(path, lambda f: torch.save(state_dict(s), f))
+    s.out.mkdir(parents=True, exist_ok=True)
     (s.out / "config.json").write_text(json.dumps(s.cfg.to_dict(), indent=2))
     with open(s.out / "metrics.jsonl", "w") as f:
         for record in s.history:
