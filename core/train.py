@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,14 @@ from core.models import ArchConfig, FilterShift, TransferNet, build_models, unit
 from core.treatments import (
     BN_STATS,
     AdaFM,
+    PlanPair,
     apply_plan,
     baseline_pair,
+    check_plan,
     count_trainable,
     parse_partition,
     partition_pair,
+    plans_label,
     trainable_parameters,
 )
 
@@ -415,11 +418,13 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
                     g: str | None = None, baseline: str | None = None,
                     modulation: str = "adafm", freeze_d_depth: int | None = None,
                     g_init: str = "pretrained", d_init: str = "pretrained",
+                    plans: tuple[Sequence[str], Sequence[str]] | None = None,
                     expect_arch: str | None = None, expect_resolution: int | None = None,
                     **overrides: Any) -> TrainConfig:
-    """The config of one transfer trial: a D/G partition pair or a baseline preset, from a
-    source checkpoint. ``g_init``/``d_init = scratch`` re-initialises that whole network
-    (Wang et al.'s G/D initialisation study); it needs that network fully fine-tuned.
+    """The config of one transfer trial: a D/G partition pair, a baseline preset, or
+    explicit per-unit ``plans`` (G's, D's), from a source checkpoint. ``g_init``/``d_init =
+    scratch`` re-initialises that whole network (Wang et al.'s G/D initialisation study);
+    it needs that network fully fine-tuned.
     Settings not given (loss, ...) default to the source's pretraining config.
     ``expect_arch``/``expect_resolution`` refuse a source of another architecture."""
     ckpt = load_checkpoint(source)
@@ -431,10 +436,14 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
     lg, ld = unit_counts(arch)
     if modulation not in ("adafm", "filter-shift"):
         raise GansweepError(f"modulation: {modulation!r} is not 'adafm' or 'filter-shift'")
+    given = [x for x in (baseline, d or g, plans) if x is not None]
+    if len(given) != 1:
+        raise GansweepError("give one of: a baseline, D/G partitions, or per-unit plans")
     if baseline is not None:
-        if d is not None or g is not None:
-            raise GansweepError("give either a baseline or D/G partitions, not both")
         pair = baseline_pair(baseline, ld, lg, modulation, freeze_d_depth)
+    elif plans is not None:
+        pair = PlanPair(check_plan(plans[0], lg, "g_plan"), check_plan(plans[1], ld, "d_plan"),
+                        plans_label(plans))
     elif d is None or g is None:
         raise GansweepError("give both a D partition and a G partition, or a baseline")
     else:

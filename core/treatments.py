@@ -205,6 +205,47 @@ def enumerate_partitions(net: str, units: int) -> list[Partition]:
             for i in range(units + 1) for j in range(units - i + 1)]
 
 
+# --- explicit per-unit plans and Denton et al.'s plan families ------------------------------
+
+def check_plan(plan: Sequence[str], units: int, where: str) -> Plan:
+    """A per-unit plan given by hand: one registered treatment per unit."""
+    if isinstance(plan, str) or len(plan) != units:
+        raise GansweepError(f"{where}: {plan!r} must list one treatment per unit "
+                            f"(L = {units})")
+    for t in plan:
+        TREATMENTS.get(t)
+    return tuple(plan)
+
+
+PLAN_LETTERS = {"finetune": "T", "freeze": "F", "adafm": "A", "filter-shift": "S",
+                "reinit": "R"}
+
+
+def plans_label(plans: tuple[Sequence[str], Sequence[str]]) -> str:
+    """``G[TTAAF]D[RRRRR]``: one letter per unit (T fine-tune, F freeze, A AdaFM,
+    S filter-shift, R re-initialise), in each network's unit order."""
+    g, d = ("".join(PLAN_LETTERS[t] for t in p) for p in plans)
+    return f"G[{g}]D[{d}]"
+
+
+PLAN_FAMILIES = ("forward", "backward")
+FAMILY_MODES = ("freeze", "finetune")
+
+
+def family_plan(family: str, mode: str, n: int, units: int) -> Plan:
+    """Denton et al.'s transfer families for G: *forward* transfers the first n units (from
+    the latent input), *backward* the last n (at the image end); transferred units are
+    frozen or fine-tuned, the others re-initialised."""
+    if family not in PLAN_FAMILIES:
+        raise GansweepError(f"family: {family!r} is not one of {PLAN_FAMILIES}")
+    if mode not in FAMILY_MODES:
+        raise GansweepError(f"mode: {mode!r} is not one of {FAMILY_MODES}")
+    if not 1 <= n <= units:
+        raise GansweepError(f"n: {n!r} must be between 1 and L = {units}")
+    kept = range(n) if family == "forward" else range(units - n, units)
+    return tuple(mode if u in kept else "reinit" for u in range(units))
+
+
 # --- baselines ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)

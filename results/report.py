@@ -19,8 +19,8 @@ from plotly.subplots import make_subplots
 
 from core.errors import GansweepError
 from core.fileio import atomic_write
-from core.treatments import enumerate_partitions, parse_partition
-from results.tables import SweepTables, load_tables, write_tables
+from core.treatments import enumerate_partitions
+from results.tables import SweepTables, load_tables, recorded_partition, write_tables
 
 TOP = 5  # partitions shown next to the baselines
 DONE = ("finished", "stopped", "diverged")
@@ -33,20 +33,31 @@ def _finite(frame: pd.DataFrame, column: str = "best_fid") -> pd.DataFrame:
     return frame.loc[np.isfinite(values)]
 
 
+def _kind(trials: pd.DataFrame) -> pd.Series:
+    """partition, baseline or plan, per trial."""
+    return pd.Series(["partition" if isinstance(d, str) else "baseline" if isinstance(b, str)
+                      else "plan" for d, b in zip(trials["d_partition"], trials["baseline"])],
+                     index=trials.index, dtype=object)
+
+
+def _partitions(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[_kind(trials) == "partition"]
+
+
 def _by_setting(trials: pd.DataFrame) -> pd.DataFrame:
-    """Best FID per setting (partition pair or baseline) over seeds and other axes."""
+    """Best FID per setting (partition pair, baseline or plan) over seeds and other axes."""
     scored = _finite(trials)
     grouped = scored.groupby("label")["best_fid"]
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.size(),
                         "min": grouped.min()})
-    kind = trials.drop_duplicates("label").set_index("label")["baseline"]
-    out["baseline"] = kind.reindex(out.index)
+    kind = pd.Series(_kind(trials).to_numpy(), index=trials["label"])
+    out["kind"] = kind[~kind.index.duplicated()].reindex(out.index)
     return out.sort_values("mean")
 
 
 def _top_labels(trials: pd.DataFrame) -> tuple[list[str], list[str]]:
     settings = _by_setting(trials)
-    partitions = settings[settings["baseline"].isna()].index[:TOP].tolist()
+    partitions = settings[settings["kind"] == "partition"].index[:TOP].tolist()
     baselines = sorted(trials["baseline"].dropna().unique().tolist())
     return partitions, baselines
 
@@ -75,8 +86,7 @@ def section_summary(t: SweepTables) -> str:
     if len(threshold):
         lines.append(f"<p>FID threshold for 'iterations to threshold': {threshold.iloc[0]:.2f} "
                      f"(the scratch baseline's best FID unless given).</p>")
-    varying = [c for c in ("source", "target", "target_size", "augment", "loss", "lr",
-                           "g_init", "d_init", "seed") if t.trials[c].nunique(dropna=False) > 1]
+    varying = _varying(t.trials)
     if varying:
         lines.append(f"<p>Axes varied (figures average over them per setting): "
                      f"{', '.join(varying)}.</p>")
@@ -84,13 +94,13 @@ def section_summary(t: SweepTables) -> str:
 
 
 def section_heatmap(t: SweepTables) -> str:
-    pairs = t.trials[t.trials["baseline"].isna()]
+    pairs = _partitions(t.trials)
     if pairs.empty:
         return "<p>No partition trials in this sweep.</p>"
 
     def order(column: str, net: str) -> list[str]:
         names = set(pairs[column])
-        units = _units(next(iter(names)))
+        units = recorded_partition(next(iter(names))).units
         return [str(p) for p in enumerate_partitions(net, units) if str(p) in names]
 
     ds, gs = order("d_partition", "D"), order("g_partition", "G")
@@ -113,17 +123,13 @@ def section_heatmap(t: SweepTables) -> str:
                                hovertemplate="%{text}<br>best FID %{z:.2f}<extra></extra>",
                                colorbar={"title": "best FID"}))
     fig.add_trace(go.Scatter(x=marks_x, y=marks_y, text=marks, mode="text",
-                             textfont={"color": "white", "size": 14}, hoverinfo="skip",
+                             textfont={"color": "#d62728", "size": 16}, hoverinfo="skip",
                              showlegend=False))
     fig.update_layout(height=max(350, 28 * len(ds) + 150), xaxis_title="G partition",
                       yaxis_title="D partition", yaxis={"autorange": "reversed"})
     return (f"<p>Mean best FID per pair ({len(ds)} × {len(gs)}). × = some trial stopped by "
             f"ASHA (its best FID is from fewer iterations), ! = diverged, E = errored.</p>"
             + _figure_html(fig))
-
-
-def _units(partition: str) -> int:
-    return sum(int(x) for x in partition[2:-1].split(","))
 
 
 def section_baselines(t: SweepTables) -> str:
@@ -146,8 +152,24 @@ def section_baselines(t: SweepTables) -> str:
             "standard deviation over seeds, dots = single trials.</p>" + _figure_html(fig))
 
 
+AXIS_COLUMNS = ("source", "target", "target_size", "augment", "loss", "lr", "g_init",
+                "d_init", "seed")
+
+
+def _varying(trials: pd.DataFrame) -> list[str]:
+    return [c for c in AXIS_COLUMNS if trials[c].nunique(dropna=False) > 1]
+
+
+def _trial_name(trial: pd.Series, varying: list[str]) -> str:
+    """The trial's label with the axis values that tell it apart from its siblings."""
+    values = [f"{c}={Path(v).name if c in ('source', 'target') else v}"
+              for c, v in trial[varying].items() if c != "seed"]
+    return " ".join([trial["label"], *values, f"s{trial['seed']}"])
+
+
 def section_curves(t: SweepTables) -> str:
     top, baselines = _top_labels(t.trials)
+    varying = _varying(t.trials)
     fig = go.Figure()
     for label in baselines + top:
         for _, trial in t.trials[t.trials["label"] == label].iterrows():
@@ -155,7 +177,7 @@ def section_curves(t: SweepTables) -> str:
             if history.empty:
                 continue
             fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"],
-                                     mode="lines+markers", name=f"{label} s{trial['seed']}",
+                                     mode="lines+markers", name=_trial_name(trial, varying),
                                      line={"dash": "dot" if label in baselines else "solid"}))
     fig.update_layout(xaxis_title="iteration", yaxis_title="FID", height=450)
     return "<p>Dotted: baselines; solid: top partitions.</p>" + _figure_html(fig)
@@ -173,10 +195,13 @@ def section_pareto(t: SweepTables) -> str:
             front.append(row)
     front = pd.DataFrame(front)
     fig = go.Figure()
-    for name, part in (("partitions", scored[scored["baseline"].isna()]),
-                       ("baselines", scored[scored["baseline"].notna()])):
+    kinds = _kind(scored)
+    for name in ("partition", "baseline", "plan"):
+        part = scored[kinds == name]
+        if part.empty:
+            continue
         fig.add_trace(go.Scatter(x=part["params"], y=part["best_fid"], mode="markers",
-                                 name=name, text=part["label"],
+                                 name=f"{name}s", text=part["label"],
                                  hovertemplate="%{text}<br>%{x} params<br>FID %{y:.2f}"))
     fig.add_trace(go.Scatter(x=front["params"], y=front["best_fid"], mode="lines+markers",
                              name="Pareto front", line={"shape": "hv", "color": "red"},
@@ -210,7 +235,7 @@ def section_compute(t: SweepTables) -> str:
 
 
 def section_sensitivity(t: SweepTables) -> str:
-    pairs = _finite(t.trials[t.trials["baseline"].isna()])
+    pairs = _finite(_partitions(t.trials))
     if pairs.empty:
         return "<p>No scored partition trials yet.</p>"
     fig = make_subplots(rows=1, cols=2, subplot_titles=("D units", "G units"),
@@ -219,7 +244,7 @@ def section_sensitivity(t: SweepTables) -> str:
         column = f"{net.lower()}_partition"
         records = []
         for _, row in pairs.iterrows():
-            plan = parse_partition(row[column], _units(row[column]), net).plan("modulated")
+            plan = recorded_partition(row[column]).plan("modulated")
             records += [(u, treatment, row["best_fid"]) for u, treatment in enumerate(plan)]
         frame = pd.DataFrame(records, columns=["unit", "treatment", "fid"])
         n_units = frame["unit"].max() + 1
@@ -242,7 +267,68 @@ def section_sensitivity(t: SweepTables) -> str:
             + _figure_html(fig))
 
 
+def section_families(t: SweepTables) -> str:
+    fam = t.trials[t.trials["family"].notna()]
+    if fam.empty:
+        return "<p>No plan-family trials in this sweep (<code>plans: [{family: ...}]</code>).</p>"
+    fig = go.Figure()
+    rows = []
+    for (family, mode), part in fam.groupby(["family", "family_mode"]):
+        scored = _finite(part).groupby("family_n")["best_fid"].mean()
+        fig.add_trace(go.Scatter(x=scored.index, y=scored.values, mode="lines+markers",
+                                 name=f"{family}, {mode}"))
+        for n, group in part.groupby("family_n"):
+            reached = group["iters_to_threshold"].dropna()
+            rows.append(f"<tr><td>{family}</td><td>{mode}</td><td>{n}</td>"
+                        f"<td>{_finite(group)['best_fid'].mean():.2f}</td>"
+                        f"<td>{int(reached.median()) if len(reached) else 'never'}</td></tr>")
+    scratch = _finite(t.trials[t.trials["baseline"] == "scratch"])["best_fid"]
+    if len(scratch):
+        fig.add_hline(y=scratch.mean(), line_dash="dot", annotation_text="scratch")
+    fig.update_layout(xaxis_title="units of G transferred (n)", yaxis_title="best FID",
+                      height=420)
+    threshold = t.trials["fid_threshold"].dropna()
+    what = f"FID ≤ {threshold.iloc[0]:.2f}" if len(threshold) else "the threshold"
+    return ("<p>Denton et al.'s families: <i>forward</i> transfers G's first n units (from "
+            "the latent input), <i>backward</i> its last n, frozen or fine-tuned; the other "
+            "units and D start from scratch. Convergence: the first evaluated iteration "
+            f"with {what} (the scratch baseline's best unless given).</p>"
+            + _figure_html(fig) + "<table><thead><tr><th>family</th><th>mode</th><th>n</th>"
+            "<th>mean best FID</th><th>iterations to threshold (median)</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def section_init(t: SweepTables) -> str:
+    ft = _finite(t.trials[t.trials["baseline"] == "fine-tune"])
+    if ft[["g_init", "d_init"]].drop_duplicates().shape[0] < 2:
+        return ("<p>G and D initialisation did not vary in this sweep (<code>g_init</code>, "
+                "<code>d_init</code> axes, Wang et al. Tables 1-2).</p>")
+    inits = ("pretrained", "scratch")
+    cells = ft.groupby(["g_init", "d_init"])["best_fid"].agg(["mean", "std", "size"])
+    rows = "".join(
+        f"<tr><th>G {g}</th>" + "".join(
+            f"<td>{cells.loc[(g, d), 'mean']:.2f} ± {cells.loc[(g, d), 'std']:.2f} "
+            f"(n = {cells.loc[(g, d), 'size']})</td>" if (g, d) in cells.index else "<td></td>"
+            for d in inits) + "</tr>" for g in inits)
+    table = (f"<table><thead><tr><th></th>{''.join(f'<th>D {d}</th>' for d in inits)}</tr>"
+             f"</thead><tbody>{rows}</tbody></table>")
+    sizes = ft.assign(size=ft["target_size"].fillna(-1))
+    fig = go.Figure()
+    for (g, d), part in sizes.groupby(["g_init", "d_init"]):
+        curve = part.groupby("size")["best_fid"].mean()
+        fig.add_trace(go.Scatter(x=[("all" if x < 0 else int(x)) for x in curve.index],
+                                 y=curve.values, mode="lines+markers",
+                                 name=f"G {g}, D {d}"))
+    fig.update_layout(xaxis_title="target images (target_size)", xaxis_type="category",
+                      yaxis_title="best FID", height=400)
+    return ("<p>Fine-tuning with G and D each initialised from the source or from scratch "
+            "(Wang et al. Tables 1-2): mean best FID ± sd over seeds and target sizes.</p>"
+            + table + _figure_html(fig))
+
+
 def _grace_period(t: SweepTables) -> int | None:
+    if not t.spec_text:
+        return None
     try:
         spec = yaml.safe_load(t.spec_text) or {}
     except yaml.YAMLError:
@@ -256,7 +342,7 @@ def _grace_period(t: SweepTables) -> int | None:
 def section_asha(t: SweepTables) -> str:
     grace = _grace_period(t)
     if grace is None:
-        return "<p>This sweep ran without ASHA.</p>"
+        return "<p>This sweep ran without ASHA (or its spec is not recorded).</p>"
     rows = []
     for _, trial in t.trials[t.trials["status"] == "finished"].iterrows():
         history = t.metrics[(t.metrics["trial_id"] == trial["trial_id"])
@@ -355,6 +441,8 @@ SECTIONS: list[tuple[str, str, Callable[[SweepTables], str]]] = [
     ("pareto", "Trainable parameters vs FID", section_pareto),
     ("compute", "Compute accounting", section_compute),
     ("sensitivity", "Layer sensitivity", section_sensitivity),
+    ("families", "Forward and backward transfer (plan families)", section_families),
+    ("init", "G/D initialisation and target size", section_init),
     ("asha", "ASHA trust check", section_asha),
     ("samples", "Samples", section_samples),
     ("table", "All trials", section_table),

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.fileio import atomic_write
-from core.treatments import parse_partition
+from core.treatments import Partition, parse_partition
+from sweep.spec import Trial
 from sweep.state import GRID_FILE, SPEC_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
@@ -29,6 +30,8 @@ TRIAL_SCHEMA = pa.schema([
     ("d_i", pa.int64()), ("d_j", pa.int64()), ("d_k", pa.int64()),
     ("g_i", pa.int64()), ("g_j", pa.int64()), ("g_k", pa.int64()),
     ("baseline", pa.string()), ("modulation", pa.string()),
+    ("g_plan", pa.string()), ("d_plan", pa.string()),
+    ("family", pa.string()), ("family_mode", pa.string()), ("family_n", pa.int64()),
     ("source", pa.string()), ("target", pa.string()), ("target_size", pa.int64()),
     ("augment", pa.string()), ("loss", pa.string()), ("lr", pa.float64()),
     ("g_init", pa.string()), ("d_init", pa.string()), ("seed", pa.int64()),
@@ -72,16 +75,24 @@ class SweepTables:
                                                   "errored"])).sum())
 
 
-def _partition(text: str | None) -> tuple[int | None, int | None, int | None]:
+def recorded_partition(text: str) -> Partition:
+    """A canonical ``D(i,j,k)``/``G(i,j,k)`` string as a sweep records it (L = i + j + k)."""
+    units = sum(int(x) for x in text[2:-1].split(","))
+    return parse_partition(text, units, text[0])
+
+
+def _ijk(text: str | None) -> tuple[int | None, int | None, int | None]:
     if text is None:
         return None, None, None
-    net = text.strip()[0]
-    units = sum(int(x) for x in text.strip()[2:-1].split(","))
-    p = parse_partition(text, units, net)
+    p = recorded_partition(text)
     return p.i, p.j, p.k
 
 
-def _finite_or_inf(value: Any) -> float | None:
+def _joined(plan: list[str] | None) -> str | None:
+    return None if plan is None else ",".join(plan)
+
+
+def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
@@ -94,8 +105,8 @@ def _threshold_iter(history: pd.DataFrame, threshold: float | None) -> int | Non
 
 def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
     rows = [{"trial_id": r["trial_id"], "label": labels.get(r["trial_id"]),
-             "iteration": r["iteration"], "fid": _finite_or_inf(r.get("fid")),
-             "kid": _finite_or_inf(r.get("kid")), "d_loss": r.get("d_loss"),
+             "iteration": r["iteration"], "fid": _float(r.get("fid")),
+             "kid": _float(r.get("kid")), "d_loss": r.get("d_loss"),
              "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),
              "train_seconds": r.get("train_seconds"), "elapsed_s": r.get("time_total_s"),
              "diverged": bool(r.get("diverged")), "node_id": r.get("node_id")}
@@ -114,13 +125,15 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     grid_path = sweep_dir / GRID_FILE
     grid = json.loads(grid_path.read_text()) if grid_path.is_file() else None
     records = list(state.trials.values())
+    for r in records:  # sweeps made before a Trial field existed get its default
+        r["config"] = Trial(**r["config"]).to_dict()
     labels = {r["trial_id"]: r["label"] for r in records}
     metrics = _metrics_frame(state, labels)
 
     # One row per trial of the grid: its record if Tune created it, else a pending row.
     rows: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     unmatched = list(records)
-    for config in (grid["trials"] if grid else []):
+    for config in (Trial(**c).to_dict() for c in (grid["trials"] if grid else [])):
         match = next((r for r in unmatched if r["config"] == config), None)
         if match is not None:
             unmatched.remove(match)
@@ -145,7 +158,7 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
 
 def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
                sweep_dir: Path, metrics: pd.DataFrame, threshold: float | None) -> dict:
-    d_ijk, g_ijk = _partition(config["d"]), _partition(config["g"])
+    d_ijk, g_ijk = _ijk(config["d"]), _ijk(config["g"])
     rec = rec or {}
     last, best = rec.get("last", {}), rec.get("best", {})
     history = metrics[metrics["trial_id"] == rec.get("trial_id")]
@@ -156,14 +169,17 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "d_i": d_ijk[0], "d_j": d_ijk[1], "d_k": d_ijk[2],
         "g_i": g_ijk[0], "g_j": g_ijk[1], "g_k": g_ijk[2],
         "baseline": config["baseline"], "modulation": config["modulation"],
+        "g_plan": _joined(config["g_plan"]), "d_plan": _joined(config["d_plan"]),
+        "family": config["family"], "family_mode": config["family_mode"],
+        "family_n": config["family_n"],
         "source": config["source"], "target": config["target"],
         "target_size": config["target_size"], "augment": config["augment"],
         "loss": last.get("loss") or config["loss"],
         "lr": last.get("lr") or config["lr"],
         "g_init": config["g_init"], "d_init": config["d_init"], "seed": config["seed"],
         "status": rec.get("status", "pending"),
-        "best_fid": _finite_or_inf(best.get("fid")), "best_kid": _finite_or_inf(best.get("kid")),
-        "last_fid": _finite_or_inf(last.get("fid")), "last_kid": _finite_or_inf(last.get("kid")),
+        "best_fid": _float(best.get("fid")), "best_kid": _float(best.get("kid")),
+        "last_fid": _float(last.get("fid")), "last_kid": _float(last.get("kid")),
         "iterations": rec.get("iteration", 0), "max_iters": max_iters,
         "evaluations": len(history),
         "wall_s": rec.get("time_total_s", 0.0), "images_per_s": last.get("images_per_s"),

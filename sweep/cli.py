@@ -116,9 +116,12 @@ def _dry_run(spec) -> None:
     rows = [{**t.to_dict(), "source": Path(t.source).name if t.source else "-",
              "target": Path(t.target).name} for t in trials]
     print(_table(rows, columns))
-    n_pairs = sum(1 for t in trials if t.baseline is None)
+    n_pairs = sum(1 for t in trials if t.d is not None)
+    n_plans = sum(1 for t in trials if t.g_plan is not None)
+    plans = f" + {n_plans} per-unit plan trials" if n_plans else ""
     print(f"# {len(trials)} trials: {n_pairs} partition trials ({len(spec.pairs)} D x G pairs) "
-          f"+ {len(trials) - n_pairs} baseline trials ({', '.join(spec.baselines) or 'none'}), "
+          f"+ {len(trials) - n_pairs - n_plans} baseline trials "
+          f"({', '.join(spec.baselines) or 'none'}){plans}, "
           f"over {len(spec.sources)} source(s), {len(spec.targets)} target(s) and the axes "
           + ", ".join(f"{k}={v}" for k, v in spec.axes.items() if len(v) > 1 or v[0] is not None))
     for problem in spec.problems:

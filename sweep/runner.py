@@ -63,6 +63,7 @@ def _trial_config(config: dict[str, Any], out: str):
     overrides = {"loss": trial.loss} if trial.loss else {}
     return transfer_config(
         trial.source, trial.target, out, d=trial.d, g=trial.g, baseline=trial.baseline,
+        plans=(trial.g_plan, trial.d_plan) if trial.g_plan is not None else None,
         modulation=trial.modulation, freeze_d_depth=trial.freeze_d_depth,
         g_init=trial.g_init, d_init=trial.d_init, target_size=trial.target_size,
         augment=trial.augment, lr=trial.lr, seed=trial.seed,

@@ -19,7 +19,16 @@ from core.losses import LOSSES
 from core.metrics import METRICS
 from core.models import ArchConfig, unit_counts
 from core.train import INITS, load_checkpoint
-from core.treatments import BASELINES, BN_STATS, enumerate_partitions, parse_partition
+from core.treatments import (
+    BASELINES,
+    BN_STATS,
+    FAMILY_MODES,
+    check_plan,
+    enumerate_partitions,
+    family_plan,
+    parse_partition,
+    plans_label,
+)
 
 MODULATIONS = ("adafm", "filter-shift")
 
@@ -95,6 +104,11 @@ class Trial:
     g_init: str
     d_init: str
     seed: int
+    g_plan: list[str] | None = None  # explicit per-unit plans (``plans:`` in a spec)
+    d_plan: list[str] | None = None
+    family: str | None = None  # forward | backward, for Denton et al.'s plan families
+    family_mode: str | None = None  # freeze | finetune
+    family_n: int | None = None  # units transferred
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +122,7 @@ class SweepSpec:
     arch: ArchConfig | None
     pairs: list[tuple[str, str]]
     baselines: list[str]
+    plans: list[dict[str, Any]]  # label, g_plan, d_plan, family, family_mode, family_n
     axes: dict[str, list]
     budget: Budget
     scheduler: Scheduler
@@ -127,18 +142,20 @@ class SweepSpec:
         that cannot exist (a scratch-initialised net that is frozen or modulated) are left
         out, and the scratch baseline is run once, not once per source."""
         out: list[Trial] = []
-        settings = [(f"{d}{g}", d, g, None) for d, g in self.pairs] + \
-                   [(b, None, None, b) for b in self.baselines]
+        none = {"d": None, "g": None, "baseline": None}
+        settings = [{**none, "label": f"{d}{g}", "d": d, "g": g} for d, g in self.pairs] + \
+                   [{**none, "label": b, "baseline": b} for b in self.baselines] + \
+                   [{**none, **p} for p in self.plans]
         names = list(AXES)
-        for label, d, g, baseline in settings:
-            sources = self.sources[:1] if baseline == "scratch" else self.sources
+        for setting in settings:
+            sources = self.sources[:1] if setting["baseline"] == "scratch" else self.sources
             for source, target, *values in itertools.product(
                     sources, self.targets, *(self.axes[n] for n in names)):
                 axes = dict(zip(names, values))
-                if not _init_compatible(d, g, baseline, axes["g_init"], axes["d_init"]):
+                if not _init_compatible(setting, axes["g_init"], axes["d_init"]):
                     continue
-                out.append(Trial(label, source, target, d, g, baseline, self.modulation,
-                                 self.freeze_d_depth, **axes))
+                out.append(Trial(source=source, target=target, modulation=self.modulation,
+                                 freeze_d_depth=self.freeze_d_depth, **setting, **axes))
         return out
 
 
@@ -146,14 +163,14 @@ AXES: dict[str, Any] = {  # axis -> default values
     "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
     "g_init": ["pretrained"], "d_init": ["pretrained"], "seed": [0],
 }
-TOP_KEYS = ["name", "source", "target", "arch", "partitions", "baselines", "modulation",
+TOP_KEYS = ["name", "source", "target", "arch", "partitions", "baselines", "plans", "modulation",
             "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler", "metric", "resources",
             "max_concurrent", "max_failures", "inception_weights"]
 
 
-def _init_compatible(d: str | None, g: str | None, baseline: str | None, g_init: str,
-                     d_init: str) -> bool:
-    if baseline == "scratch":
+def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
+    d, g, baseline = setting["d"], setting["g"], setting["baseline"]
+    if "g_plan" in setting:  # explicit plans say themselves what is re-initialised
         return g_init == d_init == "pretrained"
     if baseline is not None and baseline != "fine-tune":
         return g_init == d_init == "pretrained"
@@ -233,7 +250,7 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     targets = [_path(base, "target", t, problems) for t in _as_list("target", data["target"])]
 
     arch = _arch(data.get("arch"), sources if read_sources else [], problems)
-    if arch is None and data.get("partitions") not in ([], None):
+    if arch is None and (data.get("partitions") or data.get("plans")):
         raise GansweepError(f"{problems[0]}; the partitions need the architecture, which comes "
                             f"from the source checkpoint (or give 'arch')")
     lg, ld = unit_counts(arch) if arch else (None, None)
@@ -244,9 +261,10 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
         if b not in BASELINES:
             raise GansweepError(f"baselines: unknown baseline {b!r}{_suggest(b, BASELINES.names())}"
                                 f"; valid: {', '.join(BASELINES.names())}")
-    if not pairs and not baselines:
-        raise GansweepError("partitions/baselines: the spec selects no trial")
-    if None in sources and any(b != "scratch" for b in baselines) or None in sources and pairs:
+    plans = _plans(data.get("plans", []), ld, lg)
+    if not pairs and not baselines and not plans:
+        raise GansweepError("partitions/baselines/plans: the spec selects no trial")
+    if None in sources and (any(b != "scratch" for b in baselines) or pairs or plans):
         raise GansweepError("source: null (no source) only allows the 'scratch' baseline")
 
     axes = {n: _as_list(n, data.get(n, default)) for n, default in AXES.items()}
@@ -302,7 +320,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
            **({"arch": asdict(arch)} if arch else {})}
     if weights is not None:
         raw["inception_weights"] = weights
-    return SweepSpec(name, sources, targets, arch, pairs, baselines, axes, budget, scheduler,
+    return SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
+                     scheduler,
                      metric, resources, modulation, bn_stats=bn_stats,
                      inception_weights=weights, problems=problems, raw=raw, **ints)
 
@@ -368,3 +387,52 @@ def _pairs(data: Any, ld: int | None, lg: int | None) -> list[tuple[str, str]]:
         return pairs
     raise GansweepError(f"partitions: {data!r} is not 'all', a {{d, g}} mapping or a list of "
                         f"pairs")
+
+
+PLAN_KEYS = ["label", "g", "d", "family", "mode", "n"]
+
+
+def _unit_plan(where: str, item: dict, net: str, units: int, default: str | None) -> list[str]:
+    value = item.get(net, default)
+    if value is None:
+        raise GansweepError(f"{where}: missing key {net!r}")
+    value = [value] * units if isinstance(value, str) else value
+    return list(check_plan(value, units, f"{where}.{net}"))
+
+
+def _plans(data: Any, ld: int | None, lg: int | None) -> list[dict[str, Any]]:
+    """``plans:`` entries, each explicit (``{g: [...], d: [...], label?}``, one treatment
+    per unit, or one name for every unit) or a family (``{family: forward|backward,
+    mode: freeze|finetune or a list, n: all or a list, d: ...}``, Denton et al.)."""
+    if data in ([], None):
+        return []
+    if ld is None or lg is None:
+        raise GansweepError("plans: the unit count needs the architecture (give 'arch')")
+    out: list[dict[str, Any]] = []
+    for k, item in enumerate(_as_list("plans", data)):
+        where = f"plans[{k}]"
+        _typed(where, item, (dict,), "a mapping")
+        _check_keys(where, item, PLAN_KEYS)
+        d_plan = _unit_plan(where, item, "d", ld, "reinit" if "family" in item else None)
+        if "family" not in item:
+            g_plan = _unit_plan(where, item, "g", lg, None)
+            out.append({"label": item.get("label") or plans_label((g_plan, d_plan)),
+                        "g_plan": g_plan, "d_plan": d_plan})
+            continue
+        if "g" in item:
+            raise GansweepError(f"{where}: a family makes G's plans; give 'family', not 'g'")
+        modes = _as_list(f"{where}.mode", item.get("mode", list(FAMILY_MODES)))
+        ns = list(range(1, lg + 1)) if item.get("n", "all") == "all" else \
+            _as_list(f"{where}.n", item["n"])
+        for mode in modes:
+            for n in ns:
+                _typed(f"{where}.n", n, (int,), "an integer")
+                g_plan = list(family_plan(item["family"], mode, n, lg))
+                out.append({"label": f"G {item['family']} {n} {mode}", "g_plan": g_plan,
+                            "d_plan": d_plan, "family": item["family"],
+                            "family_mode": mode, "family_n": n})
+    labels = [p["label"] for p in out]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise GansweepError(f"plans: duplicate plan {label!r}")
+    return out

@@ -60,8 +60,10 @@ def sources(tmp_path_factory, blobs) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_sweep(sources, faces, weights, tmp_path_factory) -> tuple[Path, str]:
-    """One real 9-trial ASHA sweep, shared by the tests that read its results."""
+    """One real ASHA sweep of 11 trials (6 partition pairs, 3 baselines, 2 forward-transfer
+    plans), shared by the tests that read its results."""
     root = tmp_path_factory.mktemp("tiny_sweep")
-    spec = write_spec(root / "spec.yaml", sources["dcgan"], faces, weights)
+    spec = write_spec(root / "spec.yaml", sources["dcgan"], faces, weights,
+                      plans=[{"family": "forward", "mode": "freeze", "n": [1, 3]}])
     out = finish(gansweep("launch", spec, "--storage", root / "sweeps"))
     return root / "sweeps" / "tiny", out

@@ -7,6 +7,7 @@ from core.treatments import (
     baseline_pair,
     count_trainable_for_plans,
     enumerate_partitions,
+    family_plan,
     parse_partition,
 )
 
@@ -84,3 +85,18 @@ def test_trainable_counts():
     part = count_trainable_for_plans(arch, pair.g_plan, pair.d_plan)
     assert frozen == (0, 0)
     assert 0 < part[0] < full[0] and 0 < part[1] < full[1]
+
+
+@pytest.mark.parametrize("units", [1, 5, 6])
+def test_plan_families_forward_and_backward(units):
+    for n in range(1, units + 1):
+        for mode in ("freeze", "finetune"):
+            fwd = family_plan("forward", mode, n, units)
+            bwd = family_plan("backward", mode, n, units)
+            assert fwd == (mode,) * n + ("reinit",) * (units - n)
+            assert bwd == ("reinit",) * (units - n) + (mode,) * n
+    assert family_plan("forward", "freeze", units, units) == ("freeze",) * units
+    with pytest.raises(GansweepError, match="between 1 and L"):
+        family_plan("forward", "freeze", units + 1, units)
+    with pytest.raises(GansweepError, match="mode: 'adafm'"):
+        family_plan("backward", "adafm", 1, units)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import yaml
 from PIL import Image
 
 from core.data import MAX_PIXELS
+from core.fileio import atomic_write
 from sweep.state import SweepState
 from tests.helpers import finish, gansweep, results, write_spec
 
@@ -211,7 +213,7 @@ def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
         if (sweep / "report.html").exists():
             assert (sweep / "report.html").read_text().rstrip().endswith("</html>")
     finish(gansweep("report", sweep))
-    assert len(pd.read_parquet(outputs[0])) == 9
+    assert len(pd.read_parquet(outputs[0])) == 11
 
 
 @slow
@@ -350,3 +352,14 @@ def test_storage_read_only_then_full(sources, faces, weights, tmp_path):
         assert yaml.safe_load((sweep_dir / "gansweep" / "sweep.yaml").read_text())["name"] \
             == "tiny"
         assert json.loads((sweep_dir / "gansweep" / "grid.json").read_text())["trials"]
+
+
+def test_atomic_writes_are_readable_by_the_team(tmp_path):
+    """Results written through a temporary file get the usual permissions (umask), not the
+    0600 of the temporary file: a shared sweep directory stays readable to its group."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "x.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644

@@ -13,8 +13,9 @@ import pytest
 
 from results.report import SECTIONS
 from results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
+from sweep.spec import Trial
 from sweep.state import SweepState
-from tests.helpers import MAX_ITERS, tune_trial_count
+from tests.helpers import MAX_ITERS, finish, gansweep, tune_trial_count
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("GANSWEEP_CHROMIUM", "/usr/bin/chromium")
@@ -26,7 +27,7 @@ def test_tables_match_the_sweep(tiny_sweep, tmp_path):
     trials_path, metrics_path = write_tables(load_tables(sweep_dir), tmp_path)
 
     trials = pd.read_parquet(trials_path)
-    assert len(trials) == len(state.trials) == tune_trial_count(sweep_dir) == 9
+    assert len(trials) == len(state.trials) == tune_trial_count(sweep_dir) == 11
     assert set(trials["trial_id"]) == set(state.trials)
     assert pq.read_schema(trials_path).remove_metadata() == TRIAL_SCHEMA
     assert pq.read_schema(metrics_path).remove_metadata() == METRIC_SCHEMA
@@ -37,7 +38,12 @@ def test_tables_match_the_sweep(tiny_sweep, tmp_path):
         rec = state.trials[row["trial_id"]]
         assert row["status"] == rec["status"] and row["iterations"] == rec["iteration"]
         assert row["best_fid"] == rec["best"]["fid"]
-        if pd.isna(row["baseline"]):
+        if not pd.isna(row["family"]):
+            n = int(row["family_n"])
+            assert row["label"] == f"G forward {n} freeze"
+            assert row["g_plan"].split(",")[:n] == ["freeze"] * n
+            assert row["d_plan"] == ",".join(["reinit"] * 5) and pd.isna(row["d_partition"])
+        elif pd.isna(row["baseline"]):
             i, j, k = row["d_i"], row["d_j"], row["d_k"]
             assert row["d_partition"] == f"D({int(i)},{int(j)},{int(k)})" and i + j + k == 5
         else:
@@ -66,10 +72,45 @@ def test_tables_match_the_sweep(tiny_sweep, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def open_in_chromium(report: Path, screenshot: Path, sort: bool = False):
+    """Open a report in headless Chromium: JavaScript errors and any network request, each
+    section's (plots, images, text length), and (with ``sort``) the best_fid column's first
+    cell after two clicks on its header; writes a full-page screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (.ci/run installs it)"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: errors.append(f"network: {r.url}")
+                if not r.url.startswith(("file:", "data:")) else None)
+        page.goto(report.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg')"
+                               ".length >= 5", timeout=30_000)
+        found = page.evaluate("""() => Array.from(document.querySelectorAll('section')).map(
+            s => [s.id, s.querySelectorAll('.js-plotly-plot').length,
+                  s.querySelectorAll('img').length, s.innerText.length])""")
+        cells = None
+        if sort:
+            best_cell = "document.querySelector('#trials tbody tr td:nth-child(4)').innerText"
+            first = page.evaluate(best_cell)
+            page.click("#trials th:nth-child(4)")  # best_fid: ascending, then descending
+            page.click("#trials th:nth-child(4)")
+            cells = first, page.evaluate(best_cell)
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return errors, {name: (plots, images, text) for name, plots, images, text in found}, cells
+
+
 def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
     """`gansweep report` on a copy of the sweep (no Ray running), opened in Chromium."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (.ci/run installs it)"
+    pytest.importorskip("playwright.sync_api")
     copy = tmp_path / "elsewhere" / "tiny"
     shutil.copytree(tiny_sweep[0], copy)
     out = tmp_path / "report.html"
@@ -86,37 +127,71 @@ def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
     assert (copy / "gansweep" / "trials.parquet").is_file()
 
     shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("request", lambda r: errors.append(f"network: {r.url}")
-                if not r.url.startswith(("file:", "data:")) else None)
-        page.goto(out.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg')"
-                               ".length >= 7", timeout=30_000)
-        found = page.evaluate("""() => Array.from(document.querySelectorAll('section')).map(
-            s => [s.id, s.querySelectorAll('.js-plotly-plot').length,
-                  s.querySelectorAll('img').length, s.innerText.length])""")
-        best_cell = "document.querySelector('#trials tbody tr td:nth-child(4)').innerText"
-        first = page.evaluate(best_cell)
-        page.click("#trials th:nth-child(4)")  # best_fid: sorted ascending, then descending
-        page.click("#trials th:nth-child(4)")
-        top = page.evaluate(best_cell)
-        page.screenshot(path=str(shots / "report.png"), full_page=True)
-        browser.close()
+    errors, sections, (first, top) = open_in_chromium(out, shots / "report.png", sort=True)
     assert errors == []
-    sections = {name: (plots, images, text) for name, plots, images, text in found}
     assert list(sections) == [key for key, _, _ in SECTIONS]
-    for name in ("heatmap", "baselines", "curves", "pareto", "compute", "sensitivity", "asha"):
+    for name in ("heatmap", "baselines", "curves", "pareto", "compute", "sensitivity",
+                 "families", "asha"):
         assert sections[name][0] == 1, (name, sections[name])
     assert sections["samples"][1] >= 4  # top partitions and the 3 baselines
     assert all(text > 40 for _, _, text in sections.values())
     trials = pd.read_parquet(copy / "gansweep" / "trials.parquet")
     assert first == f"{trials['best_fid'].min():.4g}" and top == f"{trials['best_fid'].max():.4g}"
     assert (shots / "report.png").stat().st_size > 50_000
+
+
+def recorded_sweep(root: Path) -> Path:
+    """A sweep directory as the driver records it, written through the driver's own state
+    API without training: fine-tune with G/D each pretrained or scratch at two target
+    sizes, plus a diverged and an errored trial."""
+    sweep_dir = root / "init"
+    state = SweepState.create(sweep_dir, "init", 10, 4)
+    state.save()
+    n = 0
+    for g_init in ("pretrained", "scratch"):
+        for d_init in ("pretrained", "scratch"):
+            for size in (16, 32):
+                n += 1
+                trial = Trial("fine-tune", "/src.pt", "/target", None, None, "fine-tune",
+                              "adafm", None, size, "none", None, None, g_init, d_init, 0)
+                rec = state.trial(f"t{n:02d}", trial.to_dict(), None)
+                fids = [300 - 10 * n, 280 - 9 * n]
+                for it, fid in zip((2, 4), fids):
+                    state.append_result({"trial_id": f"t{n:02d}", "iteration": it, "fid": fid,
+                                         "kid": fid / 1000, "time_total_s": it * 1.5})
+                rec.update(status="finished", iteration=4, reports=2, time_total_s=6.0,
+                           best={"fid": min(fids), "kid": min(fids) / 1000},
+                           last={"fid": fids[-1], "kid": fids[-1] / 1000,
+                                 "trainable_g": 1000, "trainable_d": 500})
+    for tid, status in (("t09", "diverged"), ("t10", "errored")):
+        trial = Trial("D(1,2,2)G(1,2,2)", "/src.pt", "/target", "D(1,2,2)", "G(1,2,2)", None,
+                      "adafm", None, None, "none", None, 1e30 if status == "diverged" else None,
+                      "pretrained", "pretrained", int(tid[1:]))
+        rec = state.trial(tid, trial.to_dict(), None)
+        rec.update(status=status, iteration=2, error=f"{status}: made up for the test")
+        if status == "diverged":
+            rec.update(best={"fid": float("inf")}, last={"fid": float("inf")})
+    state.save()
+    return sweep_dir
+
+
+def test_report_sections_of_other_studies_in_chromium(tmp_path):
+    """The G/D-initialisation section (2 x 2 table, FID vs target size) and diverged and
+    errored trials render; sections without data say so instead of failing."""
+    pytest.importorskip("playwright.sync_api")
+    sweep_dir = recorded_sweep(tmp_path)
+    out = tmp_path / "init.html"
+    finish(gansweep("report", sweep_dir, "--out", out))
+    tables = load_tables(sweep_dir)
+    assert sorted(tables.trials["status"].unique()) == ["diverged", "errored", "finished"]
+    assert tables.trials.loc[tables.trials["status"] == "diverged", "best_fid"].item() == \
+        float("inf")
+    text = out.read_text()
+    for cell in ("G pretrained", "D scratch", "(n = 2)"):
+        assert cell in text
+    assert "<tr class='diverged'>" in text and "<tr class='errored'>" in text
+    shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
+    errors, sections, _ = open_in_chromium(out, shots / "report_init.png")
+    assert errors == []
+    assert list(sections) == [key for key, _, _ in SECTIONS]
+    assert sections["init"][0] == 1 and sections["families"][0] == 0

@@ -32,7 +32,8 @@ def test_dissertation_dry_run_counts_441_plus_baselines():
     assert len([line for line in out.stdout.splitlines() if line.startswith("D(")]) == 441
 
 
-@pytest.mark.parametrize("name", ["demo", "emoji_cpu", "wang2018_init_size", "dissertation"])
+@pytest.mark.parametrize("name", ["demo", "emoji_cpu", "emoji_study", "wang2018_init_size",
+                                  "wang2018_init_size_cpu", "denton_plans", "dissertation"])
 def test_shipped_specs_parse(name):
     s = load_spec(ROOT / "search_spaces" / f"{name}.yaml")
     assert s.trials()
@@ -48,6 +49,47 @@ def test_axes_multiply_and_scratch_runs_once(sources, faces, tmp_path):
     # (1 pair + fine-tune) x 2 sources x 2 seeds x 2 lr, + scratch (source-free) x 2 x 2
     assert len(trials) == 2 * 2 * 2 * 2 + 4
     assert sum(t.baseline == "scratch" for t in trials) == 4
+
+
+def test_plans_explicit_and_families(sources, faces, tmp_path):
+    s = parse_spec(spec(tmp_path, sources["dcgan"], faces, partitions=[], baselines=["scratch"],
+                        plans=[{"g": ["freeze", "adafm", "finetune", "finetune", "reinit"],
+                                "d": "finetune"},
+                               {"label": "keep D", "g": "reinit", "d": "freeze"},
+                               {"family": "forward", "n": "all"},
+                               {"family": "backward", "mode": "freeze", "n": [1, 2]}]),
+                   tmp_path)
+    trials = {t.label: t for t in s.trials()}
+    # 2 explicit + forward x 2 modes x 5 + backward x 1 mode x 2 + scratch
+    assert len(trials) == 2 + 10 + 2 + 1
+    explicit = trials["G[FATTR]D[TTTTT]"]
+    assert explicit.d_plan == ["finetune"] * 5 and explicit.family is None
+    assert trials["keep D"].g_plan == ["reinit"] * 5
+    fwd = trials["G forward 2 finetune"]
+    assert fwd.g_plan == ["finetune", "finetune", "reinit", "reinit", "reinit"]
+    assert fwd.d_plan == ["reinit"] * 5  # D from scratch, as in Denton et al.
+    assert (fwd.family, fwd.family_mode, fwd.family_n) == ("forward", "finetune", 2)
+    assert trials["G backward 1 freeze"].g_plan == ["reinit"] * 4 + ["freeze"]
+    assert trials["G forward 5 freeze"].g_plan == ["freeze"] * 5
+
+
+@pytest.mark.parametrize("plans, fragment", [
+    ([{"g": ["freeze"] * 4, "d": "finetune"}], "plans[0].g: ['freeze', 'freeze', 'freeze', "
+                                               "'freeze'] must list one treatment per unit"),
+    ([{"g": "froze", "d": "finetune"}], "unknown treatment 'froze'"),
+    ([{"family": "sideways"}], "family: 'sideways' is not one of"),
+    ([{"family": "forward", "n": [0]}], "n: 0 must be between 1 and L = 5"),
+    ([{"family": "forward", "g": "freeze"}], "a family makes G's plans"),
+    ([{"family": "forward", "mode": "freeze", "n": [1]},
+      {"family": "forward", "mode": ["freeze"], "n": [1, 2]}], "duplicate plan 'G forward 1 "
+                                                                "freeze'"),
+    ([{"g": "finetune"}], "plans[0]: missing key 'd'"),
+    ([{"family": "forward", "nn": 2}], "unknown key 'nn' (did you mean 'n'?)"),
+])
+def test_plan_errors_name_the_field(sources, faces, tmp_path, plans, fragment):
+    with pytest.raises(GansweepError) as e:
+        parse_spec(spec(tmp_path, sources["dcgan"], faces, plans=plans), tmp_path)
+    assert fragment in str(e.value)
 
 
 def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):

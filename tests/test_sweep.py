@@ -21,10 +21,10 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
     sweep_dir, out = tiny_sweep
     state = SweepState.load(sweep_dir)
     trials = list(state.trials.values())
-    assert len(trials) == state.data["expected"] == 9
+    assert len(trials) == state.data["expected"] == 11
     stopped = [t for t in trials if t["status"] == "stopped"]
     finished = [t for t in trials if t["status"] == "finished"]
-    assert stopped and finished and len(stopped) + len(finished) == 9, state.counts()
+    assert stopped and finished and len(stopped) + len(finished) == 11, state.counts()
     for t in stopped:
         assert t["iteration"] < MAX_ITERS
         assert results(sweep_dir, t["trial_id"])[-1]["iteration"] < MAX_ITERS
@@ -32,7 +32,7 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
         assert t["iteration"] == MAX_ITERS
         assert results(sweep_dir, t["trial_id"])[-1]["iteration"] == MAX_ITERS
     rungs = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
-    assert len(rungs["brackets"][0][-1][1]) == 9  # every trial recorded at the grace rung
+    assert len(rungs["brackets"][0][-1][1]) == 11  # every trial recorded at the grace rung
     assert "best fid" in out and "report: " in out
     assert (sweep_dir / "report.html").is_file()  # written when the sweep ends
     status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", sweep_dir],
