@@ -11,6 +11,7 @@ or reuses/resumes it when it is already in the storage.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def main() -> None:
                                                         pairs["g_partition"])]}
     seeds_spec.pop("arch", None)
     path = ROOT / "search_spaces" / "emoji_study_seeds.yaml"
+    for key in ("source", "target"):  # relative to the spec, like the shipped specs
+        seeds_spec[key] = os.path.relpath(seeds_spec[key], path.parent)
     path.write_text("# Written by benchmarks/study_emoji.py: the emoji study's baselines and "
                     "top partitions with two more seeds.\n" + yaml.safe_dump(seeds_spec,
                                                                               sort_keys=False))
