@@ -52,7 +52,7 @@ def kill_when(proc: subprocess.Popen, sweep_dir: Path, ready) -> dict:
             trials = {}
         if ready(trials):
             break
-        time.sleep(0.3)
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return SweepState.load(sweep_dir).trials
@@ -89,13 +89,16 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
                       budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     launch = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
-    first = kill_when(launch, sweep_dir, lambda t: running_with_report(t) and not done(t))
+    # Before any trial has run to the end (ASHA may already have stopped some at the rung).
+    first = kill_when(launch, sweep_dir, lambda t: running_with_report(t) and not any(
+        r["status"] == "finished" for r in t.values()))
     check_partial_results(sweep_dir, first)
     rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
+    lines = {i: len(results(sweep_dir, i)) for i in done(first)}
 
     second = kill_when(gansweep("resume", sweep_dir, start_new_session=True), sweep_dir,
-                       lambda t: len(done(t)) >= 2 and running_with_report(t))
-    check_resumed(sweep_dir, first, {})
+                       lambda t: len(done(t)) >= len(done(first)) + 2 and running_with_report(t))
+    check_resumed(sweep_dir, first, lines)
     lines = {i: len(results(sweep_dir, i)) for i in done(second)}
 
     out = finish(gansweep("resume", sweep_dir))
