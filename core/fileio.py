@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import IO
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: setting and restoring it per write would race with other threads.
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True
                  ) -> None:
     path = Path(path)
@@ -17,9 +27,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from the team
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the team
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -355,11 +355,9 @@ def test_storage_read_only_then_full(sources, faces, weights, tmp_path):
 
 
 def test_atomic_writes_are_readable_by_the_team(tmp_path):
-    """Results written through a temporary file get the usual permissions (umask), not the
-    0600 of the temporary file: a shared sweep directory stays readable to its group."""
-    old = os.umask(0o022)
-    try:
-        atomic_write(tmp_path / "x.json", lambda f: f.write(b"{}"))
-    finally:
-        os.umask(old)
-    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+    """Results written through a temporary file get the process's umask permissions, not
+    the 0600 of the temporary file: a shared sweep directory stays readable to its group."""
+    atomic_write(tmp_path / "x.json", lambda f: f.write(b"{}"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask  # 0644 under 022
