@@ -339,7 +339,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
     except FileExistsError:
         raise exists from None
     except OSError as e:
-        raise storage_error(sweep_dir / SPEC_FILE, e) from None
+        raise storage_error(sweep_dir, e) from None
     trials = spec.trials()
     atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
     g_units, d_units = unit_names(spec.arch)
@@ -377,7 +377,7 @@ def _fit(tuner: tune.Tuner, sweep_dir: Path) -> None:
         tuner.fit()
     except OSError as e:
         if e.errno in STORAGE_ERRNOS and str(sweep_dir) in str(e.filename or ""):
-            raise storage_error(sweep_dir / SPEC_FILE, e) from None
+            raise storage_error(sweep_dir, e) from None
         raise
 
 

@@ -48,19 +48,19 @@ class StorageError(GansweepError):
     """The sweep directory cannot be written (read-only, full, gone)."""
 
 
-def storage_error(path: Path, e: OSError) -> StorageError:
-    sweep_dir = Path(path).parent.parent if Path(path).parent.name == "gansweep" else path
+def storage_error(sweep_dir: Path, e: OSError) -> StorageError:
     return StorageError(f"cannot write to the sweep directory {sweep_dir}: {e.strerror or e} "
-                        f"({e.filename or path}). What was written before is intact ('gansweep "
-                        f"status' and 'gansweep report --out FILE' read it); fix the storage, "
-                        f"then run 'gansweep resume {sweep_dir}'")
+                        f"({e.filename or sweep_dir}). What was written before is intact "
+                        f"('gansweep status' and 'gansweep report --out FILE' read it); fix the "
+                        f"storage, then run 'gansweep resume {sweep_dir}'")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write one of our files (all in SWEEP/gansweep/); a failure is a StorageError."""
     try:
         atomic_write(path, lambda f: f.write(text), binary=False)
     except OSError as e:
-        raise storage_error(path, e) from None
+        raise storage_error(path.parent.parent, e) from None
 
 
 @dataclass
@@ -97,24 +97,26 @@ class SweepState:
                 "ended": None, "path": path, "node_ip": None}
         return self.trials[trial_id]
 
+    @property
+    def results_path(self) -> Path:
+        return self.path.parent / Path(RESULTS_FILE).name
+
     def append_result(self, record: dict[str, Any]) -> None:
         """Append one evaluation to results.jsonl, durable at once (Tune's own result.json
         reaches the storage only at its next sync)."""
-        path = self.path.parent / Path(RESULTS_FILE).name
         try:
-            with open(path, "a") as f:
+            with open(self.results_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            raise storage_error(path, e) from None
+            raise storage_error(self.path.parent.parent, e) from None
 
     def results(self) -> list[dict[str, Any]]:
         """Every evaluation appended so far; a line cut short by a crash is skipped."""
-        path = self.path.parent / Path(RESULTS_FILE).name
         out = []
-        if path.is_file():
-            for line in path.read_text().splitlines():
+        if self.results_path.is_file():
+            for line in self.results_path.read_text().splitlines():
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:
