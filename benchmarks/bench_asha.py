@@ -14,7 +14,6 @@ import argparse
 import copy
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from benchmarks._common import ROOT, machine
@@ -39,14 +38,6 @@ def run(spec_path: Path, data: dict, storage: Path) -> Path:
     return sweep_dir
 
 
-def final_and_grace(sweep_dir: Path, grace: int) -> pd.DataFrame:
-    t = load_tables(sweep_dir)
-    done = t.trials[t.trials["iterations"] == t.max_iters].set_index("trial_id")
-    at_grace = t.metrics[t.metrics["iteration"] == grace].set_index("trial_id")["fid"]
-    return pd.DataFrame({"label": done["label"], "seed": done["seed"],
-                         "final": done["last_fid"], "grace": at_grace.reindex(done.index)})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default=str(ROOT / "search_spaces" / "emoji_study.yaml"))
@@ -69,7 +60,7 @@ def main() -> None:
     grid, asha = load_tables(grid_dir), load_tables(asha_dir)
     grid_s, asha_s = grid.trials["wall_s"].sum(), asha.trials["wall_s"].sum()
     grid_it, asha_it = grid.trials["iterations"].sum(), asha.trials["iterations"].sum()
-    g, h = final_and_grace(grid_dir, a.grace), final_and_grace(asha_dir, a.grace)
+    g, h = grid.grace_and_final(a.grace), asha.grace_and_final(a.grace)
     best_grid = g.loc[g["final"].idxmin()]
     best_asha = h.loc[h["final"].idxmin()]
     # The grid's own number for the setting ASHA picked: selection quality without the

@@ -34,11 +34,6 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def iters_to(history: pd.DataFrame, threshold: float) -> int | None:
-    hit = history[history["fid"] <= threshold]
-    return None if hit.empty else int(hit["iteration"].min())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grid", default=str(ROOT / "runs" / "sweeps" / "emoji-study"))
@@ -47,7 +42,7 @@ def main() -> None:
     a = ap.parse_args()
     grid = load_tables(a.grid)
     spec = yaml.safe_load((Path(a.grid) / "gansweep" / "sweep.yaml").read_text())
-    pairs = grid.trials[grid.trials["baseline"].isna()].nsmallest(a.top, "best_fid")
+    pairs = grid.trials[grid.trials["d_partition"].notna()].nsmallest(a.top, "best_fid")
     seeds_spec = {**spec, "name": f"{spec['name']}-seeds", "seed": [1, 2],
                   "partitions": [[d, g] for d, g in zip(pairs["d_partition"],
                                                         pairs["g_partition"])]}
@@ -62,14 +57,14 @@ def main() -> None:
 
     labels = [*spec["baselines"], *pairs["label"]]
     trials = pd.concat([grid.trials, seeds.trials])
-    trials = trials[trials["label"].isin(labels)]
-    metrics = pd.concat([grid.metrics, seeds.metrics])
     scratch = trials[trials["label"] == "scratch"]["best_fid"].mean()
+    # Both sweeps again, with one threshold: scratch's mean best FID over all its seeds.
+    trials = pd.concat([load_tables(s.sweep_dir, scratch).trials for s in (grid, seeds)])
+    trials = trials[trials["label"].isin(labels)]
     rows = []
     for label in labels:
         t = trials[trials["label"] == label]
-        reach = [iters_to(metrics[metrics["trial_id"] == i], scratch) for i in t["trial_id"]]
-        reached = [r for r in reach if r is not None]
+        reached = t["iters_to_threshold"].dropna().tolist()
         rows.append({"setting": label, "seeds": len(t),
                      "FID mean": t["best_fid"].mean(), "FID sd": t["best_fid"].std(ddof=1),
                      "KID mean": t["best_kid"].mean(),

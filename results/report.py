@@ -21,9 +21,9 @@ from core.errors import GansweepError
 from core.fileio import atomic_write
 from core.treatments import enumerate_partitions
 from results.tables import SweepTables, load_tables, recorded_partition, write_tables
+from sweep.spec import Scheduler
 
 TOP = 5  # partitions shown next to the baselines
-DONE = ("finished", "stopped", "diverged")
 TREATMENT_ROWS = (("freeze", "frozen"), ("modulated", "modulated"), ("finetune", "fine-tuned"))
 
 
@@ -48,8 +48,7 @@ def _by_setting(trials: pd.DataFrame) -> pd.DataFrame:
     """Best FID per setting (partition pair, baseline or plan) over seeds and other axes."""
     scored = _finite(trials)
     grouped = scored.groupby("label")["best_fid"]
-    out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.size(),
-                        "min": grouped.min()})
+    out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.size()})
     kind = pd.Series(_kind(trials).to_numpy(), index=trials["label"])
     out["kind"] = kind[~kind.index.duplicated()].reindex(out.index)
     return out.sort_values("mean")
@@ -68,7 +67,7 @@ def _figure_html(fig: go.Figure) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
-# --- sections: each returns (title, html body) ------------------------------------------
+# --- sections: each returns its HTML body ------------------------------------------------
 
 def section_summary(t: SweepTables) -> str:
     counts = t.trials["status"].value_counts().to_dict()
@@ -327,30 +326,19 @@ def section_init(t: SweepTables) -> str:
 
 
 def _grace_period(t: SweepTables) -> int | None:
+    """ASHA's grace period from the recorded spec (the spec's defaults where it is silent);
+    None without ASHA or without a recorded spec."""
     if not t.spec_text:
         return None
-    try:
-        spec = yaml.safe_load(t.spec_text) or {}
-    except yaml.YAMLError:
-        return None
-    scheduler = spec.get("scheduler") or {}
-    if scheduler.get("type", "asha") != "asha":
-        return None
-    return int(scheduler.get("grace_period", 1))
+    scheduler = Scheduler(**(yaml.safe_load(t.spec_text).get("scheduler") or {}))
+    return scheduler.grace_period if scheduler.type == "asha" else None
 
 
 def section_asha(t: SweepTables) -> str:
     grace = _grace_period(t)
     if grace is None:
         return "<p>This sweep ran without ASHA (or its spec is not recorded).</p>"
-    rows = []
-    for _, trial in t.trials[t.trials["status"] == "finished"].iterrows():
-        history = t.metrics[(t.metrics["trial_id"] == trial["trial_id"])
-                            & (t.metrics["iteration"] >= grace)]
-        if len(history) and trial["last_fid"] is not None:
-            rows.append((trial["label"], history.iloc[0]["fid"], trial["last_fid"]))
-    frame = _finite(_finite(pd.DataFrame(rows, columns=["label", "grace", "final"]),
-                            "grace"), "final")
+    frame = _finite(_finite(t.grace_and_final(grace), "grace"), "final")
     if len(frame) < 3:
         return (f"<p>Rank correlation needs at least 3 trials that ran to the end; "
                 f"{len(frame)} did.</p>")
@@ -414,7 +402,7 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         text = "inf" if math.isinf(value) else f"{value:.4g}"
         return f"<td data-v='{'1e308' if math.isinf(value) else value}'>{text}</td>"
-    if isinstance(value, (int,)):
+    if isinstance(value, int):
         return f"<td data-v='{value}'>{value}</td>"
     return f"<td>{html.escape(str(value))}</td>"
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core.fileio import atomic_write
 from core.treatments import Partition, parse_partition
 from sweep.spec import Trial
-from sweep.state import GRID_FILE, SPEC_FILE, SweepState
+from sweep.state import DONE, GRID_FILE, SPEC_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
 METRICS_PARQUET = "metrics.parquet"
@@ -71,8 +71,17 @@ class SweepTables:
     @property
     def missing(self) -> int:
         """Trials of the grid with no result yet (pending or still running)."""
-        return int((~self.trials["status"].isin(["finished", "stopped", "diverged",
-                                                  "errored"])).sum())
+        return int((~self.trials["status"].isin([*DONE, "errored"])).sum())
+
+    def grace_and_final(self, grace: int) -> pd.DataFrame:
+        """Trials that ran to the end: FID at their first evaluation at or after ``grace``
+        (ASHA's first rung) and their final FID, for the ASHA trust check."""
+        done = self.trials[self.trials["status"] == "finished"]
+        later = self.metrics[self.metrics["iteration"] >= grace]
+        at_grace = later.groupby("trial_id")["fid"].first()
+        return pd.DataFrame({"label": done["label"].to_numpy(), "seed": done["seed"].to_numpy(),
+                             "grace": at_grace.reindex(done["trial_id"]).to_numpy(),
+                             "final": done["last_fid"].to_numpy()})
 
 
 def recorded_partition(text: str) -> Partition:
@@ -146,7 +155,9 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
         finite = [f for f in scratch if math.isfinite(f)]
         fid_threshold = min(finite) if finite else None
 
-    table = [_trial_row(config, rec, state.data["max_iters"], sweep_dir, metrics,
+    histories = dict(tuple(metrics.groupby("trial_id")))
+    table = [_trial_row(config, rec, state.data["max_iters"], sweep_dir,
+                        histories.get(rec["trial_id"] if rec else None, metrics.iloc[:0]),
                         fid_threshold) for config, rec in rows]
     trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
     spec = sweep_dir / SPEC_FILE
@@ -157,11 +168,10 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
 
 
 def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
-               sweep_dir: Path, metrics: pd.DataFrame, threshold: float | None) -> dict:
+               sweep_dir: Path, history: pd.DataFrame, threshold: float | None) -> dict:
     d_ijk, g_ijk = _ijk(config["d"]), _ijk(config["g"])
     rec = rec or {}
     last, best = rec.get("last", {}), rec.get("best", {})
-    history = metrics[metrics["trial_id"] == rec.get("trial_id")]
     path = rec.get("path")
     return {
         "trial_id": rec.get("trial_id"), "label": config["label"],
