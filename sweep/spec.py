@@ -321,8 +321,7 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     if weights is not None:
         raw["inception_weights"] = weights
     return SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
-                     scheduler,
-                     metric, resources, modulation, bn_stats=bn_stats,
+                     scheduler, metric, resources, modulation, bn_stats=bn_stats,
                      inception_weights=weights, problems=problems, raw=raw, **ints)
 
 

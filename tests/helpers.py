@@ -29,6 +29,20 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
     return path
 
 
+def cli(*args) -> subprocess.CompletedProcess:
+    """Run the CLI to completion, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragment: str):
+    """A refused input: exit 2 and one line on stderr naming the command and the problem."""
+    assert out.returncode == 2, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"gansweep {command}: error:") and fragment in lines[0], lines[0]
+
+
 def gansweep(*args, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
     return subprocess.Popen([sys.executable, "-m", "sweep.cli", *map(str, args)],

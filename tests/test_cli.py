@@ -1,18 +1,13 @@
 """The CLI as a user runs it: results as one JSON line, bad inputs as one clear line."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def gansweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+from tests.helpers import assert_one_clear_line, cli
 
 
 def test_partitions_lists_21():
-    out = gansweep("partitions", "--units", "5", "--net", "G")
+    out = cli("partitions", "--units", "5", "--net", "G")
     assert out.returncode == 0
     lines = [line for line in out.stdout.splitlines() if line.startswith("G(")]
     assert len(lines) == 21
@@ -20,7 +15,7 @@ def test_partitions_lists_21():
 
 
 def test_transfer_prints_json(sources, faces, tmp_path):
-    out = gansweep("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,2)",
+    out = cli("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,2)",
                    "--g", "G(1,2,2)", "--iters", "2", "--batch-size", "8", "--metrics", "none",
                    "--out", tmp_path / "run")
     assert out.returncode == 0, out.stderr
@@ -47,8 +42,4 @@ def _bad_inputs(sources, faces, tmp_path):
                                   "unknown baseline"])
 def test_bad_inputs_one_clear_line(sources, faces, tmp_path, case):
     args, fragment = _bad_inputs(sources, faces, tmp_path)[case]
-    out = gansweep(*args)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith(f"gansweep {args[0]}: error:") and fragment in lines[0], lines[0]
+    assert_one_clear_line(cli(*args), args[0], fragment)

@@ -25,20 +25,7 @@ from PIL import Image
 from core.data import MAX_PIXELS
 from core.fileio import atomic_write
 from sweep.state import SweepState
-from tests.helpers import finish, gansweep, results, write_spec
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
-
-
-def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragment: str):
-    assert out.returncode == 2, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith(f"gansweep {command}: error:") and fragment in lines[0], lines[0]
-
+from tests.helpers import assert_one_clear_line, cli, finish, gansweep, results, write_spec
 
 # --- image folders ---------------------------------------------------------------------------
 
