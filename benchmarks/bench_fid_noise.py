@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._common import ROOT, machine
-from core.metrics import FeatureStats, compute_metrics, get_extractor, resolve_weights
+from core import metrics
+from core.metrics import FeatureStats, get_extractor, resolve_weights
 from core.train import TrainConfig, TrainState, generate, setup
 from results.tables import load_tables
 from sweep.runner import _newest_checkpoint
@@ -23,7 +24,7 @@ from sweep.runner import _newest_checkpoint
 def fid(s: TrainState, n: int, seed: int) -> float:
     extractor = get_extractor(resolve_weights(s.cfg.inception_weights), s.device)
     fake = FeatureStats(extractor(generate(s, n, seed)))
-    return compute_metrics(s.real, fake, ["fid"])["fid"]
+    return metrics.fid(s.real, fake)
 
 
 def main() -> None:

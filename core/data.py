@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def list_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise GansweepError(f"{root}: not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    # os.walk, unlike Path.rglob before Python 3.13, follows linked (class) folders.
+    files = sorted(Path(d) / f for d, _, names in os.walk(root, followlinks=True)
+                   for f in names if Path(f).suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise GansweepError(f"{root}: no images found (looked recursively for "
                             f"{', '.join(IMAGE_SUFFIXES)})")
@@ -73,12 +76,42 @@ def load_image(path: Path, resolution: int | None, alpha: str = "white") -> np.n
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def class_names(root: str | Path) -> list[str]:
+    """The classes of a target given as class sub-folders: each sub-folder of ``root`` that
+    holds images (recursively) is one class, in sorted order; images directly in ``root``
+    are an error, as is a single class."""
+    root = Path(root)
+    files = list_images(root)
+    loose = [p.name for p in files if p.parent == root]
+    if loose:
+        raise GansweepError(f"{root}: a class-conditional target keeps its images in one "
+                            f"sub-folder per class, but {loose[0]} (and {len(loose) - 1} more) "
+                            f"lie directly in it")
+    names = sorted({p.relative_to(root).parts[0] for p in files})
+    if len(names) < 2:
+        raise GansweepError(f"{root}: a class-conditional target needs at least 2 class "
+                            f"sub-folders, found {names}")
+    return names
+
+
+def has_classes(root: str | Path) -> bool:
+    """Whether ``root`` is laid out as class sub-folders (see ``class_names``)."""
+    try:
+        class_names(root)
+    except GansweepError:
+        return False
+    return True
+
+
 @dataclass
 class ImageSet:
-    """Images as an N x 3 x H x W uint8 tensor, with the files they came from."""
+    """Images as an N x 3 x H x W uint8 tensor, with the files they came from and, for a
+    target with class sub-folders, each image's class index into ``classes``."""
 
     images: torch.Tensor
     paths: list[str]
+    labels: torch.Tensor | None = None
+    classes: list[str] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -92,7 +125,11 @@ class ImageSet:
                                 f"available")
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return ImageSet(self.images[idx], [self.paths[i] for i in idx.tolist()])
+        return self.select(idx)
+
+    def select(self, idx: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images[idx], [self.paths[i] for i in idx.tolist()],
+                        None if self.labels is None else self.labels[idx], self.classes)
 
     def digest(self) -> str:
         """sha256 of the preprocessed pixels: identifies the data for caching."""
@@ -101,18 +138,24 @@ class ImageSet:
         return h.hexdigest()
 
 
-def load_folder(root: str | Path, resolution: int | None, alpha: str = "white") -> ImageSet:
-    """Load every image under ``root``. Without ``resolution`` all images must share a size."""
+def load_folder(root: str | Path, resolution: int | None, alpha: str = "white",
+                labelled: bool = False) -> ImageSet:
+    """Load every image under ``root``. Without ``resolution`` all images must share a size.
+    ``labelled``: each image's class is its sub-folder (``class_names``)."""
     if alpha not in ALPHA_MODES:
         raise GansweepError(f"alpha: {alpha!r} is not one of {ALPHA_MODES}")
     paths = list_images(root)
+    labels = classes = None
+    if labelled:
+        classes = class_names(root)
+        labels = torch.tensor([classes.index(p.relative_to(root).parts[0]) for p in paths])
     arrays = [load_image(p, resolution, alpha) for p in paths]
     sizes = {a.shape for a in arrays}
     if len(sizes) > 1:
         raise GansweepError(f"{root}: images have different sizes {sorted(sizes)[:3]}...; "
                             f"give a resolution to resize them")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(images, [str(p) for p in paths])
+    return ImageSet(images, [str(p) for p in paths], labels, classes)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from core.critics import TargetClassifier, independent_wasserstein
 from core.errors import GansweepError
 from core.fileio import atomic_write
 from core.registry import Registry
@@ -56,8 +57,13 @@ class InceptionFeatures:
         self.device, self.batch_size = device, batch_size
         self.channels_last, self.bf16 = channels_last, bf16
         if weights is None:
-            model = pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
-                FEATURE_DIM]])
+            try:
+                model = pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
+                    FEATURE_DIM]])
+            except OSError as e:  # URLError included: no network, or the download failed
+                raise GansweepError(
+                    f"cannot download pytorch-fid's Inception weights ({e}); give "
+                    f"--inception-weights PATH or set {WEIGHTS_ENV}") from None
             self.identity = "pytorch-fid-pool3:" + pfid_inception.FID_WEIGHTS_URL.rsplit("/", 1)[1]
         else:
             model = self._from_file(weights)
@@ -160,9 +166,26 @@ def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
     return stats
 
 
-MetricFn = Callable[[FeatureStats, FeatureStats], float]
+@dataclass
+class Evaluation:
+    """What a metric may use from one evaluation. Images are uint8; ``real_*`` is the
+    reference set (the whole target folder, capped at fid_real images)."""
+
+    real: FeatureStats
+    fake: FeatureStats
+    real_images: torch.Tensor | None = None
+    fake_images: torch.Tensor | None = None
+    fake_labels: torch.Tensor | None = None  # a conditional generator's classes
+    classifier: TargetClassifier | None = None
+    iw_steps: int = 300
+    seed: int = 0
+    device: torch.device | str = "cpu"
+
+
+MetricFn = Callable[[Evaluation], float]
 METRICS: Registry[MetricFn] = Registry("metric")
 register_metric = METRICS.register
+HIGHER_IS_BETTER = ("iw", "classifier")
 
 
 def _trace_sqrt_product(full: FeatureStats, low_rank: FeatureStats) -> float:
@@ -175,7 +198,6 @@ def _trace_sqrt_product(full: FeatureStats, low_rank: FeatureStats) -> float:
     return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
 
 
-@register_metric("fid")
 def fid(real: FeatureStats, fake: FeatureStats) -> float:
     """Frechet Inception Distance between the Gaussians of the two feature sets.
 
@@ -195,7 +217,6 @@ def fid(real: FeatureStats, fake: FeatureStats) -> float:
                  - 2 * _trace_sqrt_product(other, small))
 
 
-@register_metric("kid")
 def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> float:
     """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel
@@ -217,10 +238,43 @@ def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size:
     return float(total / subsets)
 
 
-def compute_metrics(real: FeatureStats, fake: FeatureStats, names: list[str]) -> dict[str, float]:
-    """Named metrics; a non-finite value is reported as +inf so schedulers can rank it."""
+register_metric("fid")(lambda e: fid(e.real, e.fake))
+register_metric("kid")(lambda e: kid(e.real, e.fake))
+
+
+@register_metric("iw")
+def _iw(e: Evaluation) -> float:
+    if e.real_images is None or e.fake_images is None:
+        raise GansweepError("metric 'iw' needs the real and generated images")
+    return independent_wasserstein(e.real_images, e.fake_images, e.iw_steps, e.seed, e.device)
+
+
+@register_metric("classifier")
+def _classifier(e: Evaluation) -> float:
+    if e.classifier is None or e.fake_images is None:
+        raise GansweepError("metric 'classifier' needs a trained target classifier "
+                            "(classifier_negatives)")
+    return e.classifier.score(e.fake_images, e.fake_labels, e.device)
+
+
+def compute_metrics(evaluation: Evaluation, names: list[str]) -> dict[str, float]:
+    """Named metrics. A non-finite value is reported as the worst value (+inf, or -inf
+    where higher is better) so that schedulers can rank it."""
     out = {}
     for name in names:
-        value = METRICS.get(name)(real, fake)
-        out[name] = value if np.isfinite(value) else float("inf")
+        value = METRICS.get(name)(evaluation)
+        worst = -float("inf") if name in HIGHER_IS_BETTER else float("inf")
+        out[name] = value if np.isfinite(value) else worst
+    return out
+
+
+def per_class_fid(real: FeatureStats, real_labels: torch.Tensor, fake: FeatureStats,
+                  fake_labels: torch.Tensor, classes: list[str]) -> dict[str, float]:
+    """FID of each class's generated images against that class's real images (Wang et al.
+    Table 6). With few images per class it is biased upwards, like any small-sample FID."""
+    out = {}
+    for c, name in enumerate(classes):
+        r, f = real.features[real_labels.numpy() == c], fake.features[fake_labels.numpy() == c]
+        out[name] = fid(FeatureStats(r), FeatureStats(f)) if min(len(r), len(f)) >= 2 \
+            else float("nan")
     return out

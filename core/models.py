@@ -9,7 +9,7 @@ internal layout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from core.registry import Registry
 
 NORMS = ("batch", "layer", "none")
 RESOLUTIONS = (32, 64)
+COND_HEADS = ("projection", "ac")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ArchConfig:
     width: int = 64
     z_dim: int = 100
     d_norm: str = "batch"
+    num_classes: int = 0  # > 0: class-conditional (Wang et al. section 5); dcgan only
+    cond_head: str = "projection"  # D's class head when conditional: projection | ac
 
     def __post_init__(self) -> None:
         ARCHITECTURES.get(self.name)
@@ -42,9 +45,22 @@ class ArchConfig:
                 raise GansweepError(f"arch.{field}: {value!r} must be a positive integer")
         if self.d_norm not in NORMS:
             raise GansweepError(f"arch.d_norm: {self.d_norm!r} is not one of {NORMS}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise GansweepError(f"arch.num_classes: {self.num_classes!r} must be an integer "
+                                f">= 0")
+        if self.num_classes and self.name != "dcgan":
+            raise GansweepError(f"arch.num_classes: {self.num_classes}: class-conditional "
+                                f"networks are built for 'dcgan' only, not {self.name!r}")
+        if self.cond_head not in COND_HEADS:
+            raise GansweepError(f"arch.cond_head: {self.cond_head!r} is not one of {COND_HEADS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def unconditional(self) -> ArchConfig:
+        """The same networks without classes: what a conditional net can transfer from."""
+        return replace(self, num_classes=0, cond_head=COND_HEADS[0])
 
 
 class FilterShift(nn.Module):
@@ -71,6 +87,42 @@ class FilterShift(nn.Module):
         return x * self.gamma.view(shape) + self.beta.view(shape)
 
 
+class ClassTable(nn.Module):
+    """Per-class parameters, one row of ``features`` per class: what a class-conditional
+    network adds to an unconditional one. Treatments always train them (core.treatments)."""
+
+    def __init__(self, num_classes: int, features: int, fill: float | None):
+        super().__init__()
+        self.fill = fill
+        self.weight = nn.Parameter(torch.empty(num_classes, features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.fill is None:
+            nn.init.normal_(self.weight, 0.0, 0.02)
+        else:
+            nn.init.constant_(self.weight, self.fill)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.weight[y]
+
+
+class CondBatchNorm2d(nn.BatchNorm2d):
+    """Conditional batch norm (Dumoulin et al.; Wang et al.'s 'Cond BNorm'): statistics
+    shared by all classes, a scale and shift per class."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(channels, affine=False)
+        self.gamma = ClassTable(num_classes, channels, 1.0)
+        self.beta = ClassTable(num_classes, channels, 0.0)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if y is None:
+            raise GansweepError("a class-conditional generator needs class labels")
+        h = super().forward(x)
+        return h * self.gamma(y)[:, :, None, None] + self.beta(y)[:, :, None, None]
+
+
 def _d_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -92,10 +144,37 @@ class ConvUnit(nn.Module):
         self.shift = FilterShift(channels)
         self.act = act
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.flatten:
-            x = x.flatten(1)
-        return self.act(self.shift(self.norm(self.layer(x))))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.layer(x.flatten(1) if self.flatten else x)
+        h = self.norm(h, y) if isinstance(self.norm, CondBatchNorm2d) else self.norm(h)
+        return self.act(self.shift(h))
+
+
+class ClassHead(nn.Module):
+    """D's last unit when class-conditional: the unconditional linear logit plus either a
+    projection term <embed(y), h> (Miyato & Koyama; the embedding starts at 0, so D starts
+    as its unconditional source) or an auxiliary classifier (AC-GAN, Wang et al. eq. 7-8)."""
+
+    def __init__(self, features: int, num_classes: int, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.layer = nn.Linear(features, 1)
+        self.shift = FilterShift(1)
+        if kind == "projection":
+            self.embed = ClassTable(num_classes, features, 0.0)
+        else:
+            self.classifier = ClassTable(num_classes, features, None)
+            self.classifier_bias = ClassTable(num_classes, 1, 0.0)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)
+        out = self.shift(self.layer(h))
+        if self.kind == "projection" and y is not None:
+            out = out + (self.embed(y) * h).sum(1, keepdim=True)
+        return out
+
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.classifier.weight.T + self.classifier_bias.weight.T
 
 
 class TransferNet(nn.Module):
@@ -120,7 +199,7 @@ class TransferNet(nn.Module):
         """Re-initialise a unit's parameters and norm statistics as at construction."""
         for m in unit.modules():
             if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Linear, nn.Conv2d,
-                              nn.ConvTranspose2d)):
+                              nn.ConvTranspose2d, ClassTable)):
                 m.reset_parameters()
             if isinstance(m, nn.BatchNorm2d):
                 m.reset_running_stats()
@@ -134,9 +213,10 @@ class TransferNet(nn.Module):
                 m.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``y``: class labels, for a class-conditional network only."""
         for unit in self.units.values():
-            x = unit(x)
+            x = unit(x) if y is None else unit(x, y)
         return x
 
 
@@ -146,6 +226,9 @@ def _dcgan_init(m: nn.Module) -> None:
         nn.init.normal_(m.weight, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+    elif isinstance(m, CondBatchNorm2d):
+        nn.init.normal_(m.gamma.weight, 1.0, 0.02)
+        nn.init.zeros_(m.beta.weight)
     elif isinstance(m, nn.BatchNorm2d):
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
@@ -182,13 +265,15 @@ class DCGANGenerator(TransferNet):
         for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
             last = n == len(specs) - 1
             layer = nn.ConvTranspose2d(c_in, c_out, k, stride, pad, bias=False)
-            norm = nn.Identity() if last else nn.BatchNorm2d(c_out)
+            norm = nn.Identity() if last else (
+                CondBatchNorm2d(c_out, cfg.num_classes) if cfg.num_classes else
+                nn.BatchNorm2d(c_out))
             units.append((name, ConvUnit(layer, norm, nn.Tanh() if last else nn.ReLU(), c_out)))
         super().__init__(units, _dcgan_init)
         self.z_dim = cfg.z_dim
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return super().forward(z.view(z.shape[0], -1, 1, 1))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(z.view(z.shape[0], -1, 1, 1), y)
 
 
 class DCGANDiscriminator(TransferNet):
@@ -205,9 +290,19 @@ class DCGANDiscriminator(TransferNet):
             norm = nn.Identity() if n == 0 else _d_norm(cfg.d_norm, c_out)
             layer = nn.Conv2d(c_in, c_out, k, stride, pad, bias=False)
             units.append((name, ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
-        fc = nn.Linear(c[3] * 4 * 4, 1)
-        units.append(("fc", ConvUnit(fc, nn.Identity(), nn.Identity(), 1, flatten=True)))
+        features = c[3] * 4 * 4
+        units.append(("fc", ClassHead(features, cfg.num_classes, cfg.cond_head)
+                      if cfg.num_classes else
+                      ConvUnit(nn.Linear(features, 1), nn.Identity(), nn.Identity(), 1,
+                               flatten=True)))
         super().__init__(units, _dcgan_init)
+
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The auxiliary classifier's logits (AC head only)."""
+        *body, head = self.units.values()
+        for unit in body:
+            x = unit(x)
+        return head.class_logits(x)
 
 
 @register_arch("dcgan")
@@ -312,6 +407,28 @@ def build_resnet(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
 def build_models(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """Build a fresh (G, D) pair for an architecture config."""
     return ARCHITECTURES.get(cfg.name)(cfg)
+
+
+def load_source_state(net: TransferNet, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load a source's weights into ``net`` and return the parameters the source did not
+    hold. A class-conditional net may load an unconditional source: each batch norm's
+    scale and shift is copied to every class (Wang et al. section 5), and D's class head
+    starts from its initialisation (a zero projection: D's output is the source's)."""
+    given = set(state)
+    state = dict(state)
+    for name, m in net.named_modules():
+        if isinstance(m, CondBatchNorm2d):
+            for src, table in (("weight", "gamma"), ("bias", "beta")):
+                value = state.pop(f"{name}.{src}", None)
+                rows = getattr(m, table).weight.shape[0]
+                if value is not None and value.dim() == 1:
+                    state.setdefault(f"{name}.{table}.weight", value.expand(rows, -1).clone())
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    tables = {f"{n}.weight" for n, m in net.named_modules() if isinstance(m, ClassTable)}
+    absent = [k for k in missing if k not in tables]
+    if absent or unexpected:
+        raise RuntimeError(f"missing keys {absent[:3]}, unexpected keys {unexpected[:3]}")
+    return sorted(tables - given)
 
 
 def unit_names(cfg: ArchConfig) -> tuple[list[str], list[str]]:

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,39 @@ import torch
 from torchvision.utils import save_image
 
 from core.augment import Augmentation, parse_augment
-from core.data import BatchSampler, ImageSet, load_folder, quantize, to_float
+from core.critics import TargetClassifier, train_classifier
+from core.data import (
+    BatchSampler,
+    ImageSet,
+    class_names,
+    has_classes,
+    load_folder,
+    quantize,
+    to_float,
+)
 from core.errors import DivergenceError, GansweepError
 from core.fileio import atomic_write
 from core.losses import LOSSES, Loss, get_loss
 from core.metrics import (
     METRICS,
+    Evaluation,
     FeatureStats,
     compute_metrics,
     get_extractor,
+    per_class_fid,
     real_stats,
     resolve_weights,
 )
-from core.models import ArchConfig, FilterShift, TransferNet, build_models, unit_counts
+from core.models import (
+    COND_HEADS,
+    ArchConfig,
+    ClassTable,
+    FilterShift,
+    TransferNet,
+    build_models,
+    load_source_state,
+    unit_counts,
+)
 from core.treatments import (
     BN_STATS,
     AdaFM,
@@ -75,6 +95,10 @@ class TrainConfig:
     fid_samples: int = 256
     fid_real: int | None = None  # cap on real reference images (deterministic subset)
     metrics: list[str] = field(default_factory=lambda: ["fid", "kid"])
+    iw_steps: int = 300  # training steps of the independent critic, per evaluation
+    classifier_negatives: str | None = None  # "other" images of the classifier metric
+    classifier_steps: int = 300
+    ac_weight: float = 1.0  # alpha_D = alpha_G of an AC head (Wang et al. eq. 7-8)
     target_size: int | None = None
     augment: str = "none"
     seed: int = 0
@@ -91,7 +115,8 @@ class TrainConfig:
         for name in self.metrics:
             METRICS.get(name)
         positive = {"batch_size": self.batch_size, "iters": self.iters,
-                    "fid_samples": self.fid_samples}
+                    "fid_samples": self.fid_samples, "iw_steps": self.iw_steps,
+                    "classifier_steps": self.classifier_steps}
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GansweepError(f"{name}: {value!r} must be a positive integer")
@@ -103,6 +128,12 @@ class TrainConfig:
                 raise GansweepError(f"{name}: {value!r} must be a positive integer or null")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise GansweepError(f"lr: {self.lr!r} must be a positive number")
+        if "classifier" in self.metrics and self.classifier_negatives is None:
+            raise GansweepError("classifier_negatives: the 'classifier' metric needs a folder "
+                                "of images that are not the target (default: the source's "
+                                "training data)")
+        if not (isinstance(self.ac_weight, (int, float)) and self.ac_weight >= 0):
+            raise GansweepError(f"ac_weight: {self.ac_weight!r} must be a number >= 0")
         if self.bn_stats not in BN_STATS:
             raise GansweepError(f"bn_stats: {self.bn_stats!r} is not one of {BN_STATS}")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
@@ -142,9 +173,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def _load_state(net: TransferNet, state: dict, what: str, path: str) -> None:
+def _load_state(net: TransferNet, state: dict, what: str, path: str) -> list[str]:
     try:
-        net.load_state_dict(state)
+        return load_source_state(net, state)
     except RuntimeError as e:
         raise GansweepError(f"checkpoint {path}: {what} does not fit the architecture "
                             f"({str(e).splitlines()[0][:160]})") from None
@@ -164,8 +195,11 @@ class TrainState:
     n_critic: int
     augmentation: Augmentation
     data: torch.Tensor  # uint8 training images on the device
+    labels: torch.Tensor | None  # their classes, for a conditional network
     sampler: BatchSampler
+    reference: ImageSet  # what generated images are compared with
     real: FeatureStats | None
+    classifier: TargetClassifier | None
     clip_params: list[torch.nn.Parameter]
     iteration: int = 0
     train_seconds: float = 0.0
@@ -188,7 +222,7 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
     source = load_checkpoint(cfg.source) if cfg.source else None
     if source is not None:
         src_arch = ArchConfig(**source["arch"])
-        if src_arch != arch:
+        if src_arch not in (arch, arch.unconditional):
             raise GansweepError(f"checkpoint {cfg.source}: architecture {src_arch} does not "
                                 f"match the requested {arch}")
         if any(t in ("adafm", "filter-shift") for p in source["plans"].values() for t in p):
@@ -209,9 +243,12 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
 
 def _clippable(net: TransferNet) -> list[torch.nn.Parameter]:
     # WGAN clips D's weights; modulation factors multiply weights that were clipped in
-    # pretraining and start at 1, so clipping them would destroy the modulation.
+    # pretraining and start at 1, so clipping them would destroy the modulation. An
+    # auxiliary classifier is not part of the critic's output and is not clipped either.
     skip = {id(p) for m in net.modules() if isinstance(m, (AdaFM, FilterShift))
             for p in m.parameters()}
+    skip |= {id(p) for name, m in net.named_modules() if isinstance(m, ClassTable)
+             and name.split(".")[-1].startswith("classifier") for p in m.parameters()}
     return [p for p in trainable_parameters(net) if id(p) not in skip]
 
 
@@ -228,50 +265,87 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     opt_g = loss.optimizer(g_params, lr) if g_params else None
     opt_d = loss.optimizer(d_params, lr) if d_params else None
 
-    target = load_folder(cfg.data, arch.resolution)
+    # Class sub-folders are read even for an unconditional run: the classifier metric and
+    # the reference set then match those of the conditional runs on the same target.
+    target = load_folder(cfg.data, arch.resolution,
+                         labelled=arch.num_classes > 0 or has_classes(cfg.data))
+    if arch.num_classes and len(target.classes) != arch.num_classes:
+        raise GansweepError(f"{cfg.data}: {len(target.classes)} classes {target.classes}, but "
+                            f"the networks have arch.num_classes = {arch.num_classes}")
     train_set = target.subset(cfg.target_size, cfg.seed)
     sampler = BatchSampler(len(train_set), cfg.batch_size, cfg.seed, cfg.data)
-    real = None
+    reference = reference_set(target, cfg.fid_real)
+    real = classifier = None
     if cfg.metrics:
-        real = reference_stats(target, cfg.fid_real, cfg.inception_weights, cfg.cache_dir,
-                               device)
+        real = reference_stats(reference, cfg.inception_weights, cfg.cache_dir, device)
+    if "classifier" in cfg.metrics:
+        classifier = target_classifier(cfg, target, device)
+    labels = train_set.labels.to(device) if arch.num_classes else None
     state = TrainState(cfg, device, g, d, opt_g, opt_d, loss, cfg.n_critic or loss.n_critic,
-                       parse_augment(cfg.augment), train_set.images.to(device), sampler, real,
-                       _clippable(d))
+                       parse_augment(cfg.augment), train_set.images.to(device), labels, sampler,
+                       reference, real, classifier, _clippable(d))
     if resume is not None:
         restore(state, load_checkpoint(resume))
     return state
 
 
-def reference_stats(target: ImageSet, fid_real: int | None, weights: str | None,
-                    cache_dir: str | None, device: torch.device) -> FeatureStats:
+def reference_set(target: ImageSet, fid_real: int | None) -> ImageSet:
+    """The images generated ones are compared with: the whole target folder (capped at
+    ``fid_real`` images), not the training subset, so that runs with different target
+    sizes meet the same images."""
+    return target.subset(min(fid_real, len(target)) if fid_real else None, 0)
+
+
+def reference_stats(reference: ImageSet, weights: str | None, cache_dir: str | None,
+                    device: torch.device) -> FeatureStats:
     """Real-data statistics for FID/KID, from the cache under ``cache_dir/fid-stats`` when
-    present. The reference is the whole target folder (capped at ``fid_real`` images), not
-    the training subset, so runs with different target sizes meet the same images."""
-    ref = target.subset(min(fid_real, len(target)) if fid_real else None, 0)
+    present."""
     extractor = get_extractor(resolve_weights(weights), device)
-    return real_stats(ref.images, ref.digest(), extractor,
+    return real_stats(reference.images, reference.digest(), extractor,
                       Path(cache_dir or default_cache_dir()) / "fid-stats")
 
 
-def _real_batch(s: TrainState) -> torch.Tensor:
-    images = s.data[s.sampler.next().to(s.device)]
-    return to_float(s.augmentation.real_batch(images))
+def target_classifier(cfg: TrainConfig, target: ImageSet,
+                      device: torch.device) -> TargetClassifier:
+    """The classifier metric's network: the target's classes vs ``classifier_negatives``,
+    trained once and cached under ``cache_dir/classifiers``."""
+    negatives = load_folder(cfg.classifier_negatives, cfg.arch.resolution)
+    return train_classifier(target, negatives, cfg.classifier_steps, seed=0, device=device,
+                            cache_dir=Path(cfg.cache_dir or default_cache_dir()) / "classifiers")
+
+
+def _real_batch(s: TrainState) -> tuple[torch.Tensor, torch.Tensor | None]:
+    idx = s.sampler.next().to(s.device)
+    images = to_float(s.augmentation.real_batch(s.data[idx]))
+    return images, None if s.labels is None else s.labels[idx]
 
 
 def _noise(s: TrainState, n: int) -> torch.Tensor:
     return torch.randn(n, s.G.z_dim, device=s.device)
 
 
+def _critic(s: TrainState, y: torch.Tensor | None):
+    return lambda x: s.D(s.augmentation.critic_input(x), y)
+
+
+def _class_loss(s: TrainState, images: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The auxiliary classifier's weighted log-likelihood term (AC head only)."""
+    if y is None or s.cfg.arch.cond_head != "ac":
+        return torch.zeros((), device=s.device)
+    logits = s.D.class_logits(s.augmentation.critic_input(images))
+    return s.cfg.ac_weight * torch.nn.functional.cross_entropy(logits, y)
+
+
 def train_step(s: TrainState) -> dict[str, float]:
-    """One generator iteration after n_critic critic iterations; raises on divergence."""
-    critic = lambda x: s.D(s.augmentation.critic_input(x))  # noqa: E731
+    """One generator iteration after n_critic critic iterations; raises on divergence.
+    A conditional G is given the classes of the real batch in D's steps (a sample of the
+    target's class distribution, as Wang et al. condition on y' ~ p_data(y))."""
     d_loss = torch.zeros((), device=s.device)
     for _ in range(s.n_critic):
-        real = _real_batch(s)
+        real, y = _real_batch(s)
         with torch.no_grad():
-            fake = s.G(_noise(s, real.shape[0]))
-        d_loss = s.loss.d_loss(critic, real, fake)
+            fake = s.G(_noise(s, real.shape[0]), y)
+        d_loss = s.loss.d_loss(_critic(s, y), real, fake) + _class_loss(s, real, y)
         if s.opt_d is not None:
             s.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -283,7 +357,10 @@ def train_step(s: TrainState) -> dict[str, float]:
         d_params = s.opt_d.param_groups[0]["params"] if s.opt_d is not None else []
         for p in d_params:
             p.requires_grad_(False)
-        g_loss = s.loss.g_loss(critic, s.G(_noise(s, s.cfg.batch_size)))
+        y = None if s.labels is None else s.labels[
+            torch.randint(len(s.labels), (s.cfg.batch_size,), device=s.device)]
+        fake = s.G(_noise(s, s.cfg.batch_size), y)
+        g_loss = s.loss.g_loss(_critic(s, y), fake) + _class_loss(s, fake, y)
         s.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         s.opt_g.step()
@@ -298,14 +375,24 @@ def train_step(s: TrainState) -> dict[str, float]:
     return losses
 
 
+def balanced_labels(s: TrainState, n: int) -> torch.Tensor | None:
+    """Classes 0, 1, ..., K-1, 0, 1, ... for n images of a conditional G (None if not)."""
+    k = s.cfg.arch.num_classes
+    return torch.arange(n) % k if k else None
+
+
 @torch.no_grad()
-def generate(s: TrainState, n: int, seed: int) -> torch.Tensor:
-    """n images from G in eval mode, from noise fixed by ``seed``, as uint8 (as PNGs hold)."""
+def generate(s: TrainState, n: int, seed: int,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+    """n images from G in eval mode, from noise fixed by ``seed`` (and, for a conditional
+    G, of classes ``labels``), as uint8 (as PNGs hold)."""
     gen = torch.Generator().manual_seed(seed)
+    chunks = torch.arange(n).split(256)
     s.G.eval()
     try:
-        out = [quantize(s.G(torch.randn(z.shape, generator=gen).to(s.device)).cpu())
-               for z in torch.empty(n, s.G.z_dim).split(256)]
+        out = [quantize(s.G(torch.randn(len(i), s.G.z_dim, generator=gen).to(s.device),
+                            None if labels is None else labels[i].to(s.device)).cpu())
+               for i in chunks]
     finally:
         s.G.train()
     return torch.cat(out)
@@ -323,10 +410,16 @@ def evaluate(s: TrainState) -> dict[str, float]:
                                 "images_per_s": images_per_s(s),
                                 "train_seconds": s.train_seconds}
     if s.real is not None:
-        fake = generate(s, s.cfg.fid_samples, seed=s.cfg.seed + 10_000)
+        labels = balanced_labels(s, s.cfg.fid_samples)
+        fake = generate(s, s.cfg.fid_samples, seed=s.cfg.seed + 10_000, labels=labels)
         extractor = get_extractor(resolve_weights(s.cfg.inception_weights), s.device)
-        record.update(compute_metrics(s.real, FeatureStats(extractor(fake)), s.cfg.metrics))
-    grid = generate(s, 64, seed=s.cfg.seed + 20_000)
+        evaluation = Evaluation(s.real, FeatureStats(extractor(fake)), s.reference.images, fake,
+                                labels, s.classifier, s.cfg.iw_steps, s.cfg.seed, s.device)
+        record.update(compute_metrics(evaluation, s.cfg.metrics))
+        if labels is not None and "fid" in s.cfg.metrics:
+            record["class_fid"] = per_class_fid(s.real, s.reference.labels, evaluation.fake,
+                                                labels, s.reference.classes)
+    grid = generate(s, 64, seed=s.cfg.seed + 20_000, labels=balanced_labels(s, 64))
     (s.out / "samples").mkdir(parents=True, exist_ok=True)
     save_image(grid.float() / 255, s.out / "samples" / f"iter_{s.iteration:07d}.png", nrow=8)
     s.history.append(record)
@@ -419,13 +512,17 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
                     modulation: str = "adafm", freeze_d_depth: int | None = None,
                     g_init: str = "pretrained", d_init: str = "pretrained",
                     plans: tuple[Sequence[str], Sequence[str]] | None = None,
-                    expect_arch: str | None = None, expect_resolution: int | None = None,
+                    conditional: str | None = None, expect_arch: str | None = None,
+                    expect_resolution: int | None = None,
                     **overrides: Any) -> TrainConfig:
     """The config of one transfer trial: a D/G partition pair, a baseline preset, or
     explicit per-unit ``plans`` (G's, D's), from a source checkpoint. ``g_init``/``d_init =
     scratch`` re-initialises that whole network (Wang et al.'s G/D initialisation study);
-    it needs that network fully fine-tuned.
-    Settings not given (loss, ...) default to the source's pretraining config.
+    it needs that network fully fine-tuned. ``conditional`` (a class head: projection or ac)
+    makes both networks class-conditional, one class per sub-folder of ``data``; the source
+    may be unconditional (Wang et al. section 5).
+    Settings not given (loss, ...) default to the source's pretraining config, and the
+    classifier metric's negatives to the source's training images.
     ``expect_arch``/``expect_resolution`` refuse a source of another architecture."""
     ckpt = load_checkpoint(source)
     arch = ArchConfig(**ckpt["arch"])
@@ -458,6 +555,13 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
                 raise GansweepError(f"{net}_init: 'scratch' needs {net.upper()} fully "
                                     f"fine-tuned, but {pair.label} freezes or modulates it")
             plans[net] = ["reinit"] * len(plans[net])
+    if conditional is not None:
+        if conditional not in COND_HEADS:
+            raise GansweepError(f"conditional: {conditional!r} is not one of {COND_HEADS}")
+        arch = replace(arch, num_classes=len(class_names(data)), cond_head=conditional)
     overrides.setdefault("loss", ckpt["config"]["loss"])
+    if "classifier" in overrides.get("metrics", ()) and \
+            overrides.get("classifier_negatives") is None:
+        overrides["classifier_negatives"] = ckpt["config"]["data"]
     return TrainConfig(data=data, out=out, arch=arch, source=source, g_plan=plans["g"],
                        d_plan=plans["d"], label=pair.label, **overrides)

@@ -18,6 +18,11 @@ filter-shift  fixed                 fixed           fixed                   trac
               (+ trained per-channel gamma, beta on every pre-activation map)
 ============  ====================  ==============  ======================  =====================
 
+A class-conditional network's per-class parameters (``ClassTable``: G's per-class batch-norm
+scale and shift, D's projection embedding or auxiliary classifier) are trained whatever
+their unit's treatment: they are what the conditional transfer has to learn, and frozen at
+their initial values they would leave the network blind to the class.
+
 "Tracked" means batch statistics are used in training and running statistics keep
 updating: the units before a frozen or modulated one change what it sees, so its source
 statistics no longer describe its input. ``bn_stats="fixed"`` keeps frozen units' norm
@@ -34,7 +39,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from core.errors import GansweepError
-from core.models import ArchConfig, FilterShift, TransferNet, build_models
+from core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
 from core.registry import Registry
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -127,6 +132,9 @@ def apply_plan(net: TransferNet, plan: Sequence[str], bn_stats: str = "adapt") -
             for m in unit.modules():
                 if isinstance(m, NORM_LAYERS):
                     m.frozen_stats = True
+    for m in net.modules():
+        if isinstance(m, ClassTable):
+            m.requires_grad_(True)
     net.train(net.training)
 
 

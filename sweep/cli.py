@@ -77,13 +77,22 @@ def cmd_transfer(a: argparse.Namespace) -> int:
 @command("fid")
 def cmd_fid(a: argparse.Namespace) -> int:
     from core.data import load_folder
-    from core.metrics import FeatureStats, compute_metrics, get_extractor, resolve_weights
+    from core.metrics import (
+        Evaluation,
+        FeatureStats,
+        compute_metrics,
+        get_extractor,
+        resolve_weights,
+    )
     from core.train import pick_device
 
-    extractor = get_extractor(resolve_weights(a.inception_weights), pick_device(a.device))
+    device = pick_device(a.device)
+    extractor = get_extractor(resolve_weights(a.inception_weights), device)
     sets = [load_folder(d, a.resolution, a.alpha) for d in (a.dir_a, a.dir_b)]
     stats = [FeatureStats(extractor(s.images)) for s in sets]
-    values = compute_metrics(stats[0], stats[1], _metrics(a.metrics))
+    # DIR_A plays the real images, DIR_B the generated ones (IW's sign depends on it).
+    evaluation = Evaluation(stats[0], stats[1], sets[0].images, sets[1].images, device=device)
+    values = compute_metrics(evaluation, _metrics(a.metrics))
     print(json.dumps({**values, "n_a": len(sets[0]), "n_b": len(sets[1])}))
     return 0
 

@@ -29,18 +29,22 @@ import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from core.data import load_folder
+from core.data import has_classes, load_folder
 from core.errors import DivergenceError, GansweepError
 from core.losses import LOSSES
-from core.metrics import resolve_weights
+from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights
 from core.models import unit_names
 from core.train import (
+    TrainConfig,
     TrainState,
     final_summary,
+    load_checkpoint,
     pick_device,
+    reference_set,
     reference_stats,
     setup,
     snapshot,
+    target_classifier,
     train,
     transfer_config,
 )
@@ -48,6 +52,7 @@ from sweep.spec import SweepSpec, Trial, parse_spec
 from sweep.state import (
     DONE,
     GRID_FILE,
+    REFERENCES_FILE,
     RUNGS_FILE,
     SPEC_FILE,
     SweepState,
@@ -64,12 +69,15 @@ def _trial_config(config: dict[str, Any], out: str):
     return transfer_config(
         trial.source, trial.target, out, d=trial.d, g=trial.g, baseline=trial.baseline,
         plans=(trial.g_plan, trial.d_plan) if trial.g_plan is not None else None,
+        conditional=trial.conditional,
         modulation=trial.modulation, freeze_d_depth=trial.freeze_d_depth,
         g_init=trial.g_init, d_init=trial.d_init, target_size=trial.target_size,
         augment=trial.augment, lr=trial.lr, seed=trial.seed,
         iters=common["iters"], eval_every=common["eval_every"],
         fid_samples=common["fid_samples"], batch_size=common["batch_size"],
-        fid_real=common["fid_real"], metrics=["fid", "kid"], bn_stats=common["bn_stats"],
+        fid_real=common["fid_real"], metrics=common["metrics"], iw_steps=common["iw_steps"],
+        classifier_steps=common["classifier_steps"],
+        classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],
         inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
         **overrides)
 
@@ -189,8 +197,9 @@ class PersistentASHA(ASHAScheduler):
         self._save()
 
 
-RESULT_KEYS = ("iteration", "fid", "kid", "d_loss", "g_loss", "images_per_s", "train_seconds",
-               "time_total_s", "diverged", "node_id", "worker_start", "setup_s", "report_s")
+RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "d_loss", "g_loss",
+               "images_per_s", "train_seconds", "time_total_s", "diverged", "node_id",
+               "worker_start", "setup_s", "report_s")
 
 
 class Recorder(tune.Callback):
@@ -228,13 +237,15 @@ class Recorder(tune.Callback):
         rec["reports"] += 1
         rec["time_total_s"] = float(result.get("time_total_s", 0.0))
         rec["node_ip"] = result.get("node_ip")
-        rec["last"] = {k: result.get(k) for k in ("fid", "kid", "d_loss", "g_loss",
+        rec["last"] = {k: result.get(k) for k in ("fid", "kid", "iw", "classifier",
+                                                  "class_fid", "d_loss", "g_loss",
                                                   "images_per_s", "trainable_g",
                                                   "trainable_d", "train_seconds", "node_id",
                                                   "loss", "lr")}
-        for m in ("fid", "kid"):
-            value = result.get(m)
-            if value is not None and (rec["best"].get(m) is None or value < rec["best"][m]):
+        for m in ("fid", "kid", *HIGHER_IS_BETTER):
+            value, best = result.get(m), rec["best"].get(m)
+            sign = -1 if m in HIGHER_IS_BETTER else 1
+            if value is not None and (best is None or sign * value < sign * best):
                 rec["best"][m] = value
         if result.get("diverged"):
             rec["status"], rec["error"] = "diverged", result.get("error")
@@ -272,16 +283,60 @@ def _error_text(trial) -> str | None:
 
 # --- launch / resume -------------------------------------------------------------------------
 
-def _real_stats_once(spec: SweepSpec, sweep_dir: Path) -> None:
-    """Compute every target's real-data statistics before any trial starts; trials find
-    them in the same cache (their cache_dir is the sweep directory)."""
+def _source_data(source: str) -> str:
+    """The folder a source checkpoint was trained on, as its config recorded it."""
+    return load_checkpoint(source)["config"]["data"]
+
+
+def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
+    """What every trial shares, made once by the driver before any trial starts, in the
+    cache the trials read (their cache_dir is the sweep directory): each target's real-data
+    statistics and, if asked for, its classifier. With several sources, also the FID between
+    each source's training data and each target (Wang et al. Table 4). All recorded in
+    ``REFERENCES_FILE``; returns the settings trials need."""
+    device = pick_device("auto")
+    sources = [s for s in spec.sources if s is not None]
+    negatives = spec.classifier_negatives
+    if "classifier" in spec.metrics and negatives is None:
+        if not sources:
+            raise GansweepError("classifier_negatives: needed by the 'classifier' metric when "
+                                "no source gives its training data")
+        negatives = _source_data(sources[0])
+    classifiers, gaps = [], []
     for target in spec.targets:
-        reference_stats(load_folder(target, spec.arch.resolution), spec.budget.fid_real,
-                        spec.inception_weights, str(sweep_dir), pick_device("auto"))
+        images = load_folder(target, spec.arch.resolution, labelled=has_classes(target))
+        ref = reference_set(images, spec.budget.fid_real)
+        real = reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
+        if negatives is not None:
+            cfg = TrainConfig(data=target, out=str(sweep_dir), arch=spec.arch,
+                              metrics=["classifier"], classifier_negatives=negatives,
+                              classifier_steps=spec.classifier_steps, cache_dir=str(sweep_dir))
+            classifier = target_classifier(cfg, images, device)
+            classifiers.append({"target": target, "classes": classifier.classes,
+                                "balanced_accuracy": classifier.accuracy})
+        for source in sources if len(sources) > 1 else []:
+            gaps.append(_source_gap(spec, sweep_dir, source, target, real, device))
+    atomic_write_text(sweep_dir / REFERENCES_FILE, json.dumps(
+        {"classifier_negatives": negatives, "classifiers": classifiers, "sources": gaps},
+        indent=1))
+    return {"classifier_negatives": negatives}
 
 
-def _common(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
-    return {**asdict(spec.budget), "bn_stats": spec.bn_stats, "cpus": spec.resources.cpu,
+def _source_gap(spec: SweepSpec, sweep_dir: Path, source: str, target: str,
+                real: FeatureStats, device: torch.device) -> dict[str, Any]:
+    data = _source_data(source)
+    row = {"source": source, "source_data": data, "target": target, "source_target_fid": None}
+    if not Path(data).is_dir():
+        return {**row, "error": f"the source's training data {data} is not on this machine"}
+    ref = reference_set(load_folder(data, spec.arch.resolution), spec.budget.fid_real)
+    return {**row, "source_target_fid": fid(real, reference_stats(
+        ref, spec.inception_weights, str(sweep_dir), device))}
+
+
+def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any]) -> dict[str, Any]:
+    return {**asdict(spec.budget), **prepared, "bn_stats": spec.bn_stats,
+            "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
+            "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
             "cache_dir": str(sweep_dir),  # trials read sweep_dir/fid-stats
             "sweep_dir": str(sweep_dir)}
@@ -307,7 +362,9 @@ def _scheduler(spec: SweepSpec, sweep_dir: Path) -> TrialScheduler:
     if spec.scheduler.type == "none":
         return FIFOScheduler()
     return PersistentASHA(str(sweep_dir / RUNGS_FILE), time_attr="iteration",
-                          metric=spec.metric, mode="min", max_t=spec.budget.iters,
+                          metric=spec.metric,
+                          mode="max" if spec.metric in HIGHER_IS_BETTER else "min",
+                          max_t=spec.budget.iters,
                           grace_period=spec.scheduler.grace_period,
                           reduction_factor=spec.scheduler.reduction_factor)
 
@@ -347,25 +404,31 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
         {"arch": asdict(spec.arch), "units": {"G": g_units, "D": d_units},
          "trials": [t.to_dict() for t in trials]}, indent=1))
     SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
-    _real_stats_once(spec, sweep_dir)
+    _start(spec, trials, sweep_dir, address)
+    return sweep_dir
+
+
+def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str | None) -> None:
+    """Everything of a launch after the sweep directory is claimed and recorded; a launch
+    that failed in here (no Inception weights, say) is started again by ``resume``."""
+    prepared = _prepare(spec, sweep_dir)
     _init_ray(address)
     tuner = tune.Tuner(
         _trainable(spec),
         param_space={"trial": tune.grid_search([t.to_dict() for t in trials]),
-                     "common": _common(spec, sweep_dir)},
+                     "common": _common(spec, sweep_dir, prepared)},
         tune_config=tune.TuneConfig(scheduler=_scheduler(spec, sweep_dir),
                                     max_concurrent_trials=spec.max_concurrent or None,
                                     trial_name_creator=_trial_dirname,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=str(storage_path),
+            name=sweep_dir.name, storage_path=str(sweep_dir.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
     _fit(tuner, sweep_dir)
-    return sweep_dir
 
 
 STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT)
@@ -394,7 +457,11 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     last checkpoint, errored ones are retried unless ``retry_errored`` is False."""
     spec = load_sweep_spec(sweep_dir)
     if not tune.Tuner.can_restore(str(sweep_dir)):
-        raise GansweepError(f"{sweep_dir}: Ray Tune state is missing; the sweep never started")
+        # The launch stopped before Tune started (no trial ran): start it now, on the grid
+        # recorded at launch.
+        grid = json.loads((sweep_dir / GRID_FILE).read_text())
+        _start(spec, [Trial(**t) for t in grid["trials"]], sweep_dir, address)
+        return sweep_dir
     _init_ray(address)
     tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),
                                resume_unfinished=True, resume_errored=retry_errored,

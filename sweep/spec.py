@@ -14,10 +14,11 @@ from typing import Any
 import yaml
 
 from core.augment import parse_augment
+from core.data import class_names
 from core.errors import GansweepError
 from core.losses import LOSSES
 from core.metrics import METRICS
-from core.models import ArchConfig, unit_counts
+from core.models import COND_HEADS, ArchConfig, unit_counts
 from core.train import INITS, load_checkpoint
 from core.treatments import (
     BASELINES,
@@ -109,6 +110,7 @@ class Trial:
     family: str | None = None  # forward | backward, for Denton et al.'s plan families
     family_mode: str | None = None  # freeze | finetune
     family_n: int | None = None  # units transferred
+    conditional: str | None = None  # class head (projection | ac) of a conditional transfer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +129,7 @@ class SweepSpec:
     budget: Budget
     scheduler: Scheduler
     metric: str
+    metrics: list[str]
     resources: Resources
     modulation: str = "adafm"
     freeze_d_depth: int | None = None
@@ -134,6 +137,9 @@ class SweepSpec:
     max_concurrent: int = 0
     max_failures: int = 2
     inception_weights: str | None = None
+    iw_steps: int = 300
+    classifier_steps: int = 300
+    classifier_negatives: str | None = None  # default: the first source's training data
     problems: list[str] = field(default_factory=list)  # missing files (fatal unless dry run)
     raw: dict[str, Any] = field(default_factory=dict)  # the spec with paths made absolute
 
@@ -161,10 +167,11 @@ class SweepSpec:
 
 AXES: dict[str, Any] = {  # axis -> default values
     "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
-    "g_init": ["pretrained"], "d_init": ["pretrained"], "seed": [0],
+    "g_init": ["pretrained"], "d_init": ["pretrained"], "conditional": [None], "seed": [0],
 }
 TOP_KEYS = ["name", "source", "target", "arch", "partitions", "baselines", "plans", "modulation",
-            "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler", "metric", "resources",
+            "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler", "metric", "metrics",
+            "iw_steps", "classifier_steps", "classifier_negatives", "resources",
             "max_concurrent", "max_failures", "inception_weights"]
 
 
@@ -285,9 +292,25 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
                 raise GansweepError(f"{n}: {v!r} is not one of {INITS}")
     for v in axes["seed"]:
         _typed("seed", v, (int,), "an integer")
+    for v in axes["conditional"]:
+        if v is not None and v not in COND_HEADS:
+            raise GansweepError(f"conditional: {v!r} is not null or one of {COND_HEADS}")
+    if any(axes["conditional"]):
+        for t in targets:
+            if Path(t).is_dir():
+                class_names(t)  # a conditional target must have class sub-folders
 
+    metrics = _as_list("metrics", data.get("metrics", ["fid", "kid"]))
+    for m in metrics:
+        METRICS.get(_typed("metrics", m, (str,), "a metric name"))
     metric = data.get("metric", "fid")
     METRICS.get(metric)
+    if metric not in metrics:
+        raise GansweepError(f"metric: {metric!r} (what the scheduler ranks by) is not among "
+                            f"metrics {metrics}")
+    negatives = data.get("classifier_negatives")
+    if negatives is not None:
+        negatives = _path(base, "classifier_negatives", negatives, problems)
     modulation = data.get("modulation", "adafm")
     if modulation not in MODULATIONS:
         raise GansweepError(f"modulation: {modulation!r} is not one of {MODULATIONS}")
@@ -308,7 +331,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     if weights is not None:
         weights = _path(base, "inception_weights", weights, problems)
     ints = {}
-    for key, low in (("max_concurrent", 0), ("max_failures", 0), ("freeze_d_depth", 0)):
+    for key, low in (("max_concurrent", 0), ("max_failures", 0), ("freeze_d_depth", 0),
+                     ("iw_steps", 1), ("classifier_steps", 1)):
         value = data.get(key)
         if value is not None:
             _typed(key, value, (int,), "an integer")
@@ -318,11 +342,13 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     raw = {**data, "source": sources if isinstance(data.get("source"), list) else sources[0],
            "target": targets if isinstance(data["target"], list) else targets[0],
            **({"arch": asdict(arch)} if arch else {})}
-    if weights is not None:
-        raw["inception_weights"] = weights
+    for key, value in (("inception_weights", weights), ("classifier_negatives", negatives)):
+        if value is not None:
+            raw[key] = value
     return SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
-                     scheduler, metric, resources, modulation, bn_stats=bn_stats,
-                     inception_weights=weights, problems=problems, raw=raw, **ints)
+                     scheduler, metric, metrics, resources, modulation, bn_stats=bn_stats,
+                     inception_weights=weights, classifier_negatives=negatives,
+                     problems=problems, raw=raw, **ints)
 
 
 def _arch(data: Any, sources: list[str | None], problems: list[str]) -> ArchConfig | None:

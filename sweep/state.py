@@ -24,6 +24,9 @@ SPEC_FILE = "gansweep/sweep.yaml"
 TRIALS_FILE = "gansweep/trials.json"
 RUNGS_FILE = "gansweep/asha_rungs.json"
 RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended as it arrives
+# Made by the driver before trials: the classifier metric's accuracy and negatives, and
+# the FID between each source's training data and each target.
+REFERENCES_FILE = "gansweep/references.json"
 GRID_FILE = "gansweep/grid.json"  # {"arch", "units": {"G", "D"}, "trials": [Trial dicts]}
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
