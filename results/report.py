@@ -325,6 +325,128 @@ def section_init(t: SweepTables) -> str:
             + table + _figure_html(fig))
 
 
+def _spearman(x: pd.Series, y: pd.Series) -> float:
+    return float(x.rank().corr(y.rank())) if len(x) > 2 else float("nan")
+
+
+def section_sources(t: SweepTables) -> str:
+    tried = t.trials[t.trials["source"].notna() & (t.trials["baseline"] != "scratch")]
+    if tried["source"].nunique() < 2:
+        return ("<p>One source in this sweep: give several source checkpoints "
+                "(<code>source: [a.pt, b.pt]</code>) to compare them (Wang et al. Table 4).</p>")
+    gaps = {(g["source"], g["target"]): g for g in t.references.get("sources", [])}
+    scratch = _finite(t.trials[t.trials["baseline"] == "scratch"])
+    fig = go.Figure()
+    rows, notes = [], []
+    for (target, label), part in tried.groupby(["target", "label"]):
+        best = _finite(part).groupby("source")["best_fid"].mean()
+        gap = pd.Series({s: gaps.get((s, target), {}).get("source_target_fid")
+                         for s in best.index}, dtype=float)
+        fig.add_trace(go.Scatter(x=gap.values, y=best.values, mode="markers+text",
+                                 text=[Path(s).stem for s in best.index],
+                                 textposition="top center", name=f"{label} → {Path(target).name}"))
+        rho = _spearman(gap.dropna(), best[gap.notna()])
+        notes.append(f"{html.escape(label)} → {html.escape(Path(target).name)}: Spearman ρ = "
+                     f"{rho:.2f} over {int(gap.notna().sum())} sources")
+        for source in best.index:
+            row = gaps.get((source, target), {})
+            value = row.get("source_target_fid")
+            rows.append(f"<tr><td>{html.escape(Path(source).name)}</td>"
+                        f"<td>{html.escape(str(row.get('source_data', '?')))}</td>"
+                        f"<td>{html.escape(Path(target).name)}</td><td>{html.escape(label)}</td>"
+                        f"<td>{'n/a' if value is None else f'{value:.2f}'}</td>"
+                        f"<td>{best[source]:.2f}</td></tr>")
+    if len(scratch):
+        fig.add_hline(y=scratch["best_fid"].mean(), line_dash="dot", annotation_text="scratch")
+    missing = [g for g in gaps.values() if g.get("error")]
+    fig.update_layout(xaxis_title="FID(source's training data, target data)",
+                      yaxis_title="best FID after transfer", height=420)
+    return ("<p>Several sources against one target (Wang et al. Table 4): does the distance "
+            "between a source's own data and the target data predict how well it transfers? "
+            + "; ".join(notes) + ".</p>"
+            + "".join(f"<p class='warn'>{html.escape(g['error'])}</p>" for g in missing)
+            + _figure_html(fig) + "<table><thead><tr><th>source</th><th>its training data</th>"
+            "<th>target</th><th>setting</th><th>FID(source data, target data)</th>"
+            f"<th>mean best FID</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _best_row(t: SweepTables, trial_id: str) -> pd.Series | None:
+    """A trial's evaluation with the lowest FID."""
+    history = _finite(t.metrics[t.metrics["trial_id"] == trial_id], "fid")
+    return None if history.empty else history.loc[history["fid"].idxmin()]
+
+
+def section_conditional(t: SweepTables) -> str:
+    cond = t.trials[t.trials["conditional"].notna() & t.trials["trial_id"].notna()]
+    if cond.empty:
+        return ("<p>No conditional trials in this sweep (<code>conditional: [projection, "
+                "ac]</code> with a target of class sub-folders, Wang et al. section 5).</p>")
+    rows, classes = [], None
+    for _, trial in cond.iterrows():
+        best = _best_row(t, trial["trial_id"])
+        if best is None or best["class_fid"] is None:
+            continue
+        per_class = dict(best["class_fid"])
+        classes = classes or sorted(per_class)
+        values = [per_class.get(c, float("nan")) for c in classes]
+        rows.append(f"<tr><td>{html.escape(trial['label'])}</td>"
+                    f"<td>{trial['conditional']}</td><td>{trial['g_init']}/{trial['d_init']}"
+                    f"</td><td>{trial['seed']}</td><td>{int(best['iteration'])}</td>"
+                    + "".join(f"<td>{v:.2f}</td>" for v in values)
+                    + f"<td>{np.nanmean(values):.2f}</td><td>{best['fid']:.2f}</td></tr>")
+    fig = go.Figure()
+    shown = t.trials[t.trials["trial_id"].notna() & (t.trials["conditional"].notna() |
+                                                     t.trials["baseline"].notna())]
+    for _, trial in shown.iterrows():
+        history = _finite(t.metrics[t.metrics["trial_id"] == trial["trial_id"]], "fid")
+        kind = trial["conditional"] or "unconditional"
+        fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"], mode="lines+markers",
+                                 name=f"{trial['label']} ({kind}, seed {trial['seed']})"))
+    fig.update_layout(xaxis_title="iteration", yaxis_title="FID (all classes)", height=420)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in classes or [])
+    return ("<p>Class-conditional transfer from an unconditional source (Wang et al. section 5, "
+            "Table 6): FID of each class's generated images against that class's real ones, "
+            "their average, and the class-agnostic FID, at each trial's best evaluation. Per-"
+            "class FIDs use a fraction of the images and are biased upwards.</p>"
+            "<table><thead><tr><th>setting</th><th>head</th><th>G/D init</th><th>seed</th>"
+            f"<th>iteration</th>{head}<th>avg.</th><th>all</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>" + _figure_html(fig))
+
+
+def section_metrics(t: SweepTables) -> str:
+    m = t.metrics
+    present = [c for c in ("iw", "classifier") if m[c].notna().any()]
+    if not present:
+        return ("<p>Neither the independent Wasserstein critic nor the classifier score was "
+                "measured (<code>metrics: [fid, kid, iw, classifier]</code>).</p>")
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[
+        {"iw": "IW vs FID (higher IW is better)",
+         "classifier": "classifier score vs FID"}[c] for c in present])
+    for col, metric in enumerate(present, start=1):
+        scored = _finite(_finite(m, "fid"), metric)
+        fig.add_trace(go.Scatter(x=scored["fid"], y=scored[metric], mode="markers",
+                                 text=scored["label"] + " @ " + scored["iteration"].astype(str),
+                                 name=metric), row=1, col=col)
+        fig.update_xaxes(title_text="FID", row=1, col=col)
+        fig.update_yaxes(title_text=metric, row=1, col=col)
+    fig.update_layout(height=400, showlegend=False)
+    notes = []
+    for metric in present:
+        scored = _finite(_finite(m, "fid"), metric)
+        notes.append(f"{metric}: Spearman ρ with FID over all evaluations = "
+                     f"{_spearman(scored['fid'], scored[metric]):.2f}")
+    for c in t.references.get("classifiers", []):
+        notes.append(f"the classifier of {html.escape(Path(c['target']).name)} "
+                     f"({', '.join(map(html.escape, c['classes']))} vs other) has a held-out "
+                     f"balanced accuracy of {c['balanced_accuracy']:.3f}")
+    return ("<p>The papers' other metrics, at every evaluation: the independent Wasserstein "
+            "critic IW (Wang et al. eq. 6: a critic trained on one half of the real and "
+            "generated images, measured on the other half; about 0 when they match, negative "
+            "otherwise) and the classifier score (Price: the fraction of generated images a "
+            "classifier of the target's classes accepts). " + "; ".join(notes) + ".</p>"
+            + _figure_html(fig))
+
+
 def _grace_period(t: SweepTables) -> int | None:
     """ASHA's grace period from the recorded spec (the spec's defaults where it is silent);
     None without ASHA or without a recorded spec."""
@@ -431,6 +553,9 @@ SECTIONS: list[tuple[str, str, Callable[[SweepTables], str]]] = [
     ("sensitivity", "Layer sensitivity", section_sensitivity),
     ("families", "Forward and backward transfer (plan families)", section_families),
     ("init", "G/D initialisation and target size", section_init),
+    ("sources", "Source choice", section_sources),
+    ("conditional", "Conditional transfer", section_conditional),
+    ("metrics", "IW critic and classifier score", section_metrics),
     ("asha", "ASHA trust check", section_asha),
     ("samples", "Samples", section_samples),
     ("table", "All trials", section_table),

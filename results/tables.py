@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from core.fileio import atomic_write
 from core.treatments import Partition, parse_partition
 from sweep.spec import Trial
-from sweep.state import DONE, GRID_FILE, SPEC_FILE, SweepState
+from sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SPEC_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
 METRICS_PARQUET = "metrics.parquet"
@@ -32,12 +32,16 @@ TRIAL_SCHEMA = pa.schema([
     ("baseline", pa.string()), ("modulation", pa.string()),
     ("g_plan", pa.string()), ("d_plan", pa.string()),
     ("family", pa.string()), ("family_mode", pa.string()), ("family_n", pa.int64()),
+    ("conditional", pa.string()),
     ("source", pa.string()), ("target", pa.string()), ("target_size", pa.int64()),
+    ("source_target_fid", pa.float64()),
     ("augment", pa.string()), ("loss", pa.string()), ("lr", pa.float64()),
     ("g_init", pa.string()), ("d_init", pa.string()), ("seed", pa.int64()),
     ("status", pa.string()),
     ("best_fid", pa.float64()), ("best_kid", pa.float64()),
     ("last_fid", pa.float64()), ("last_kid", pa.float64()),
+    ("best_iw", pa.float64()), ("last_iw", pa.float64()),
+    ("best_classifier", pa.float64()), ("last_classifier", pa.float64()),
     ("iterations", pa.int64()), ("max_iters", pa.int64()), ("evaluations", pa.int64()),
     ("wall_s", pa.float64()), ("images_per_s", pa.float64()),
     ("trainable_g", pa.int64()), ("trainable_d", pa.int64()),
@@ -49,6 +53,8 @@ TRIAL_SCHEMA = pa.schema([
 METRIC_SCHEMA = pa.schema([
     ("trial_id", pa.string()), ("label", pa.string()), ("iteration", pa.int64()),
     ("fid", pa.float64()), ("kid", pa.float64()),
+    ("iw", pa.float64()), ("classifier", pa.float64()),
+    ("class_fid", pa.map_(pa.string(), pa.float64())),
     ("d_loss", pa.float64()), ("g_loss", pa.float64()),
     ("images_per_s", pa.float64()), ("train_seconds", pa.float64()),
     ("elapsed_s", pa.float64()), ("diverged", pa.bool_()), ("node_id", pa.string()),
@@ -67,6 +73,7 @@ class SweepTables:
     max_iters: int
     units: dict[str, list[str]] | None  # {"G": [...], "D": [...]} in network order
     spec_text: str
+    references: dict[str, Any]  # REFERENCES_FILE: classifier accuracy, source-target FIDs
 
     @property
     def missing(self) -> int:
@@ -115,7 +122,10 @@ def _threshold_iter(history: pd.DataFrame, threshold: float | None) -> int | Non
 def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
     rows = [{"trial_id": r["trial_id"], "label": labels.get(r["trial_id"]),
              "iteration": r["iteration"], "fid": _float(r.get("fid")),
-             "kid": _float(r.get("kid")), "d_loss": r.get("d_loss"),
+             "kid": _float(r.get("kid")), "iw": _float(r.get("iw")),
+             "classifier": _float(r.get("classifier")),
+             "class_fid": list(r["class_fid"].items()) if r.get("class_fid") else None,
+             "d_loss": r.get("d_loss"),
              "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),
              "train_seconds": r.get("train_seconds"), "elapsed_s": r.get("time_total_s"),
              "diverged": bool(r.get("diverged")), "node_id": r.get("node_id")}
@@ -156,15 +166,23 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
         fid_threshold = min(finite) if finite else None
 
     histories = dict(tuple(metrics.groupby("trial_id")))
-    table = [_trial_row(config, rec, state.data["max_iters"], sweep_dir,
-                        histories.get(rec["trial_id"] if rec else None, metrics.iloc[:0]),
-                        fid_threshold) for config, rec in rows]
+    ref_path = sweep_dir / REFERENCES_FILE
+    references = json.loads(ref_path.read_text()) if ref_path.is_file() else {}
+    gaps = {(g["source"], g["target"]): g["source_target_fid"]
+            for g in references.get("sources", [])}
+    table = [{**_trial_row(config, rec, state.data["max_iters"], sweep_dir,
+                           histories.get(rec["trial_id"] if rec else None, metrics.iloc[:0]),
+                           fid_threshold),
+              # scratch records a source only for its architecture: no transfer from it
+              "source_target_fid": None if config["baseline"] == "scratch" else
+              gaps.get((config["source"], config["target"]))}
+             for config, rec in rows]
     trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
     spec = sweep_dir / SPEC_FILE
     return SweepTables(state.data["name"], sweep_dir, trials, metrics,
                        max(state.data["expected"], len(trials)), state.data["max_iters"],
                        grid["units"] if grid else None,
-                       spec.read_text() if spec.is_file() else "")
+                       spec.read_text() if spec.is_file() else "", references)
 
 
 def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
@@ -181,7 +199,7 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "baseline": config["baseline"], "modulation": config["modulation"],
         "g_plan": _joined(config["g_plan"]), "d_plan": _joined(config["d_plan"]),
         "family": config["family"], "family_mode": config["family_mode"],
-        "family_n": config["family_n"],
+        "family_n": config["family_n"], "conditional": config["conditional"],
         "source": config["source"], "target": config["target"],
         "target_size": config["target_size"], "augment": config["augment"],
         "loss": last.get("loss") or config["loss"],
@@ -190,6 +208,9 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "status": rec.get("status", "pending"),
         "best_fid": _float(best.get("fid")), "best_kid": _float(best.get("kid")),
         "last_fid": _float(last.get("fid")), "last_kid": _float(last.get("kid")),
+        "best_iw": _float(best.get("iw")), "last_iw": _float(last.get("iw")),
+        "best_classifier": _float(best.get("classifier")),
+        "last_classifier": _float(last.get("classifier")),
         "iterations": rec.get("iteration", 0), "max_iters": max_iters,
         "evaluations": len(history),
         "wall_s": rec.get("time_total_s", 0.0), "images_per_s": last.get("images_per_s"),

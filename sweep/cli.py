@@ -121,7 +121,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 def _dry_run(spec) -> None:
     trials = spec.trials()
     columns = ["label", "source", "target", "target_size", "augment", "loss", "lr", "g_init",
-               "d_init", "seed"]
+               "d_init", "conditional", "seed"]
     rows = [{**t.to_dict(), "source": Path(t.source).name if t.source else "-",
              "target": Path(t.target).name} for t in trials]
     print(_table(rows, columns))

@@ -348,7 +348,9 @@ def _trial_dirname(trial) -> str:
 
 
 def _reporter() -> tune.CLIReporter:
-    return tune.CLIReporter(parameter_columns={"trial/label": "setting", "trial/seed": "seed"},
+    return tune.CLIReporter(parameter_columns={"trial/label": "setting", "trial/seed": "seed",
+                                               "trial/source": "source",
+                                               "trial/conditional": "conditional"},
                             metric_columns={"iteration": "iter", "fid": "FID", "kid": "KID",
                                             "images_per_s": "img/s"},
                             max_report_frequency=30)

@@ -121,6 +121,12 @@ BAD_SPECS = {  # case -> (overrides, what the one line must say)
     "source of another resolution": ({"source": "DCGAN64"}, "has arch.resolution = 64, but "
                                                             "the spec requires 32"),
     "duplicate axis values": ({"seed": [0, 1, 0]}, "seed: duplicate value 0"),
+    "ranking metric not measured": ({"metric": "iw"}, "metric: 'iw' (what the scheduler "
+                                                      "ranks by) is not among metrics"),
+    "unknown class head": ({"conditional": ["concat"]}, "conditional: 'concat' is not null "
+                                                        "or one of"),
+    "conditional target without class folders": ({"conditional": ["ac"]},
+                                                 "one sub-folder per class"),
 }
 
 
@@ -177,6 +183,24 @@ def test_bad_fid_weights(faces, tmp_path, case, fragment):
 # --- faults in sweeps ------------------------------------------------------------------------
 
 slow = pytest.mark.slow
+
+
+@slow
+def test_launch_stopped_before_tune_is_resumed(sources, faces, weights, tmp_path,
+                                               monkeypatch):
+    """A launch that fails after claiming the sweep folder but before Tune starts (here: no
+    Inception weights) is one clear line, and `resume` then starts the recorded grid."""
+    spec = _spec(tmp_path, sources, faces, None, partitions=[], baselines=["fine-tune"],
+                 budget={"iters": 2, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
+    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
+    assert_one_clear_line(cli("launch", spec, "--storage", tmp_path / "sweeps"), "launch",
+                          "missing.pth: no such file")
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    assert (sweep_dir / "gansweep" / "grid.json").is_file()
+    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", weights)
+    finish(gansweep("resume", sweep_dir))
+    (record,) = SweepState.load(sweep_dir).trials.values()
+    assert record["status"] == "finished" and record["best"]["fid"] > 0
 
 
 @slow

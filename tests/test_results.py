@@ -195,3 +195,47 @@ def test_report_sections_of_other_studies_in_chromium(tmp_path):
     assert errors == []
     assert list(sections) == [key for key, _, _ in SECTIONS]
     assert sections["init"][0] == 1 and sections["families"][0] == 0
+
+
+def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, tmp_path):
+    """A real sweep of issue 7's studies, launched through the CLI: two sources (source
+    choice), unconditional and AC-conditional transfer to a target of two class folders,
+    and the IW and classifier metrics. Their tables and report sections render."""
+    pytest.importorskip("playwright.sync_api")
+    from tests.conftest import TINY, make_source
+    from tests.helpers import write_spec
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "faces").symlink_to(faces)
+    (target / "blobs").symlink_to(blobs)
+    other = make_source(tmp_path / "faces_source.pt", faces, TINY["dcgan"])
+    spec = write_spec(tmp_path / "studies.yaml", [str(sources["dcgan"]), str(other)], target,
+                      weights, name="studies", partitions=[], baselines=["fine-tune"],
+                      conditional=[None, "ac"], metrics=["fid", "kid", "iw", "classifier"],
+                      iw_steps=20, classifier_steps=30, scheduler={"type": "none"},
+                      budget={"iters": 4, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
+    finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
+    sweep_dir = tmp_path / "sweeps" / "studies"
+    tables = load_tables(sweep_dir)
+    trials, metrics = tables.trials, tables.metrics
+    assert len(trials) == 4 and set(trials["status"]) == {"finished"}  # 2 sources x 2 heads
+    gaps = trials.groupby("source")["source_target_fid"].first()
+    assert len(gaps) == 2 and (gaps > 0).all() and gaps.nunique() == 2
+    assert metrics["iw"].notna().all() and metrics["classifier"].between(0, 1).all()
+    conditional = metrics["trial_id"].isin(trials.loc[trials["conditional"] == "ac", "trial_id"])
+    assert metrics.loc[conditional, "class_fid"].map(
+        lambda v: sorted(k for k, _ in v)).tolist() == [["blobs", "faces"]] * conditional.sum()
+    assert metrics.loc[~conditional, "class_fid"].isna().all()
+    (classifier,) = tables.references["classifiers"]
+    assert classifier["classes"] == ["blobs", "faces"] and classifier["balanced_accuracy"] > 0.5
+    assert tables.references["classifier_negatives"] == str(blobs)  # the first source's data
+
+    out = tmp_path / "studies.html"
+    finish(gansweep("report", sweep_dir, "--out", out))
+    shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
+    errors, sections, _ = open_in_chromium(out, shots / "report_studies.png")
+    assert errors == []
+    for name in ("sources", "conditional", "metrics"):
+        assert sections[name][0] == 1, (name, sections[name])
+    text = out.read_text()
+    assert "Spearman ρ" in text and "balanced accuracy" in text and "<th>faces</th>" in text
