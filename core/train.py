@@ -45,7 +45,7 @@ from core.metrics import (
 from core.models import (
     COND_HEADS,
     ArchConfig,
-    ClassTable,
+    ClassHead,
     FilterShift,
     TransferNet,
     build_models,
@@ -173,9 +173,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def _load_state(net: TransferNet, state: dict, what: str, path: str) -> list[str]:
+def _load_state(net: TransferNet, state: dict, what: str, path: str) -> None:
     try:
-        return load_source_state(net, state)
+        load_source_state(net, state)
     except RuntimeError as e:
         raise GansweepError(f"checkpoint {path}: {what} does not fit the architecture "
                             f"({str(e).splitlines()[0][:160]})") from None
@@ -247,8 +247,8 @@ def _clippable(net: TransferNet) -> list[torch.nn.Parameter]:
     # auxiliary classifier is not part of the critic's output and is not clipped either.
     skip = {id(p) for m in net.modules() if isinstance(m, (AdaFM, FilterShift))
             for p in m.parameters()}
-    skip |= {id(p) for name, m in net.named_modules() if isinstance(m, ClassTable)
-             and name.split(".")[-1].startswith("classifier") for p in m.parameters()}
+    skip |= {id(p) for m in net.modules() if isinstance(m, ClassHead) and m.kind == "ac"
+             for p in (m.classifier.weight, m.classifier_bias.weight)}
     return [p for p in trainable_parameters(net) if id(p) not in skip]
 
 
@@ -279,7 +279,8 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     if cfg.metrics:
         real = reference_stats(reference, cfg.inception_weights, cfg.cache_dir, device)
     if "classifier" in cfg.metrics:
-        classifier = target_classifier(cfg, target, device)
+        classifier = target_classifier(target, cfg.classifier_negatives, cfg.classifier_steps,
+                                       cfg.cache_dir, device)
     labels = train_set.labels.to(device) if arch.num_classes else None
     state = TrainState(cfg, device, g, d, opt_g, opt_d, loss, cfg.n_critic or loss.n_critic,
                        parse_augment(cfg.augment), train_set.images.to(device), labels, sampler,
@@ -305,13 +306,14 @@ def reference_stats(reference: ImageSet, weights: str | None, cache_dir: str | N
                       Path(cache_dir or default_cache_dir()) / "fid-stats")
 
 
-def target_classifier(cfg: TrainConfig, target: ImageSet,
+def target_classifier(target: ImageSet, negatives: str, steps: int, cache_dir: str | None,
                       device: torch.device) -> TargetClassifier:
-    """The classifier metric's network: the target's classes vs ``classifier_negatives``,
-    trained once and cached under ``cache_dir/classifiers``."""
-    negatives = load_folder(cfg.classifier_negatives, cfg.arch.resolution)
-    return train_classifier(target, negatives, cfg.classifier_steps, seed=0, device=device,
-                            cache_dir=Path(cfg.cache_dir or default_cache_dir()) / "classifiers")
+    """The classifier metric's network: the target's classes vs the ``negatives`` folder,
+    trained once (seed 0 whatever the run's seed: every trial meets the same classifier)
+    and cached under ``cache_dir/classifiers``."""
+    images = load_folder(negatives, target.images.shape[-1])
+    return train_classifier(target, images, steps, seed=0, device=device,
+                            cache_dir=Path(cache_dir or default_cache_dir()) / "classifiers")
 
 
 def _real_batch(s: TrainState) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -562,6 +564,6 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
     overrides.setdefault("loss", ckpt["config"]["loss"])
     if "classifier" in overrides.get("metrics", ()) and \
             overrides.get("classifier_negatives") is None:
-        overrides["classifier_negatives"] = ckpt["config"]["data"]
+        overrides["classifier_negatives"] = str(Path(ckpt["config"]["data"]).resolve())
     return TrainConfig(data=data, out=out, arch=arch, source=source, g_plan=plans["g"],
                        d_plan=plans["d"], label=pair.label, **overrides)

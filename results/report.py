@@ -376,6 +376,12 @@ def _best_row(t: SweepTables, trial_id: str) -> pd.Series | None:
     return None if history.empty else history.loc[history["fid"].idxmin()]
 
 
+def _init_text(trial: pd.Series) -> str:
+    if trial["baseline"] == "scratch":
+        return "scratch"
+    return f"G {trial['g_init']}, D {trial['d_init']}"
+
+
 def section_conditional(t: SweepTables) -> str:
     cond = t.trials[t.trials["conditional"].notna() & t.trials["trial_id"].notna()]
     if cond.empty:
@@ -390,7 +396,7 @@ def section_conditional(t: SweepTables) -> str:
         classes = classes or sorted(per_class)
         values = [per_class.get(c, float("nan")) for c in classes]
         rows.append(f"<tr><td>{html.escape(trial['label'])}</td>"
-                    f"<td>{trial['conditional']}</td><td>{trial['g_init']}/{trial['d_init']}"
+                    f"<td>{trial['conditional']}</td><td>{_init_text(trial)}"
                     f"</td><td>{trial['seed']}</td><td>{int(best['iteration'])}</td>"
                     + "".join(f"<td>{v:.2f}</td>" for v in values)
                     + f"<td>{np.nanmean(values):.2f}</td><td>{best['fid']:.2f}</td></tr>")
@@ -399,7 +405,7 @@ def section_conditional(t: SweepTables) -> str:
                                                      t.trials["baseline"].notna())]
     for _, trial in shown.iterrows():
         history = _finite(t.metrics[t.metrics["trial_id"] == trial["trial_id"]], "fid")
-        kind = trial["conditional"] or "unconditional"
+        kind = "unconditional" if pd.isna(trial["conditional"]) else trial["conditional"]
         fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"], mode="lines+markers",
                                  name=f"{trial['label']} ({kind}, seed {trial['seed']})"))
     fig.update_layout(xaxis_title="iteration", yaxis_title="FID (all classes)", height=420)
@@ -408,7 +414,7 @@ def section_conditional(t: SweepTables) -> str:
             "Table 6): FID of each class's generated images against that class's real ones, "
             "their average, and the class-agnostic FID, at each trial's best evaluation. Per-"
             "class FIDs use a fraction of the images and are biased upwards.</p>"
-            "<table><thead><tr><th>setting</th><th>head</th><th>G/D init</th><th>seed</th>"
+            "<table><thead><tr><th>setting</th><th>head</th><th>init</th><th>seed</th>"
             f"<th>iteration</th>{head}<th>avg.</th><th>all</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>" + _figure_html(fig))
 

@@ -43,7 +43,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     cfg = TrainConfig(
-        data=a.data, out=str(out.with_name(out.stem + "_run")),
+        # Absolute: the checkpoint records its data, which a source-choice sweep reads back.
+        data=str(Path(a.data).resolve()), out=str(out.with_name(out.stem + "_run")),
         arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm),
         loss=a.loss, lr=a.lr, batch_size=a.batch_size, iters=a.iters,
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
@@ -59,11 +60,13 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 def cmd_transfer(a: argparse.Namespace) -> int:
     from core.train import final_summary, train, transfer_config
 
-    overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss).items()
+    overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss,
+                                       classifier_negatives=a.classifier_negatives).items()
                  if v is not None}
     cfg = transfer_config(
-        a.source, a.data, a.out, d=a.d, g=a.g, baseline=a.baseline, modulation=a.modulation,
-        freeze_d_depth=a.freeze_d_depth, g_init=a.g_init, d_init=a.d_init,
+        a.source, str(Path(a.data).resolve()), a.out, d=a.d, g=a.g, baseline=a.baseline,
+        modulation=a.modulation, conditional=a.conditional, freeze_d_depth=a.freeze_d_depth,
+        g_init=a.g_init, d_init=a.d_init,
         expect_arch=a.arch, expect_resolution=a.resolution, target_size=a.target_size,
         augment=a.augment, iters=a.iters, eval_every=a.eval_every,
         fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
@@ -243,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-init", default="pretrained")
     p.add_argument("--target-size", type=int)
     p.add_argument("--augment", default="none")
+    p.add_argument("--conditional", choices=["projection", "ac"],
+                   help="class-conditional transfer with this D head; DATA holds one "
+                        "sub-folder per class")
+    p.add_argument("--classifier-negatives", metavar="DIR",
+                   help="'other' images of the classifier metric (default: the source's data)")
     p.add_argument("--loss", help="default: the source's pretraining loss")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)

@@ -35,7 +35,6 @@ from core.losses import LOSSES
 from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights
 from core.models import unit_names
 from core.train import (
-    TrainConfig,
     TrainState,
     final_summary,
     load_checkpoint,
@@ -284,8 +283,9 @@ def _error_text(trial) -> str | None:
 # --- launch / resume -------------------------------------------------------------------------
 
 def _source_data(source: str) -> str:
-    """The folder a source checkpoint was trained on, as its config recorded it."""
-    return load_checkpoint(source)["config"]["data"]
+    """The folder a source checkpoint was trained on, as its config recorded it (made
+    absolute here: trials run in their own folders)."""
+    return str(Path(load_checkpoint(source)["config"]["data"]).resolve())
 
 
 def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
@@ -308,10 +308,8 @@ def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
         ref = reference_set(images, spec.budget.fid_real)
         real = reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
         if negatives is not None:
-            cfg = TrainConfig(data=target, out=str(sweep_dir), arch=spec.arch,
-                              metrics=["classifier"], classifier_negatives=negatives,
-                              classifier_steps=spec.classifier_steps, cache_dir=str(sweep_dir))
-            classifier = target_classifier(cfg, images, device)
+            classifier = target_classifier(images, negatives, spec.classifier_steps,
+                                           str(sweep_dir), device)
             classifiers.append({"target": target, "classes": classifier.classes,
                                 "balanced_accuracy": classifier.accuracy})
         for source in sources if len(sources) > 1 else []:

@@ -29,10 +29,10 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
     return path
 
 
-def cli(*args) -> subprocess.CompletedProcess:
+def cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI to completion, capturing its output."""
     return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragment: str):

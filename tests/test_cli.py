@@ -1,8 +1,10 @@
 """The CLI as a user runs it: results as one JSON line, bad inputs as one clear line."""
 import json
+import os
 
 import pytest
 
+from core.train import load_checkpoint
 from tests.helpers import assert_one_clear_line, cli
 
 
@@ -22,6 +24,29 @@ def test_transfer_prints_json(sources, faces, tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["iterations"] == 2 and result["label"] == "D(1,2,2)G(1,2,2)"
     assert result["trainable_g"] > 0 and result["images_per_s"] > 0
+
+
+def test_pretrain_records_its_data_absolute(faces, tmp_path):
+    """A source records the folder it was trained on as an absolute path: a source-choice
+    sweep and the classifier metric read it back from other working folders."""
+    out = cli("pretrain", "--data", os.path.relpath(faces, tmp_path), "--out", "src.pt",
+              "--resolution", "32", "--width", "4", "--iters", "1", "--batch-size", "8",
+              "--metrics", "none", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert load_checkpoint(tmp_path / "src.pt")["config"]["data"] == str(faces.resolve())
+
+
+def test_conditional_transfer_from_the_command_line(sources, faces, blobs, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "faces").symlink_to(faces)
+    (target / "blobs").symlink_to(blobs)
+    out = cli("transfer", "--source", sources["dcgan"], "--data", target, "--conditional",
+              "projection", "--baseline", "freeze", "--iters", "2", "--batch-size", "8",
+              "--metrics", "none", "--out", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["arch"]["num_classes"] == 2 and config["arch"]["cond_head"] == "projection"
 
 
 def _bad_inputs(sources, faces, tmp_path):
