@@ -6,6 +6,7 @@ pytorch-fid's layout), else pytorch-fid's own download.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +189,12 @@ register_metric = METRICS.register
 HIGHER_IS_BETTER = ("iw", "classifier")
 
 
+def worst_value(name: str) -> float:
+    """What a diverged run or a non-finite value reports: +inf, or -inf where higher is
+    better, so that schedulers rank it last."""
+    return -math.inf if name in HIGHER_IS_BETTER else math.inf
+
+
 def _trace_sqrt_product(full: FeatureStats, low_rank: FeatureStats) -> float:
     """tr sqrt(S1 S2) with S2 = A A^T of rank < n: the nonzero eigenvalues of S1 A A^T are
     those of the small symmetric A^T S1 A, so no 2048 x 2048 sqrtm is needed."""
@@ -258,13 +265,11 @@ def _classifier(e: Evaluation) -> float:
 
 
 def compute_metrics(evaluation: Evaluation, names: list[str]) -> dict[str, float]:
-    """Named metrics. A non-finite value is reported as the worst value (+inf, or -inf
-    where higher is better) so that schedulers can rank it."""
+    """Named metrics; a non-finite value is reported as ``worst_value``."""
     out = {}
     for name in names:
         value = METRICS.get(name)(evaluation)
-        worst = -float("inf") if name in HIGHER_IS_BETTER else float("inf")
-        out[name] = value if np.isfinite(value) else worst
+        out[name] = value if np.isfinite(value) else worst_value(name)
     return out
 
 

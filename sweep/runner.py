@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import re
 import tempfile
@@ -32,7 +31,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from core.data import has_classes, load_folder
 from core.errors import DivergenceError, GansweepError
 from core.losses import LOSSES
-from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights
+from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
 from core.models import unit_names
 from core.train import (
     TrainState,
@@ -148,7 +147,8 @@ def run_trial(config: dict[str, Any]) -> None:
         train(cfg, callback=report, state=state, save=False)
     except DivergenceError as e:
         tune.report({**final_summary(state), **fixed, "iteration": e.iteration,
-                     "fid": math.inf, "kid": math.inf, "diverged": 1, "error": str(e)})
+                     **{m: worst_value(m) for m in ("fid", "kid", *cfg.metrics)},
+                     "diverged": 1, "error": str(e)})
 
 
 # --- ASHA with persisted rungs ---------------------------------------------------------------
