@@ -186,24 +186,6 @@ slow = pytest.mark.slow
 
 
 @slow
-def test_launch_stopped_before_tune_is_resumed(sources, faces, weights, tmp_path,
-                                               monkeypatch):
-    """A launch that fails after claiming the sweep folder but before Tune starts (here: no
-    Inception weights) is one clear line, and `resume` then starts the recorded grid."""
-    spec = _spec(tmp_path, sources, faces, None, partitions=[], baselines=["fine-tune"],
-                 budget={"iters": 2, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
-    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
-    assert_one_clear_line(cli("launch", spec, "--storage", tmp_path / "sweeps"), "launch",
-                          "missing.pth: no such file")
-    sweep_dir = tmp_path / "sweeps" / "tiny"
-    assert (sweep_dir / "gansweep" / "grid.json").is_file()
-    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", weights)
-    finish(gansweep("resume", sweep_dir))
-    (record,) = SweepState.load(sweep_dir).trials.values()
-    assert record["status"] == "finished" and record["best"]["fid"] > 0
-
-
-@slow
 def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
     """SIGKILL `gansweep report` at several points: the Parquet files and the report are
     either absent or whole (atomic rename), and the next report succeeds."""

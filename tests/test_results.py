@@ -15,7 +15,14 @@ from results.report import SECTIONS
 from results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
 from sweep.spec import Trial
 from sweep.state import SweepState
-from tests.helpers import MAX_ITERS, finish, gansweep, tune_trial_count
+from tests.helpers import (
+    MAX_ITERS,
+    assert_one_clear_line,
+    cli,
+    finish,
+    gansweep,
+    tune_trial_count,
+)
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("GANSWEEP_CHROMIUM", "/usr/bin/chromium")
@@ -197,10 +204,12 @@ def test_report_sections_of_other_studies_in_chromium(tmp_path):
     assert sections["init"][0] == 1 and sections["families"][0] == 0
 
 
-def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, tmp_path):
-    """A real sweep of issue 7's studies, launched through the CLI: two sources (source
-    choice), unconditional and AC-conditional transfer to a target of two class folders,
-    and the IW and classifier metrics. Their tables and report sections render."""
+def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, tmp_path,
+                                                monkeypatch):
+    """A real sweep of issue 7's studies: two sources (source choice), unconditional and
+    AC-conditional transfer to a target of two class folders, and the IW and classifier
+    metrics. Their tables and report sections render. The launch first stops before Tune
+    starts (no Inception weights: one clear line), and `resume` then starts the grid."""
     pytest.importorskip("playwright.sync_api")
     from tests.conftest import TINY, make_source
     from tests.helpers import write_spec
@@ -210,12 +219,17 @@ def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, 
     (target / "blobs").symlink_to(blobs)
     other = make_source(tmp_path / "faces_source.pt", faces, TINY["dcgan"])
     spec = write_spec(tmp_path / "studies.yaml", [str(sources["dcgan"]), str(other)], target,
-                      weights, name="studies", partitions=[], baselines=["fine-tune"],
+                      None, name="studies", partitions=[], baselines=["fine-tune"],
                       conditional=[None, "ac"], metrics=["fid", "kid", "iw", "classifier"],
                       iw_steps=20, classifier_steps=30, scheduler={"type": "none"},
                       budget={"iters": 4, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
-    finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
+    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
+    assert_one_clear_line(cli("launch", spec, "--storage", tmp_path / "sweeps"), "launch",
+                          "missing.pth: no such file")
     sweep_dir = tmp_path / "sweeps" / "studies"
+    assert (sweep_dir / "gansweep" / "grid.json").is_file()
+    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", weights)
+    finish(gansweep("resume", sweep_dir))
     tables = load_tables(sweep_dir)
     trials, metrics = tables.trials, tables.metrics
     assert len(trials) == 4 and set(trials["status"]) == {"finished"}  # 2 sources x 2 heads
