@@ -1,6 +1,8 @@
 """Helpers for tests that run real sweeps through the CLI."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -33,6 +35,16 @@ def cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI to completion, capturing its output."""
     return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def cli_in_process(*args) -> subprocess.CompletedProcess:
+    """The CLI's ``main`` run in this process, its output captured: the same handling of a
+    refused input as ``cli`` without an interpreter start-up per case."""
+    from sweep.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragment: str):

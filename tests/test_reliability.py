@@ -25,7 +25,15 @@ from PIL import Image
 from core.data import MAX_PIXELS
 from core.fileio import atomic_write
 from sweep.state import SweepState
-from tests.helpers import assert_one_clear_line, cli, finish, gansweep, results, write_spec
+from tests.helpers import (
+    assert_one_clear_line,
+    cli,
+    cli_in_process,
+    finish,
+    gansweep,
+    results,
+    write_spec,
+)
 
 # --- image folders ---------------------------------------------------------------------------
 
@@ -66,9 +74,9 @@ def test_bad_image_folder(sources, tmp_path, case):
     make, fragment = BAD_FOLDERS[case]
     folder = make(tmp_path / "data")
     out_dir = tmp_path / "run"
-    result = cli("transfer", "--source", sources["dcgan"], "--data", folder, "--baseline",
-                 "fine-tune", "--iters", "1", "--batch-size", "8", "--metrics", "none",
-                 "--out", out_dir)
+    result = cli_in_process("transfer", "--source", sources["dcgan"], "--data", folder,
+                            "--baseline", "fine-tune", "--iters", "1", "--batch-size", "8",
+                            "--metrics", "none", "--out", out_dir)
     assert_one_clear_line(result, "transfer", fragment)
     assert not out_dir.exists()
 
@@ -137,8 +145,8 @@ def test_bad_spec(sources, faces, weights, tmp_path, case):
         over = {**over, "source": str(sources[over["source"].lower()]),
                 "arch": {"name": "dcgan", "resolution": 32}}
     spec = _spec(tmp_path, sources, faces, weights, **over)
-    assert_one_clear_line(cli("launch", spec, "--storage", tmp_path / "sweeps"), "launch",
-                          fragment)
+    assert_one_clear_line(cli_in_process("launch", spec, "--storage", tmp_path / "sweeps"),
+                          "launch", fragment)
     assert not (tmp_path / "sweeps").exists()
 
 
