@@ -17,7 +17,7 @@ from core.data import ImageSet, to_float
 from core.errors import GansweepError
 from core.fileio import atomic_write
 from core.losses import get_loss
-from core.models import ArchConfig, ConvUnit, DCGANDiscriminator
+from core.models import RESOLUTIONS, ArchConfig, ConvUnit, DCGANDiscriminator
 
 CRITIC_WIDTH = 16
 CLASSIFIER_VERSION = "1"
@@ -32,6 +32,13 @@ def _convnet(resolution: int, outputs: int) -> DCGANDiscriminator:
         net.units["fc"] = ConvUnit(nn.Linear(features, outputs), nn.Identity(), nn.Identity(),
                                    outputs, flatten=True)
     return net
+
+
+def _own_rng(device: torch.device | str):
+    """A random stream of our own (seeded by the caller), leaving the training run's CPU and
+    GPU streams as they were."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
 def _halves(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,13 +57,17 @@ def independent_wasserstein(real: torch.Tensor, fake: torch.Tensor, steps: int =
     the estimated Wasserstein distance: about 0 when the sets match, more negative the
     further apart they are; higher is better.
     """
+    if real.shape[1:] != fake.shape[1:] or real.shape[-1] not in RESOLUTIONS:
+        raise GansweepError(f"IW: the critic needs both image sets at one size of {RESOLUTIONS} "
+                            f"px, got {tuple(real.shape[1:])} and {tuple(fake.shape[1:])} "
+                            f"(give a resolution)")
     if min(len(real), len(fake)) < 4:
         raise GansweepError(f"IW needs at least 4 images per set, got {len(real)} and "
                             f"{len(fake)}")
     gen = torch.Generator().manual_seed(seed)
     (real_fit, real_eval), (fake_fit, fake_eval) = _halves(len(real), gen), _halves(len(fake),
                                                                                      gen)
-    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream untouched
+    with _own_rng(device):
         torch.manual_seed(seed)
         critic = _convnet(real.shape[-1], 1).to(device).train()
         loss = get_loss("wgan-gp")
@@ -141,7 +152,7 @@ def train_classifier(target: ImageSet, negatives: ImageSet, steps: int = 300, se
     if len(fit_t) == 0 or len(fit_n) == 0:
         raise GansweepError(f"the classifier needs target and negative images, got "
                             f"{len(target)} and {len(negatives)}")
-    with torch.random.fork_rng(devices=[]):
+    with _own_rng(device):
         torch.manual_seed(seed)
         net = _convnet(resolution, len(classes) + 1).to(device).train()
         opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))

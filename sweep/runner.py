@@ -345,10 +345,11 @@ def _trial_dirname(trial) -> str:
     return f"{trial.trial_id}_{label}"
 
 
-def _reporter() -> tune.CLIReporter:
-    return tune.CLIReporter(parameter_columns={"trial/label": "setting", "trial/seed": "seed",
-                                               "trial/source": "source",
-                                               "trial/conditional": "conditional"},
+def _reporter(spec: SweepSpec) -> tune.CLIReporter:
+    columns = {"trial/label": "setting", "trial/seed": "seed"}
+    if any(spec.axes["conditional"]):
+        columns["trial/conditional"] = "conditional"
+    return tune.CLIReporter(parameter_columns=columns,
                             metric_columns={"iteration": "iter", "fid": "FID", "kid": "KID",
                                             "images_per_s": "img/s"},
                             max_report_frequency=30)
@@ -425,7 +426,7 @@ def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str |
             name=sweep_dir.name, storage_path=str(sweep_dir.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(),
+            sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(spec),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
     _fit(tuner, sweep_dir)
