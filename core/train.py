@@ -330,12 +330,14 @@ def _critic(s: TrainState, y: torch.Tensor | None):
     return lambda x: s.D(s.augmentation.critic_input(x), y)
 
 
-def _class_loss(s: TrainState, images: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """The auxiliary classifier's weighted log-likelihood term (AC head only)."""
+def _with_class_loss(s: TrainState, loss: torch.Tensor, images: torch.Tensor,
+                     y: torch.Tensor | None) -> torch.Tensor:
+    """``loss`` plus the auxiliary classifier's weighted log-likelihood term (AC head
+    only; eq. 7-8 of Wang et al.)."""
     if y is None or s.cfg.arch.cond_head != "ac":
-        return torch.zeros((), device=s.device)
+        return loss
     logits = s.D.class_logits(s.augmentation.critic_input(images))
-    return s.cfg.ac_weight * torch.nn.functional.cross_entropy(logits, y)
+    return loss + s.cfg.ac_weight * torch.nn.functional.cross_entropy(logits, y)
 
 
 def train_step(s: TrainState) -> dict[str, float]:
@@ -347,7 +349,7 @@ def train_step(s: TrainState) -> dict[str, float]:
         real, y = _real_batch(s)
         with torch.no_grad():
             fake = s.G(_noise(s, real.shape[0]), y)
-        d_loss = s.loss.d_loss(_critic(s, y), real, fake) + _class_loss(s, real, y)
+        d_loss = _with_class_loss(s, s.loss.d_loss(_critic(s, y), real, fake), real, y)
         if s.opt_d is not None:
             s.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -362,7 +364,7 @@ def train_step(s: TrainState) -> dict[str, float]:
         y = None if s.labels is None else s.labels[
             torch.randint(len(s.labels), (s.cfg.batch_size,), device=s.device)]
         fake = s.G(_noise(s, s.cfg.batch_size), y)
-        g_loss = s.loss.g_loss(_critic(s, y), fake) + _class_loss(s, fake, y)
+        g_loss = _with_class_loss(s, s.loss.g_loss(_critic(s, y), fake), fake, y)
         s.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         s.opt_g.step()

@@ -61,6 +61,17 @@ def _top_labels(trials: pd.DataFrame) -> tuple[list[str], list[str]]:
     return partitions, baselines
 
 
+def _history(t: SweepTables, trial_id: str) -> pd.DataFrame:
+    """A trial's evaluations with a finite FID, in iteration order."""
+    return _finite(t.metrics[t.metrics["trial_id"] == trial_id], "fid")
+
+
+def _best_row(t: SweepTables, trial_id: str) -> pd.Series | None:
+    """A trial's evaluation with the lowest FID."""
+    history = _history(t, trial_id)
+    return None if history.empty else history.loc[history["fid"].idxmin()]
+
+
 def _figure_html(fig: go.Figure) -> str:
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 60})
     return pio.to_html(fig, full_html=False, include_plotlyjs=False,
@@ -172,7 +183,7 @@ def section_curves(t: SweepTables) -> str:
     fig = go.Figure()
     for label in baselines + top:
         for _, trial in t.trials[t.trials["label"] == label].iterrows():
-            history = _finite(t.metrics[t.metrics["trial_id"] == trial["trial_id"]], "fid")
+            history = _history(t, trial["trial_id"])
             if history.empty:
                 continue
             fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"],
@@ -370,12 +381,6 @@ def section_sources(t: SweepTables) -> str:
             f"<th>mean best FID</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _best_row(t: SweepTables, trial_id: str) -> pd.Series | None:
-    """A trial's evaluation with the lowest FID."""
-    history = _finite(t.metrics[t.metrics["trial_id"] == trial_id], "fid")
-    return None if history.empty else history.loc[history["fid"].idxmin()]
-
-
 def _init_text(trial: pd.Series) -> str:
     if trial["baseline"] == "scratch":
         return "scratch"
@@ -404,7 +409,7 @@ def section_conditional(t: SweepTables) -> str:
     shown = t.trials[t.trials["trial_id"].notna() & (t.trials["conditional"].notna() |
                                                      t.trials["baseline"].notna())]
     for _, trial in shown.iterrows():
-        history = _finite(t.metrics[t.metrics["trial_id"] == trial["trial_id"]], "fid")
+        history = _history(t, trial["trial_id"])
         kind = "unconditional" if pd.isna(trial["conditional"]) else trial["conditional"]
         fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"], mode="lines+markers",
                                  name=f"{trial['label']} ({kind}, seed {trial['seed']})"))
@@ -488,10 +493,9 @@ def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:
     images = sorted((t.sweep_dir / trial["trial_dir"] / "samples").glob("iter_*.png"))
     if not images:
         return None
-    history = _finite(t.metrics[t.metrics["trial_id"] == trial["trial_id"]], "fid")
-    if len(history):
-        best_iter = int(history.loc[history["fid"].idxmin(), "iteration"])
-        at_best = [p for p in images if p.stem == f"iter_{best_iter:07d}"]
+    best = _best_row(t, trial["trial_id"])
+    if best is not None:
+        at_best = [p for p in images if p.stem == f"iter_{int(best['iteration']):07d}"]
         if at_best:
             return at_best[0]
     return images[-1]
