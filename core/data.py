@@ -76,12 +76,7 @@ def load_image(path: Path, resolution: int | None, alpha: str = "white") -> np.n
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def class_names(root: str | Path) -> list[str]:
-    """The classes of a target given as class sub-folders: each sub-folder of ``root`` that
-    holds images (recursively) is one class, in sorted order; images directly in ``root``
-    are an error, as is a single class."""
-    root = Path(root)
-    files = list_images(root)
+def _classes(root: Path, files: list[Path]) -> list[str]:
     loose = [p.name for p in files if p.parent == root]
     if loose:
         raise GansweepError(f"{root}: a class-conditional target keeps its images in one "
@@ -94,13 +89,11 @@ def class_names(root: str | Path) -> list[str]:
     return names
 
 
-def has_classes(root: str | Path) -> bool:
-    """Whether ``root`` is laid out as class sub-folders (see ``class_names``)."""
-    try:
-        class_names(root)
-    except GansweepError:
-        return False
-    return True
+def class_names(root: str | Path) -> list[str]:
+    """The classes of a target given as class sub-folders: each sub-folder of ``root`` that
+    holds images (recursively) is one class, in sorted order; images directly in ``root``
+    are an error, as is a single class."""
+    return _classes(Path(root), list_images(root))
 
 
 @dataclass
@@ -139,15 +132,21 @@ class ImageSet:
 
 
 def load_folder(root: str | Path, resolution: int | None, alpha: str = "white",
-                labelled: bool = False) -> ImageSet:
+                labelled: bool | None = False) -> ImageSet:
     """Load every image under ``root``. Without ``resolution`` all images must share a size.
-    ``labelled``: each image's class is its sub-folder (``class_names``)."""
+    ``labelled``: each image's class is its sub-folder (``class_names``); True requires
+    that layout, None uses it where the folder has it, False ignores it."""
     if alpha not in ALPHA_MODES:
         raise GansweepError(f"alpha: {alpha!r} is not one of {ALPHA_MODES}")
     paths = list_images(root)
     labels = classes = None
-    if labelled:
-        classes = class_names(root)
+    if labelled is not False:
+        try:
+            classes = _classes(Path(root), paths)
+        except GansweepError:
+            if labelled:
+                raise
+    if classes is not None:
         labels = torch.tensor([classes.index(p.relative_to(root).parts[0]) for p in paths])
     arrays = [load_image(p, resolution, alpha) for p in paths]
     sizes = {a.shape for a in arrays}

@@ -24,7 +24,6 @@ from core.data import (
     BatchSampler,
     ImageSet,
     class_names,
-    has_classes,
     load_folder,
     quantize,
     to_float,
@@ -268,7 +267,7 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     # Class sub-folders are read even for an unconditional run: the classifier metric and
     # the reference set then match those of the conditional runs on the same target.
     target = load_folder(cfg.data, arch.resolution,
-                         labelled=arch.num_classes > 0 or has_classes(cfg.data))
+                         labelled=True if arch.num_classes else None)
     if arch.num_classes and len(target.classes) != arch.num_classes:
         raise GansweepError(f"{cfg.data}: {len(target.classes)} classes {target.classes}, but "
                             f"the networks have arch.num_classes = {arch.num_classes}")

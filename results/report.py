@@ -433,19 +433,17 @@ def section_metrics(t: SweepTables) -> str:
     fig = make_subplots(rows=1, cols=len(present), subplot_titles=[
         {"iw": "IW vs FID (higher IW is better)",
          "classifier": "classifier score vs FID"}[c] for c in present])
+    notes = []
     for col, metric in enumerate(present, start=1):
         scored = _finite(_finite(m, "fid"), metric)
+        notes.append(f"{metric}: Spearman ρ with FID over all evaluations = "
+                     f"{_spearman(scored['fid'], scored[metric]):.2f}")
         fig.add_trace(go.Scatter(x=scored["fid"], y=scored[metric], mode="markers",
                                  text=scored["label"] + " @ " + scored["iteration"].astype(str),
                                  name=metric), row=1, col=col)
         fig.update_xaxes(title_text="FID", row=1, col=col)
         fig.update_yaxes(title_text=metric, row=1, col=col)
     fig.update_layout(height=400, showlegend=False)
-    notes = []
-    for metric in present:
-        scored = _finite(_finite(m, "fid"), metric)
-        notes.append(f"{metric}: Spearman ρ with FID over all evaluations = "
-                     f"{_spearman(scored['fid'], scored[metric]):.2f}")
     for c in t.references.get("classifiers", []):
         notes.append(f"the classifier of {html.escape(Path(c['target']).name)} "
                      f"({', '.join(map(html.escape, c['classes']))} vs other) has a held-out "

@@ -28,7 +28,7 @@ import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from core.data import has_classes, load_folder
+from core.data import load_folder
 from core.errors import DivergenceError, GansweepError
 from core.losses import LOSSES
 from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
@@ -302,9 +302,12 @@ def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
             raise GansweepError("classifier_negatives: needed by the 'classifier' metric when "
                                 "no source gives its training data")
         negatives = _source_data(sources[0])
+    # Each source's data statistics once, whatever the number of targets.
+    source_stats = {s: _source_stats(spec, sweep_dir, s, device) for s in sources} \
+        if len(sources) > 1 else {}
     classifiers, gaps = [], []
     for target in spec.targets:
-        images = load_folder(target, spec.arch.resolution, labelled=has_classes(target))
+        images = load_folder(target, spec.arch.resolution, labelled=None)
         ref = reference_set(images, spec.budget.fid_real)
         real = reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
         if negatives is not None:
@@ -312,23 +315,26 @@ def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
                                            str(sweep_dir), device)
             classifiers.append({"target": target, "classes": classifier.classes,
                                 "balanced_accuracy": classifier.accuracy})
-        for source in sources if len(sources) > 1 else []:
-            gaps.append(_source_gap(spec, sweep_dir, source, target, real, device))
+        for source, (data, stats) in source_stats.items():
+            row = {"source": source, "source_data": data, "target": target,
+                   "source_target_fid": None if stats is None else fid(real, stats)}
+            if stats is None:
+                row["error"] = f"the source's training data {data} is not on this machine"
+            gaps.append(row)
     atomic_write_text(sweep_dir / REFERENCES_FILE, json.dumps(
         {"classifier_negatives": negatives, "classifiers": classifiers, "sources": gaps},
         indent=1))
     return {"classifier_negatives": negatives}
 
 
-def _source_gap(spec: SweepSpec, sweep_dir: Path, source: str, target: str,
-                real: FeatureStats, device: torch.device) -> dict[str, Any]:
+def _source_stats(spec: SweepSpec, sweep_dir: Path, source: str,
+                  device: torch.device) -> tuple[str, FeatureStats | None]:
+    """A source's training-data folder and its real-data statistics (None: not here)."""
     data = _source_data(source)
-    row = {"source": source, "source_data": data, "target": target, "source_target_fid": None}
     if not Path(data).is_dir():
-        return {**row, "error": f"the source's training data {data} is not on this machine"}
+        return data, None
     ref = reference_set(load_folder(data, spec.arch.resolution), spec.budget.fid_real)
-    return {**row, "source_target_fid": fid(real, reference_stats(
-        ref, spec.inception_weights, str(sweep_dir), device))}
+    return data, reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
 
 
 def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any]) -> dict[str, Any]:
