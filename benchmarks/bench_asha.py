@@ -17,11 +17,11 @@ from pathlib import Path
 import yaml
 
 from benchmarks._common import ROOT, machine
-from results.report import write_results
-from results.tables import load_tables
-from sweep.runner import launch, resume
-from sweep.spec import parse_spec
-from sweep.state import SweepState
+from gansweep.results.report import write_results
+from gansweep.results.tables import load_tables
+from gansweep.sweep.runner import launch, resume
+from gansweep.sweep.spec import parse_spec
+from gansweep.sweep.state import SweepState
 
 
 def run(spec_path: Path, data: dict, storage: Path) -> Path:

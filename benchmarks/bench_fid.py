@@ -15,8 +15,8 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 
 from benchmarks._common import EMOJI, WEIGHTS, Timer, interleaved, machine, summary
-from core.data import list_images, load_folder
-from core.metrics import FeatureStats, InceptionFeatures
+from gansweep.core.data import list_images, load_folder
+from gansweep.core.metrics import FeatureStats, InceptionFeatures
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._common import ROOT, machine
-from core import metrics
-from core.metrics import FeatureStats, get_extractor, resolve_weights
-from core.train import TrainConfig, TrainState, generate, setup
-from results.tables import load_tables
-from sweep.runner import _newest_checkpoint
+from gansweep.core import metrics
+from gansweep.core.metrics import FeatureStats, get_extractor, resolve_weights
+from gansweep.core.train import TrainConfig, TrainState, generate, setup
+from gansweep.results.tables import load_tables
+from gansweep.sweep.runner import _newest_checkpoint
 
 
 def fid(s: TrainState, n: int, seed: int) -> float:

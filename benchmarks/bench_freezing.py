@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import Timer, interleaved, machine, summary
-from core.models import ArchConfig
-from core.synthetic import make_domain
-from core.train import TrainConfig, setup, snapshot, train_step, transfer_config
-from core.treatments import count_trainable
+from gansweep.core.models import ArchConfig
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import TrainConfig, setup, snapshot, train_step, transfer_config
+from gansweep.core.treatments import count_trainable
 
 SETTINGS = {"fine-tune D(0,0,5)G(0,0,5)": ("D(0,0,5)", "G(0,0,5)"),
             "mostly frozen D(3,0,2)G(3,0,2)": ("D(3,0,2)", "G(3,0,2)"),

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import Timer, interleaved, machine, summary
-from core.models import ArchConfig, build_models
-from core.synthetic import make_domain
-from core.train import TrainConfig, setup, train_step
+from gansweep.core.models import ArchConfig, build_models
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import TrainConfig, setup, train_step
 
 
 def plain_loop(data: torch.Tensor, arch: ArchConfig, batch: int, device: torch.device):

@@ -16,12 +16,12 @@ from pathlib import Path
 import yaml
 
 from benchmarks._common import WEIGHTS, machine, summary
-from core.models import ArchConfig
-from core.synthetic import make_domain
-from core.train import TrainConfig, snapshot, train
-from sweep.runner import launch
-from sweep.spec import load_spec
-from sweep.state import SweepState
+from gansweep.core.models import ArchConfig
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import TrainConfig, snapshot, train
+from gansweep.sweep.runner import launch
+from gansweep.sweep.spec import load_spec
+from gansweep.sweep.state import SweepState
 
 
 def main() -> None:

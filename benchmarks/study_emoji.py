@@ -20,7 +20,7 @@ import yaml
 
 from benchmarks._common import ROOT, machine
 from benchmarks.bench_asha import run
-from results.tables import load_tables
+from gansweep.results.tables import load_tables
 
 ORDER = ["combination", "fine-tune", "freeze", "scale-shift"]  # the dissertation's, best first
 

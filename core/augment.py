@@ -15,8 +15,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-from core.errors import GansweepError
-from core.registry import Registry
+from gansweep.core.errors import GansweepError
+from gansweep.core.registry import Registry
 
 IMAGE_AUGMENTS: Registry[Callable[[], v2.Transform | None]] = Registry("augment")
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.data import ImageSet, to_float
-from core.errors import GansweepError
-from core.fileio import atomic_write
-from core.losses import get_loss
-from core.models import RESOLUTIONS, ArchConfig, ConvUnit, DCGANDiscriminator
+from gansweep.core.data import ImageSet, to_float
+from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write
+from gansweep.core.losses import get_loss
+from gansweep.core.models import RESOLUTIONS, ArchConfig, ConvUnit, DCGANDiscriminator
 
 CRITIC_WIDTH = 16
 CLASSIFIER_VERSION = "1"

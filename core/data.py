@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from core.errors import GansweepError
+from gansweep.core.errors import GansweepError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from core.registry import Registry
+from gansweep.core.registry import Registry
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 

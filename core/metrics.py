@@ -19,10 +19,10 @@ import torch
 from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from core.critics import TargetClassifier, independent_wasserstein
-from core.errors import GansweepError
-from core.fileio import atomic_write
-from core.registry import Registry
+from gansweep.core.critics import TargetClassifier, independent_wasserstein
+from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write
+from gansweep.core.registry import Registry
 
 WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
 FEATURE_DIM = 2048

@@ -1,7 +1,8 @@
 """Generator and discriminator architectures, each an ordered tuple of named transfer units.
 
-G's units run from the latent input to the image, D's from the image to the logit
-(DESIGN.md). Transfer code addresses units only through ``net.transfer_units``.
+G's units run from the latent input to the image, D's from the image to the logit (the
+README, "Treatments and partitions"). Transfer code addresses units only through
+``net.transfer_units``.
 Every unit marks its pre-activation feature maps with a ``FilterShift`` slot (identity
 until the filter-shift treatment enables it), so treatments never need to know a unit's
 internal layout.
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.errors import GansweepError
-from core.registry import Registry
+from gansweep.core.errors import GansweepError
+from gansweep.core.registry import Registry
 
 NORMS = ("batch", "layer", "none")
 RESOLUTIONS = (32, 64)
@@ -89,7 +90,8 @@ class FilterShift(nn.Module):
 
 class ClassTable(nn.Module):
     """Per-class parameters, one row of ``features`` per class: what a class-conditional
-    network adds to an unconditional one. Treatments always train them (core.treatments)."""
+    network adds to an unconditional one. Treatments always train them
+    (gansweep.core.treatments)."""
 
     def __init__(self, num_classes: int, features: int, fill: float | None):
         super().__init__()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from core.errors import GansweepError
+from gansweep.core.errors import GansweepError
 
 T = TypeVar("T")
 

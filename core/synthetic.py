@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from core.errors import GansweepError
+from gansweep.core.errors import GansweepError
 
 STYLES = ("blobs", "faces")
 

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from core.augment import Augmentation, parse_augment
-from core.critics import TargetClassifier, train_classifier
-from core.data import (
+from gansweep.core.augment import Augmentation, parse_augment
+from gansweep.core.critics import TargetClassifier, train_classifier
+from gansweep.core.data import (
     BatchSampler,
     ImageSet,
     class_names,
@@ -28,10 +28,10 @@ from core.data import (
     quantize,
     to_float,
 )
-from core.errors import DivergenceError, GansweepError
-from core.fileio import atomic_write
-from core.losses import LOSSES, Loss, get_loss
-from core.metrics import (
+from gansweep.core.errors import DivergenceError, GansweepError
+from gansweep.core.fileio import atomic_write
+from gansweep.core.losses import LOSSES, Loss, get_loss
+from gansweep.core.metrics import (
     METRICS,
     Evaluation,
     FeatureStats,
@@ -41,7 +41,7 @@ from core.metrics import (
     real_stats,
     resolve_weights,
 )
-from core.models import (
+from gansweep.core.models import (
     COND_HEADS,
     ArchConfig,
     ClassHead,
@@ -51,7 +51,7 @@ from core.models import (
     load_source_state,
     unit_counts,
 )
-from core.treatments import (
+from gansweep.core.treatments import (
     BN_STATS,
     AdaFM,
     PlanPair,

@@ -38,9 +38,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from core.errors import GansweepError
-from core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
-from core.registry import Registry
+from gansweep.core.errors import GansweepError
+from gansweep.core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
+from gansweep.core.registry import Registry
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm)
@@ -163,7 +163,7 @@ _PARTITION_RE = re.compile(r"^\s*([DG])\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d
 
 @dataclass(frozen=True)
 class Partition:
-    """D(i,j,k) or G(i,j,k): i frozen, j modulated, k fine-tuned units (DESIGN.md).
+    """D(i,j,k) or G(i,j,k): i frozen, j modulated, k fine-tuned units (as the README defines them).
 
     D is frozen from its input side, G from its output side; both are fine-tuned at their
     domain-specific end.

@@ -17,11 +17,11 @@ import yaml
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from core.errors import GansweepError
-from core.fileio import atomic_write
-from core.treatments import enumerate_partitions
-from results.tables import SweepTables, load_tables, recorded_partition, write_tables
-from sweep.spec import Scheduler
+from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write
+from gansweep.core.treatments import enumerate_partitions
+from gansweep.results.tables import SweepTables, load_tables, recorded_partition, write_tables
+from gansweep.sweep.spec import Scheduler
 
 TOP = 5  # partitions shown next to the baselines
 TREATMENT_ROWS = (("freeze", "frozen"), ("modulated", "modulated"), ("finetune", "fine-tuned"))

@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.fileio import atomic_write
-from core.treatments import Partition, parse_partition
-from sweep.spec import Trial
-from sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SPEC_FILE, SweepState
+from gansweep.core.fileio import atomic_write
+from gansweep.core.treatments import Partition, parse_partition
+from gansweep.sweep.spec import Trial
+from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SPEC_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
 METRICS_PARQUET = "metrics.parquet"

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from core.errors import GansweepError
+from gansweep.core.errors import GansweepError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -38,8 +38,8 @@ def _metrics(text: str) -> list[str]:
 
 @command("pretrain")
 def cmd_pretrain(a: argparse.Namespace) -> int:
-    from core.models import ArchConfig
-    from core.train import TrainConfig, final_summary, snapshot, train
+    from gansweep.core.models import ArchConfig
+    from gansweep.core.train import TrainConfig, final_summary, snapshot, train
 
     out = Path(a.out)
     cfg = TrainConfig(
@@ -58,7 +58,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 @command("transfer")
 def cmd_transfer(a: argparse.Namespace) -> int:
-    from core.train import final_summary, train, transfer_config
+    from gansweep.core.train import final_summary, train, transfer_config
 
     overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss,
                                        classifier_negatives=a.classifier_negatives).items()
@@ -79,15 +79,15 @@ def cmd_transfer(a: argparse.Namespace) -> int:
 
 @command("fid")
 def cmd_fid(a: argparse.Namespace) -> int:
-    from core.data import load_folder
-    from core.metrics import (
+    from gansweep.core.data import load_folder
+    from gansweep.core.metrics import (
         Evaluation,
         FeatureStats,
         compute_metrics,
         get_extractor,
         resolve_weights,
     )
-    from core.train import pick_device
+    from gansweep.core.train import pick_device
 
     device = pick_device(a.device)
     extractor = get_extractor(resolve_weights(a.inception_weights), device)
@@ -102,7 +102,7 @@ def cmd_fid(a: argparse.Namespace) -> int:
 
 @command("partitions")
 def cmd_partitions(a: argparse.Namespace) -> int:
-    from core.treatments import enumerate_partitions
+    from gansweep.core.treatments import enumerate_partitions
 
     if a.units < 1:
         raise GansweepError(f"--units: {a.units} must be at least 1")
@@ -140,9 +140,22 @@ def _dry_run(spec) -> None:
         print(f"warning: {problem} (a real launch refuses this)", file=sys.stderr)
 
 
+@command("specs")
+def cmd_specs(a: argparse.Namespace) -> int:
+    from gansweep.sweep.spec import shipped_dir, shipped_specs
+
+    specs = shipped_specs()
+    width = max(map(len, specs))
+    for name, description in specs.items():
+        print(f"{name.ljust(width)}  {description}")
+    print(f"# {len(specs)} shipped specs in {shipped_dir()}; 'gansweep launch NAME' runs one "
+          f"(relative paths in it are relative to the current directory)")
+    return 0
+
+
 @command("launch")
 def cmd_launch(a: argparse.Namespace) -> int:
-    from sweep.spec import load_spec
+    from gansweep.sweep.spec import load_spec
 
     spec = load_spec(a.spec)
     if a.name:
@@ -150,7 +163,7 @@ def cmd_launch(a: argparse.Namespace) -> int:
     if a.dry_run:
         _dry_run(spec)
         return 0
-    from sweep.runner import launch
+    from gansweep.sweep.runner import launch
 
     sweep_dir = launch(spec, a.storage, a.address)
     _finished(sweep_dir)
@@ -158,7 +171,7 @@ def cmd_launch(a: argparse.Namespace) -> int:
 
 
 def _finished(sweep_dir: Path) -> None:
-    from results.report import write_results
+    from gansweep.results.report import write_results
 
     print(f"sweep finished: {sweep_dir}")
     print(status_of(sweep_dir))
@@ -166,15 +179,15 @@ def _finished(sweep_dir: Path) -> None:
 
 
 def status_of(sweep_dir: Path) -> str:
-    from sweep.state import status_text
+    from gansweep.sweep.state import status_text
 
     return status_text(sweep_dir)
 
 
 @command("resume")
 def cmd_resume(a: argparse.Namespace) -> int:
-    from sweep.runner import resume
-    from sweep.state import sweep_dir_of
+    from gansweep.sweep.runner import resume
+    from gansweep.sweep.state import sweep_dir_of
 
     sweep_dir = resume(sweep_dir_of(a.sweep, a.storage), a.address, not a.skip_errored)
     _finished(sweep_dir)
@@ -183,7 +196,7 @@ def cmd_resume(a: argparse.Namespace) -> int:
 
 @command("status")
 def cmd_status(a: argparse.Namespace) -> int:
-    from sweep.state import sweep_dir_of
+    from gansweep.sweep.state import sweep_dir_of
 
     print(status_of(sweep_dir_of(a.sweep, a.storage)))
     return 0
@@ -191,8 +204,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 @command("report")
 def cmd_report(a: argparse.Namespace) -> int:
-    from results.report import write_results
-    from sweep.state import sweep_dir_of
+    from gansweep.results.report import write_results
+    from gansweep.sweep.state import sweep_dir_of
 
     out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold)
     print(f"report: {out}")
@@ -201,7 +214,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 @command("demo")
 def cmd_demo(a: argparse.Namespace) -> int:
-    from sweep.demo import run_demo
+    from gansweep.sweep.demo import run_demo
 
     run_demo(Path(a.out), a.inception_weights)
     return 0
@@ -275,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("launch", help="run a sweep spec on Ray Tune")
-    p.add_argument("spec", help="sweep spec (YAML)")
+    p.add_argument("spec", help="sweep spec: a YAML file, or the name of a shipped spec "
+                                "('gansweep specs' lists them)")
     p.add_argument("--name", help="sweep name (default: the spec's)")
     p.add_argument("--storage", metavar="PATH", help="where sweeps live (default "
                    "$GANSWEEP_STORAGE or ./sweeps); a shared filesystem on clusters")
@@ -302,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="make data, pretrain a tiny source, run a small sweep")
     p.add_argument("--out", default="gansweep-demo", metavar="DIR")
     p.add_argument("--inception-weights", metavar="PATH")
+
+    sub.add_parser("specs", help="list the shipped sweep specs with their purpose")
 
     p = sub.add_parser("partitions", help="list every D(i,j,k) / G(i,j,k) for L units")
     p.add_argument("--units", type=int, required=True, metavar="L")

@@ -5,25 +5,19 @@ import shutil
 import time
 from pathlib import Path
 
-from core.errors import GansweepError
-from core.models import ArchConfig
-from core.synthetic import make_domain
-from core.train import TrainConfig, snapshot, train
-
-DEMO_SPEC = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
+from gansweep.core.models import ArchConfig
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import TrainConfig, snapshot, train
 
 
 def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     """Make a source and a target domain, pretrain a tiny source GAN, and run the demo sweep
     (ASHA, local Ray) in ``out``; returns the sweep directory."""
-    from results.report import write_results
-    from sweep.runner import launch
-    from sweep.spec import load_spec
-    from sweep.state import status_text
+    from gansweep.results.report import write_results
+    from gansweep.sweep.runner import launch
+    from gansweep.sweep.spec import load_spec, shipped_dir
+    from gansweep.sweep.state import status_text
 
-    if not DEMO_SPEC.is_file():
-        raise GansweepError(f"demo spec {DEMO_SPEC} not found; install from a checkout "
-                            f"(pip install -e .)")
     t0 = time.time()
     out = out.resolve()
     data = out / "data"
@@ -41,7 +35,8 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
                           batch_size=32, iters=400, metrics=[], label="pretrain")
         snapshot(train(cfg), source)
     spec_path = out / "demo.yaml"
-    shutil.copy(DEMO_SPEC, spec_path)
+    # A copy beside the data it names: its relative paths are relative to its folder.
+    shutil.copy(shipped_dir() / "demo.yaml", spec_path)
     if inception_weights:
         with open(spec_path, "a") as f:
             f.write(f"inception_weights: {Path(inception_weights).resolve()}\n")

@@ -28,12 +28,12 @@ import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from core.data import load_folder
-from core.errors import DivergenceError, GansweepError
-from core.losses import LOSSES
-from core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
-from core.models import unit_names
-from core.train import (
+from gansweep.core.data import load_folder
+from gansweep.core.errors import DivergenceError, GansweepError
+from gansweep.core.losses import LOSSES
+from gansweep.core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
+from gansweep.core.models import unit_names
+from gansweep.core.train import (
     TrainState,
     final_summary,
     load_checkpoint,
@@ -46,8 +46,8 @@ from core.train import (
     train,
     transfer_config,
 )
-from sweep.spec import SweepSpec, Trial, parse_spec
-from sweep.state import (
+from gansweep.sweep.spec import SweepSpec, Trial, parse_spec
+from gansweep.sweep.state import (
     DONE,
     GRID_FILE,
     REFERENCES_FILE,
@@ -470,8 +470,16 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
         _start(spec, [Trial(**t) for t in grid["trials"]], sweep_dir, address)
         return sweep_dir
     _init_ray(address)
-    tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),
-                               resume_unfinished=True, resume_errored=retry_errored,
-                               restart_errored=False)
+    try:
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),
+                                   resume_unfinished=True, resume_errored=retry_errored,
+                                   restart_errored=False)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("core", "sweep", "results"):
+            raise
+        # Tune pickled our scheduler and callbacks under gansweep 0.1's module names.
+        raise GansweepError(f"{sweep_dir} was launched by gansweep 0.1 (modules 'core', "
+                            f"'sweep', 'results'); resume it with gansweep 0.1, or report "
+                            f"what it holds with 'gansweep report'") from None
     _fit(tuner, sweep_dir)
     return sweep_dir

@@ -8,19 +8,20 @@ from __future__ import annotations
 import difflib
 import itertools
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.augment import parse_augment
-from core.data import class_names
-from core.errors import GansweepError
-from core.losses import LOSSES
-from core.metrics import METRICS
-from core.models import COND_HEADS, ArchConfig, unit_counts
-from core.train import INITS, load_checkpoint
-from core.treatments import (
+from gansweep.core.augment import parse_augment
+from gansweep.core.data import class_names
+from gansweep.core.errors import GansweepError
+from gansweep.core.losses import LOSSES
+from gansweep.core.metrics import METRICS
+from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
+from gansweep.core.train import INITS, load_checkpoint
+from gansweep.core.treatments import (
     BASELINES,
     BN_STATS,
     FAMILY_MODES,
@@ -169,10 +170,10 @@ AXES: dict[str, Any] = {  # axis -> default values
     "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
     "g_init": ["pretrained"], "d_init": ["pretrained"], "conditional": [None], "seed": [0],
 }
-TOP_KEYS = ["name", "source", "target", "arch", "partitions", "baselines", "plans", "modulation",
-            "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler", "metric", "metrics",
-            "iw_steps", "classifier_steps", "classifier_negatives", "resources",
-            "max_concurrent", "max_failures", "inception_weights"]
+TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines",
+            "plans", "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler",
+            "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
+            "resources", "max_concurrent", "max_failures", "inception_weights"]
 
 
 def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
@@ -227,16 +228,50 @@ def _section(where: str, data: Any, cls: type) -> Any:
         raise GansweepError(f"{where}: {e}") from None
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep spec. Missing files are collected in ``problems``."""
-    path = Path(path)
+SHIPPED = "gansweep.search_spaces"  # the package whose *.yaml files are the shipped specs
+
+
+def shipped_dir() -> Path:
+    """The folder of the shipped specs (inside the installed package)."""
+    return Path(str(resources.files(SHIPPED)))
+
+
+def shipped_specs() -> dict[str, str]:
+    """Shipped spec name -> its one-line ``description``."""
+    out = {}
+    for path in sorted(shipped_dir().glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        out[path.stem] = str(data.get("description", "")) if isinstance(data, dict) else ""
+    return out
+
+
+def find_spec(name_or_path: str | Path) -> tuple[Path, Path]:
+    """A spec file given as a path or as the name of a shipped spec, and the folder its
+    relative paths are relative to: the spec's own folder, except for a shipped spec,
+    whose folder is inside the installed package: its paths are relative to the current
+    directory."""
+    path = Path(name_or_path)
     if not path.is_file():
-        raise GansweepError(f"spec {path}: no such file")
+        shipped = shipped_dir() / f"{path.name.removesuffix('.yaml')}.yaml"
+        if path.parent != Path(".") or not shipped.is_file():
+            names = ", ".join(shipped_specs())
+            raise GansweepError(f"spec {name_or_path}: no such file, nor a shipped spec "
+                                f"(shipped: {names})")
+        path = shipped
+    path = path.resolve()
+    return path, Path.cwd() if path.parent == shipped_dir().resolve() else path.parent
+
+
+def load_spec(name_or_path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec: a YAML file, or a shipped spec by name (see
+    ``find_spec`` for what relative paths mean). Missing files are collected in
+    ``problems``."""
+    path, base = find_spec(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise GansweepError(f"spec {path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_spec(data, path.parent.resolve(), str(path))
+    return parse_spec(data, base, str(path))
 
 
 def parse_spec(data: Any, base: Path, where: str = "spec",
@@ -252,6 +287,7 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     name = _typed("name", data["name"], (str,), "a string")
     if not name or "/" in name or name.startswith("."):
         raise GansweepError(f"name: {name!r} must be a non-empty folder name")
+    _typed("description", data.get("description", ""), (str,), "a string (one line)")
     sources = [None if s is None else _path(base, "source", s, problems)
                for s in _as_list("source", data.get("source"))]
     targets = [_path(base, "target", t, problems) for t in _as_list("target", data["target"])]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import GansweepError
-from core.fileio import atomic_write
+from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write
 
 # In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
 SPEC_FILE = "gansweep/sweep.yaml"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.models import ArchConfig
-from core.synthetic import make_domain
-from core.train import TrainConfig, snapshot, train
+from gansweep.core.models import ArchConfig
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import TrainConfig, snapshot, train
 from tests.helpers import finish, gansweep, write_spec
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

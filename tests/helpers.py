@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.state import SweepState
+from gansweep.sweep.state import SweepState
 
 MAX_ITERS = 6
 
@@ -33,14 +33,14 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
 
 def cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI to completion, capturing its output."""
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "gansweep", *map(str, args)],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def cli_in_process(*args) -> subprocess.CompletedProcess:
     """The CLI's ``main`` run in this process, its output captured: the same handling of a
     refused input as ``cli`` without an interpreter start-up per case."""
-    from sweep.cli import main
+    from gansweep.sweep.cli import main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])
@@ -57,7 +57,7 @@ def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragme
 
 def gansweep(*args, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
-    return subprocess.Popen([sys.executable, "-m", "sweep.cli", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "gansweep", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, **kw)
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from core.train import load_checkpoint
+from gansweep.core.train import load_checkpoint
 from tests.helpers import assert_one_clear_line, cli
 
 

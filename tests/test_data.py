@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from core.augment import diff_augment, parse_augment
-from core.data import BatchSampler, load_folder, load_image, quantize
-from core.errors import GansweepError
+from gansweep.core.augment import diff_augment, parse_augment
+from gansweep.core.data import BatchSampler, load_folder, load_image, quantize
+from gansweep.core.errors import GansweepError
 
 
 def _save(im: Image.Image, path, **kw):

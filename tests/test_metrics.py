@@ -10,9 +10,9 @@ from PIL import Image
 from pytorch_fid import fid_score
 from pytorch_fid import inception as pfid_inception
 
-from core.data import load_folder
-from core.errors import GansweepError
-from core.metrics import (
+from gansweep.core.data import load_folder
+from gansweep.core.errors import GansweepError
+from gansweep.core.metrics import (
     FeatureStats,
     InceptionFeatures,
     fid,
@@ -118,7 +118,7 @@ def test_weights_errors(tmp_path, monkeypatch):
 
 
 def _images(root: Path, style: str, seed: int) -> torch.Tensor:
-    from core.synthetic import make_domain
+    from gansweep.core.synthetic import make_domain
     return load_folder(make_domain(root / f"{style}{seed}", style, 40, 32, seed=seed),
                        None).images
 
@@ -127,7 +127,7 @@ def test_iw_sign_convention(tmp_path):
     """IW = E_real[D^] - E_gen[D^] with Wang et al.'s sign: about 0 for two samples of the
     same distribution, negative and falling as the generated set moves away (faces ->
     blobs -> noise), so higher is better."""
-    from core.critics import independent_wasserstein
+    from gansweep.core.critics import independent_wasserstein
     real = _images(tmp_path, "faces", 1)
     same, other = _images(tmp_path, "faces", 5), _images(tmp_path, "blobs", 2)
     noise = torch.randint(0, 256, real.shape, dtype=torch.uint8,
@@ -148,8 +148,8 @@ def test_classifier_score_and_cache(tmp_path):
     """Price's classifier score: a classifier of the target's classes vs other images
     accepts held-out target-like images and rejects the others; it is cached under a hash
     of what made it, and per-class acceptance uses the conditioning labels."""
-    from core.critics import train_classifier
-    from core.synthetic import make_domain
+    from gansweep.core.critics import train_classifier
+    from gansweep.core.synthetic import make_domain
     target = tmp_path / "target"
     make_domain(target / "faces", "faces", 30, 32, seed=1)
     make_domain(target / "blobs", "blobs", 30, 32, seed=2)

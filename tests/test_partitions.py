@@ -1,9 +1,9 @@
-"""Partition strings, enumeration and baseline presets, exactly as DESIGN.md defines them."""
+"""Partition strings, enumeration and baseline presets, exactly as the README defines them."""
 import pytest
 
-from core.errors import GansweepError
-from core.models import ArchConfig, unit_counts
-from core.treatments import (
+from gansweep.core.errors import GansweepError
+from gansweep.core.models import ArchConfig, unit_counts
+from gansweep.core.treatments import (
     baseline_pair,
     count_trainable_for_plans,
     enumerate_partitions,

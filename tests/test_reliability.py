@@ -22,9 +22,9 @@ import torch
 import yaml
 from PIL import Image
 
-from core.data import MAX_PIXELS
-from core.fileio import atomic_write
-from sweep.state import SweepState
+from gansweep.core.data import MAX_PIXELS
+from gansweep.core.fileio import atomic_write
+from gansweep.sweep.state import SweepState
 from tests.helpers import (
     assert_one_clear_line,
     cli,
@@ -95,7 +95,7 @@ def test_odd_image_modes_are_accepted(sources, tmp_path):
                  "fine-tune", "--iters", "1", "--batch-size", "8", "--metrics", "none",
                  "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
-    from core.data import load_folder
+    from gansweep.core.data import load_folder
 
     images = load_folder(folder, 32)
     pixel = {Path(p).name: tuple(images.images[i, :, 5, 5].tolist()) for i, p in
@@ -203,7 +203,7 @@ def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
     for path in [*outputs, sweep / "report.html"]:
         path.unlink()
     for delay in (0.8, 1.4, 1.8, 2.2, 2.6):
-        proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "report", sweep],
+        proc = subprocess.Popen([sys.executable, "-m", "gansweep", "report", sweep],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)

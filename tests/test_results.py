@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from results.report import SECTIONS
-from results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
-from sweep.spec import Trial
-from sweep.state import SweepState
+from gansweep.results.report import SECTIONS
+from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
+from gansweep.sweep.spec import Trial
+from gansweep.sweep.state import SweepState
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -121,7 +121,7 @@ def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
     copy = tmp_path / "elsewhere" / "tiny"
     shutil.copytree(tiny_sweep[0], copy)
     out = tmp_path / "report.html"
-    code = ("import sys; from sweep.cli import main; "
+    code = ("import sys; from gansweep.sweep.cli import main; "
             f"rc = main(['report', {str(copy)!r}, '--out', {str(out)!r}]); "
             "assert 'ray' not in sys.modules, 'report imported Ray'; sys.exit(rc)")
     hidden = tiny_sweep[0].with_name("hidden")

@@ -1,4 +1,5 @@
-"""Sweep specs: validation errors name the field; expansion counts what DESIGN.md says."""
+"""Sweep specs: validation errors name the field; expansion counts what the README says
+(441 + 5 trials for the dissertation)."""
 import re
 import subprocess
 import sys
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.errors import GansweepError
-from sweep.spec import load_spec, parse_spec
+from gansweep.core.errors import GansweepError
+from gansweep.sweep.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def spec(tmp_path, source, target, **over):
 
 
 def test_dissertation_dry_run_counts_441_plus_baselines():
-    out = subprocess.run([sys.executable, "-m", "sweep.cli", "launch",
+    out = subprocess.run([sys.executable, "-m", "gansweep", "launch",
                           str(ROOT / "search_spaces" / "dissertation.yaml"), "--dry-run"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -124,14 +125,14 @@ def test_missing_files_refused_by_launch(sources, faces, tmp_path):
     s = parse_spec(spec(tmp_path, sources["dcgan"], tmp_path / "nope", arch={
         "name": "dcgan", "resolution": 32}), tmp_path)
     assert s.problems and "target: " in s.problems[0]
-    from sweep.runner import launch
+    from gansweep.sweep.runner import launch
 
     with pytest.raises(GansweepError, match="target: .* does not exist"):
         launch(s, str(tmp_path / "storage"))
 
 
 def test_same_name_launch_refused(sources, faces, tmp_path):
-    from sweep.runner import launch
+    from gansweep.sweep.runner import launch
 
     s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
     (tmp_path / "storage" / "t").mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep.state import SweepState
+from gansweep.sweep.state import SweepState
 from tests.helpers import MAX_ITERS, finish, gansweep, results, tune_trial_count, write_spec
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
     assert len(rungs["brackets"][0][-1][1]) == 11  # every trial recorded at the grace rung
     assert "best fid" in out and "report: " in out
     assert (sweep_dir / "report.html").is_file()  # written when the sweep ends
-    status = subprocess.run([sys.executable, "-m", "sweep.cli", "status", sweep_dir],
+    status = subprocess.run([sys.executable, "-m", "gansweep", "status", sweep_dir],
                             capture_output=True, text=True)
     assert status.returncode == 0 and f"{len(stopped)} stopped" in status.stdout
 
@@ -123,8 +123,8 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
 def check_partial_results(sweep_dir: Path, records: dict) -> None:
     """Tables and report of a sweep interrupted mid-way: every grid trial has a row, the
     ones Tune created carry its ids, unfinished ones say so."""
-    from results.report import render
-    from results.tables import load_tables, write_tables
+    from gansweep.results.report import render
+    from gansweep.results.tables import load_tables, write_tables
 
     tables = load_tables(sweep_dir)
     assert len(tables.trials) == 9
@@ -142,8 +142,8 @@ def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from sweep.runner import launch
-    from sweep.spec import load_spec
+    from gansweep.sweep.runner import launch
+    from gansweep.sweep.spec import load_spec
 
     spec = load_spec(write_spec(
         tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],

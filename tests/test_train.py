@@ -4,9 +4,16 @@ import json
 import pytest
 import torch
 
-from core.errors import DivergenceError, GansweepError
-from core.models import ArchConfig
-from core.train import TrainConfig, load_checkpoint, setup, train, train_step, transfer_config
+from gansweep.core.errors import DivergenceError, GansweepError
+from gansweep.core.models import ArchConfig
+from gansweep.core.train import (
+    TrainConfig,
+    load_checkpoint,
+    setup,
+    train,
+    train_step,
+    transfer_config,
+)
 
 from .conftest import make_source
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.models import ArchConfig, FilterShift, build_models
-from core.train import load_checkpoint, setup, train, transfer_config
-from core.treatments import TREATMENTS, AdaFM, apply_plan
+from gansweep.core.models import ArchConfig, FilterShift, build_models
+from gansweep.core.train import load_checkpoint, setup, train, transfer_config
+from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan
 
 from .conftest import TINY
 
