@@ -15,8 +15,10 @@ from pathlib import Path
 
 from benchmarks._common import ROOT, machine
 from gansweep.core import metrics
+from gansweep.core.config import TrainConfig
+from gansweep.core.evaluate import generate
 from gansweep.core.metrics import FeatureStats, get_extractor, resolve_weights
-from gansweep.core.train import TrainConfig, TrainState, generate, setup
+from gansweep.core.train import TrainState, setup
 from gansweep.results.tables import load_tables
 from gansweep.sweep.runner import _newest_checkpoint
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import Timer, interleaved, machine, summary
+from gansweep.core.checkpoint import snapshot
+from gansweep.core.config import TrainConfig, transfer_config
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
-from gansweep.core.train import TrainConfig, setup, snapshot, train_step, transfer_config
+from gansweep.core.train import setup, train_step
 from gansweep.core.treatments import count_trainable
 
 SETTINGS = {"fine-tune D(0,0,5)G(0,0,5)": ("D(0,0,5)", "G(0,0,5)"),

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import Timer, interleaved, machine, summary
+from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig, build_models
 from gansweep.core.synthetic import make_domain
-from gansweep.core.train import TrainConfig, setup, train_step
+from gansweep.core.train import setup, train_step
 
 
 def plain_loop(data: torch.Tensor, arch: ArchConfig, batch: int, device: torch.device):

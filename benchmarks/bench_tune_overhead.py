@@ -16,9 +16,11 @@ from pathlib import Path
 import yaml
 
 from benchmarks._common import WEIGHTS, machine, summary
+from gansweep.core.checkpoint import snapshot
+from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
-from gansweep.core.train import TrainConfig, snapshot, train
+from gansweep.core.train import train
 from gansweep.sweep.runner import launch
 from gansweep.sweep.spec import load_spec
 from gansweep.sweep.state import SweepState

@@ -224,6 +224,62 @@ def fid(real: FeatureStats, fake: FeatureStats) -> float:
                  - 2 * _trace_sqrt_product(other, small))
 
 
+def _centred_trace(gram: np.ndarray) -> float:
+    """trace(H M H) for the centring matrix H = I - 11^T/n."""
+    return float(np.trace(gram) - gram.sum() / len(gram))
+
+
+def resampled_fids(real: FeatureStats, fake: FeatureStats,
+                   draws: list[np.ndarray]) -> np.ndarray:
+    """FID of ``real`` against each resample ``fake.features[idx]`` (idx in ``draws``: any
+    rows, repeated or not), exactly as ``fid`` would compute it, at the cost of small n x n
+    matrices: the resample's covariance enters tr sqrt(S1 S2) only through Gram matrices of
+    the generated features, which are computed once. Needs one side at most FEATURE_DIM
+    images."""
+    x = fake.features.astype(np.float64)
+    n, n_real = len(x), len(real.features)
+    gram = x @ x.T
+    if n <= n_real or n_real > FEATURE_DIM:  # fid() puts the generated side in low rank
+        cross = x @ real.sigma @ x.T
+
+        def tr_sqrt(idx: np.ndarray) -> float:
+            c = cross[np.ix_(idx, idx)]
+            c = c - c.mean(0) - c.mean(1, keepdims=True) + c.mean()
+            return float(np.sqrt(np.clip(np.linalg.eigvalsh((c + c.T) / 2), 0, None)).sum()
+                         / np.sqrt(len(idx) - 1))
+    else:  # the real side is in low rank: project the generated features on it
+        y = x @ ((real.features.astype(np.float64) - real.mu) / np.sqrt(n_real - 1)).T
+
+        def tr_sqrt(idx: np.ndarray) -> float:
+            ys = y[idx] - y[idx].mean(0)
+            m = ys.T @ ys / (len(idx) - 1)
+            return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+    out = []
+    for idx in draws:
+        diff = real.mu - x[idx].mean(0)
+        trace_fake = _centred_trace(gram[np.ix_(idx, idx)]) / (len(idx) - 1)
+        out.append(diff @ diff + np.trace(real.sigma) + trace_fake - 2 * tr_sqrt(idx))
+    return np.array(out)
+
+
+def fid_sd(real: FeatureStats, fake: FeatureStats, draws: int = 32,
+           seed: int = 0) -> float | None:
+    """FID's sampling noise from the generated images: the standard deviation of FID over
+    random halves of the generated features, drawn without replacement. A half-sample's
+    statistic varies about as much as the full sample's does between independent draws (for
+    a mean: sigma^2/(n/2) x (1 - 1/2) = sigma^2/n); the bootstrap, with replacement,
+    overstates FID's noise several-fold at tens of images, because repeated rows inflate
+    FID's small-sample bias (tests/test_metrics.py measures both). The real set is common
+    to every trial of a sweep, so its own noise does not change a ranking. None with fewer
+    than 4 generated images or when both sets exceed FEATURE_DIM images."""
+    n = len(fake.features)
+    if n < 4 or min(n, len(real.features)) > FEATURE_DIM:
+        return None
+    rng = np.random.default_rng(seed)
+    values = resampled_fids(real, fake, [rng.permutation(n)[: n // 2] for _ in range(draws)])
+    return float(np.std(values, ddof=1))
+
+
 def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> float:
     """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel

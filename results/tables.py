@@ -37,7 +37,8 @@ TRIAL_SCHEMA = pa.schema([
     ("source_target_fid", pa.float64()),
     ("augment", pa.string()), ("loss", pa.string()), ("lr", pa.float64()),
     ("g_init", pa.string()), ("d_init", pa.string()), ("seed", pa.int64()),
-    ("status", pa.string()),
+    ("phase", pa.string()), ("status", pa.string()),
+    ("score", pa.float64()), ("score_sd", pa.float64()),
     ("best_fid", pa.float64()), ("best_kid", pa.float64()),
     ("last_fid", pa.float64()), ("last_kid", pa.float64()),
     ("best_iw", pa.float64()), ("last_iw", pa.float64()),
@@ -55,6 +56,8 @@ METRIC_SCHEMA = pa.schema([
     ("fid", pa.float64()), ("kid", pa.float64()),
     ("iw", pa.float64()), ("classifier", pa.float64()),
     ("class_fid", pa.map_(pa.string(), pa.float64())),
+    ("fid_sd", pa.float64()), ("fid_rung", pa.float64()), ("fid_rung_sd", pa.float64()),
+    ("score", pa.float64()), ("score_sd", pa.float64()),
     ("d_loss", pa.float64()), ("g_loss", pa.float64()),
     ("images_per_s", pa.float64()), ("train_seconds", pa.float64()),
     ("elapsed_s", pa.float64()), ("diverged", pa.bool_()), ("node_id", pa.string()),
@@ -125,6 +128,8 @@ def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
              "kid": _float(r.get("kid")), "iw": _float(r.get("iw")),
              "classifier": _float(r.get("classifier")),
              "class_fid": list(r["class_fid"].items()) if r.get("class_fid") else None,
+             **{k: _float(r.get(k)) for k in ("fid_sd", "fid_rung", "fid_rung_sd", "score",
+                                              "score_sd")},
              "d_loss": r.get("d_loss"),
              "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),
              "train_seconds": r.get("train_seconds"), "elapsed_s": r.get("time_total_s"),
@@ -152,7 +157,8 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     # One row per trial of the grid: its record if Tune created it, else a pending row.
     rows: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     unmatched = list(records)
-    for config in (Trial(**c).to_dict() for c in (grid["trials"] if grid else [])):
+    planned = (grid["trials"] if grid else []) + state.confirm_trials
+    for config in (Trial(**c).to_dict() for c in planned):
         match = next((r for r in unmatched if r["config"] == config), None)
         if match is not None:
             unmatched.remove(match)
@@ -180,7 +186,7 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
     spec = sweep_dir / SPEC_FILE
     return SweepTables(state.data["name"], sweep_dir, trials, metrics,
-                       max(state.data["expected"], len(trials)), state.data["max_iters"],
+                       max(state.expected, len(trials)), state.data["max_iters"],
                        grid["units"] if grid else None,
                        spec.read_text() if spec.is_file() else "", references)
 
@@ -205,7 +211,8 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "loss": last.get("loss") or config["loss"],
         "lr": last.get("lr") or config["lr"],
         "g_init": config["g_init"], "d_init": config["d_init"], "seed": config["seed"],
-        "status": rec.get("status", "pending"),
+        "phase": config["phase"], "status": rec.get("status", "pending"),
+        "score": _float(last.get("score")), "score_sd": _float(last.get("score_sd")),
         "best_fid": _float(best.get("fid")), "best_kid": _float(best.get("kid")),
         "last_fid": _float(last.get("fid")), "last_kid": _float(last.get("kid")),
         "best_iw": _float(best.get("iw")), "last_iw": _float(last.get("iw")),

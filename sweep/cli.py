@@ -38,8 +38,10 @@ def _metrics(text: str) -> list[str]:
 
 @command("pretrain")
 def cmd_pretrain(a: argparse.Namespace) -> int:
+    from gansweep.core.checkpoint import snapshot
+    from gansweep.core.config import TrainConfig
     from gansweep.core.models import ArchConfig
-    from gansweep.core.train import TrainConfig, final_summary, snapshot, train
+    from gansweep.core.train import final_summary, train
 
     out = Path(a.out)
     cfg = TrainConfig(
@@ -58,7 +60,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 @command("transfer")
 def cmd_transfer(a: argparse.Namespace) -> int:
-    from gansweep.core.train import final_summary, train, transfer_config
+    from gansweep.core.config import transfer_config
+    from gansweep.core.train import final_summary, train
 
     overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss,
                                        classifier_negatives=a.classifier_negatives).items()
@@ -212,6 +215,30 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("replay")
+def cmd_replay(a: argparse.Namespace) -> int:
+    from gansweep.sweep.replay import load_recording, parse_variant, replay_many
+    from gansweep.sweep.runner import load_sweep_spec
+    from gansweep.sweep.state import sweep_dir_of
+
+    sweep_dir = sweep_dir_of(a.sweep, a.storage)
+    recording = load_recording(sweep_dir)
+    base = load_sweep_spec(sweep_dir).scheduler
+    variants = [parse_variant(v, base) for v in a.scheduler or ["today", "spec"]]
+    try:
+        concurrency = [int(c) for c in a.concurrency.split(",")]
+    except ValueError:
+        raise GansweepError(f"--concurrency {a.concurrency!r}: comma-separated integers, "
+                            f"e.g. 1,4,16") from None
+    print(f"replaying {recording.name}: {len(recording.trials)} trials x "
+          f"{recording.max_iters} iterations, seeds {recording.seeds}, metric "
+          f"{recording.metric}; {a.orders} random orders x concurrency {concurrency} per seed")
+    for variant in variants:
+        print(replay_many(recording, variant, a.orders, concurrency, a.seed).line(),
+              flush=True)
+    return 0
+
+
 @command("demo")
 def cmd_demo(a: argparse.Namespace) -> int:
     from gansweep.sweep.demo import run_demo
@@ -312,6 +339,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="HTML file (default SWEEP/report.html)")
     p.add_argument("--fid-threshold", type=float, help="FID for 'iterations to threshold' "
                    "(default: the scratch baseline's best FID)")
+
+    p = sub.add_parser("replay", help="measure schedulers on a finished grid by replaying its "
+                                      "recorded evaluations (seconds, no GPU)")
+    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a grid: every trial run to the end")
+    p.add_argument("--storage", metavar="PATH")
+    p.add_argument("--scheduler", action="append", metavar="SETTING",
+                   help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
+                        "own), or NAME:key=value,... with grace, rf, score (last|mean|best), "
+                        "window, noise (k), rung (0|1); repeat to compare (default: today "
+                        "and spec)")
+    p.add_argument("--orders", type=int, default=100, help="random trial orders per seed and "
+                                                           "concurrency (default %(default)s)")
+    p.add_argument("--concurrency", default="1,4,16", help="trials at a time (default "
+                                                           "%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="of the random orders")
 
     p = sub.add_parser("demo", help="make data, pretrain a tiny source, run a small sweep")
     p.add_argument("--out", default="gansweep-demo", metavar="DIR")

@@ -5,9 +5,11 @@ import shutil
 import time
 from pathlib import Path
 
+from gansweep.core.checkpoint import snapshot
+from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
-from gansweep.core.train import TrainConfig, snapshot, train
+from gansweep.core.train import train
 
 
 def run_demo(out: Path, inception_weights: str | None = None) -> Path:

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,23 @@ import ray
 import torch
 import yaml
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from gansweep.core.checkpoint import load_checkpoint, snapshot
+from gansweep.core.config import transfer_config
 from gansweep.core.data import load_folder
 from gansweep.core.errors import DivergenceError, GansweepError
+from gansweep.core.evaluate import reference_set, reference_stats, target_classifier
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
 from gansweep.core.models import unit_names
-from gansweep.core.train import (
-    TrainState,
-    final_summary,
-    load_checkpoint,
-    pick_device,
-    reference_set,
-    reference_stats,
-    setup,
-    snapshot,
-    target_classifier,
-    train,
-    transfer_config,
-)
-from gansweep.sweep.spec import SweepSpec, Trial, parse_spec
+from gansweep.core.train import TrainState, final_summary, pick_device, setup, train
+from gansweep.sweep.ranking import ScoreRule, rank_settings, score
+from gansweep.sweep.scheduler import RobustASHA
+from gansweep.sweep.spec import SweepSpec, Trial, parse_spec, setting_key
 from gansweep.sweep.state import (
+    CONFIRM_DIR,
+    CONFIRM_FILE,
     DONE,
     GRID_FILE,
     REFERENCES_FILE,
@@ -77,6 +72,8 @@ def _trial_config(config: dict[str, Any], out: str):
         classifier_steps=common["classifier_steps"],
         classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],
         inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
+        ema_kimg=common["ema_kimg"], ema_rampup=common["ema_rampup"],
+        rung_fid_samples=common["rung_fid_samples"], rung_milestones=common["rung_milestones"],
         **overrides)
 
 
@@ -126,6 +123,7 @@ def run_trial(config: dict[str, Any]) -> None:
         state = setup(cfg)
 
     node_id = ray.get_runtime_context().get_node_id()
+    metric, rule = config["common"]["metric"], ScoreRule(**config["common"]["score_rule"])
     # Costs outside training, for the Tune-overhead benchmark: when the worker began,
     # how long setup took, and the time spent in reports (checkpoint + tune.report).
     fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr,
@@ -135,8 +133,9 @@ def run_trial(config: dict[str, Any]) -> None:
     def report(s: TrainState, record: dict[str, float]) -> None:
         nonlocal report_s
         t0 = time.perf_counter()
+        value, sd = score(s.history, metric, rule)
         metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
-                   "report_s": report_s}
+                   "report_s": report_s, "score": value, "score_sd": sd}
         with tempfile.TemporaryDirectory() as d:
             snapshot(s, Path(d) / "checkpoint.pt")
             (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
@@ -148,57 +147,14 @@ def run_trial(config: dict[str, Any]) -> None:
     except DivergenceError as e:
         tune.report({**final_summary(state), **fixed, "iteration": e.iteration,
                      **{m: worst_value(m) for m in ("fid", "kid", *cfg.metrics)},
+                     "score": worst_value(metric), "score_sd": None,
                      "diverged": 1, "error": str(e)})
 
 
-# --- ASHA with persisted rungs ---------------------------------------------------------------
-
-class PersistentASHA(ASHAScheduler):
-    """ASHA that writes its rung records to the sweep directory after every decision and
-    reads them back after a restore, so a resumed sweep still compares against every
-    result recorded before the driver died."""
-
-    def __init__(self, rung_file: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._rung_file = rung_file
-        self._loaded = False
-
-    def _load(self) -> None:
-        self._loaded = True
-        path = Path(self._rung_file)
-        if not path.is_file():
-            return
-        saved = json.loads(path.read_text())
-        for bracket, rungs in zip(self._brackets, saved["brackets"]):
-            for (milestone, recorded), (saved_milestone, saved_recorded) in zip(bracket._rungs,
-                                                                                rungs):
-                assert milestone == saved_milestone, "rung layout changed between runs"
-                recorded.update(saved_recorded)
-        self._num_stopped = saved["num_stopped"]
-
-    def _save(self) -> None:
-        data = {"brackets": [[[m, rec] for m, rec in b._rungs] for b in self._brackets],
-                "num_stopped": self._num_stopped}
-        atomic_write_text(Path(self._rung_file), json.dumps(data))
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        if not self._loaded:  # first call after construction or unpickling on restore
-            self._load()
-        super().on_trial_add(tune_controller, trial)
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        action = super().on_trial_result(tune_controller, trial, result)
-        self._save()
-        return action
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        super().on_trial_complete(tune_controller, trial, result)
-        self._save()
-
-
-RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "d_loss", "g_loss",
-               "images_per_s", "train_seconds", "time_total_s", "diverged", "node_id",
-               "worker_start", "setup_s", "report_s")
+RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "fid_sd", "fid_rung",
+               "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
+               "train_seconds", "time_total_s", "diverged", "node_id", "worker_start",
+               "setup_s", "report_s")
 
 
 class Recorder(tune.Callback):
@@ -237,7 +193,8 @@ class Recorder(tune.Callback):
         rec["time_total_s"] = float(result.get("time_total_s", 0.0))
         rec["node_ip"] = result.get("node_ip")
         rec["last"] = {k: result.get(k) for k in ("fid", "kid", "iw", "classifier",
-                                                  "class_fid", "d_loss", "g_loss",
+                                                  "class_fid", "fid_sd", "score",
+                                                  "score_sd", "d_loss", "g_loss",
                                                   "images_per_s", "trainable_g",
                                                   "trainable_d", "train_seconds", "node_id",
                                                   "loss", "lr")}
@@ -337,8 +294,14 @@ def _source_stats(spec: SweepSpec, sweep_dir: Path, source: str,
     return data, reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
 
 
-def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any]) -> dict[str, Any]:
+def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
+            phase: str = "search") -> dict[str, Any]:
+    rung = spec.scheduler.rung_fid_samples if phase == "search" else None
     return {**asdict(spec.budget), **prepared, "bn_stats": spec.bn_stats,
+            "metric": spec.metric, "score_rule": asdict(spec.scheduler.rule),
+            "ema_kimg": spec.ema_kimg, "ema_rampup": spec.ema_rampup,
+            "rung_fid_samples": rung,
+            "rung_milestones": spec.scheduler.milestones(spec.budget.iters) if rung else [],
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
@@ -357,7 +320,7 @@ def _reporter(spec: SweepSpec) -> tune.CLIReporter:
         columns["trial/conditional"] = "conditional"
     return tune.CLIReporter(parameter_columns=columns,
                             metric_columns={"iteration": "iter", "fid": "FID", "kid": "KID",
-                                            "images_per_s": "img/s"},
+                                            "score": "score", "images_per_s": "img/s"},
                             max_report_frequency=30)
 
 
@@ -368,12 +331,15 @@ def _trainable(spec: SweepSpec):
 def _scheduler(spec: SweepSpec, sweep_dir: Path) -> TrialScheduler:
     if spec.scheduler.type == "none":
         return FIFOScheduler()
-    return PersistentASHA(str(sweep_dir / RUNGS_FILE), time_attr="iteration",
-                          metric=spec.metric,
-                          mode="max" if spec.metric in HIGHER_IS_BETTER else "min",
-                          max_t=spec.budget.iters,
-                          grace_period=spec.scheduler.grace_period,
-                          reduction_factor=spec.scheduler.reduction_factor)
+    return asha(spec, str(sweep_dir / RUNGS_FILE))
+
+
+def asha(spec: SweepSpec, rung_file: str | None) -> RobustASHA:
+    """The spec's ASHA, deciding on the trials' ``score`` (sweep.ranking)."""
+    return RobustASHA(rung_file, noise=spec.scheduler.noise, time_attr="iteration",
+                      metric="score", mode="max" if spec.metric in HIGHER_IS_BETTER else "min",
+                      max_t=spec.budget.iters, grace_period=spec.scheduler.grace_period,
+                      reduction_factor=spec.scheduler.reduction_factor)
 
 
 def _init_ray(address: str | None) -> None:
@@ -420,21 +386,67 @@ def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str |
     that failed in here (no Inception weights, say) is started again by ``resume``."""
     prepared = _prepare(spec, sweep_dir)
     _init_ray(address)
-    tuner = tune.Tuner(
+    _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
+    _confirmation(spec, sweep_dir, prepared, retry_errored=True)
+
+
+def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict[str, Any],
+           phase: str) -> tune.Tuner:
+    """The Tuner of one phase: the search (the grid, under the spec's scheduler, in the
+    sweep directory itself) or the confirmation (every trial to the end, in SWEEP/confirm)."""
+    experiment = sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
+    return tune.Tuner(
         _trainable(spec),
         param_space={"trial": tune.grid_search([t.to_dict() for t in trials]),
-                     "common": _common(spec, sweep_dir, prepared)},
-        tune_config=tune.TuneConfig(scheduler=_scheduler(spec, sweep_dir),
-                                    max_concurrent_trials=spec.max_concurrent or None,
-                                    trial_name_creator=_trial_dirname,
-                                    trial_dirname_creator=_trial_dirname),
+                     "common": _common(spec, sweep_dir, prepared, phase)},
+        tune_config=tune.TuneConfig(
+            scheduler=_scheduler(spec, sweep_dir) if phase == "search" else FIFOScheduler(),
+            max_concurrent_trials=spec.max_concurrent or None,
+            trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=sweep_dir.name, storage_path=str(sweep_dir.parent),
+            name=experiment.name, storage_path=str(experiment.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(spec),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
+
+
+def confirmation_trials(spec: SweepSpec, state: SweepState) -> tuple[list[str], list[Trial]]:
+    """The settings the confirmation phase reruns: the ``confirm.top`` best of the search
+    (sweep.ranking.rank_settings) and every baseline; and their trials on the fresh seeds."""
+    search = [r for r in state.trials.values() if r["config"].get("phase", "search") == "search"]
+    ranked = [key for key, _, _ in rank_settings(search, spec.metric, setting_key)]
+    settings = {setting_key(t.to_dict()): t for t in spec.trials()}
+    chosen = ranked[:spec.confirm.top]
+    chosen += [k for k, t in settings.items() if t.baseline is not None and k not in chosen]
+    trials = [replace(settings[k], seed=seed, phase="confirm")
+              for k in chosen for seed in spec.confirm.seeds]
+    return [settings[k].label for k in chosen], trials
+
+
+def _confirmation(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
+                  retry_errored: bool) -> None:
+    """Run (or continue) the confirmation phase once the search has ended. The selection is
+    written to CONFIRM_FILE before any confirmation trial starts, so a resume reruns the
+    same settings."""
+    if spec.confirm is None:
+        return
+    experiment = sweep_dir / CONFIRM_DIR
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec),
+                                   resume_unfinished=True, resume_errored=retry_errored,
+                                   restart_errored=False)
+    else:
+        path = sweep_dir / CONFIRM_FILE
+        if path.is_file():
+            trials = [Trial(**t) for t in json.loads(path.read_text())["trials"]]
+        else:
+            labels, trials = confirmation_trials(spec, SweepState.load(sweep_dir))
+            atomic_write_text(path, json.dumps({"settings": labels,
+                                                "trials": [t.to_dict() for t in trials]},
+                                               indent=1))
+        tuner = _tuner(spec, trials, sweep_dir, prepared, "confirm")
     _fit(tuner, sweep_dir)
 
 
@@ -482,4 +494,7 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
                             f"'sweep', 'results'); resume it with gansweep 0.1, or report "
                             f"what it holds with 'gansweep report'") from None
     _fit(tuner, sweep_dir)
+    references = json.loads((sweep_dir / REFERENCES_FILE).read_text())
+    _confirmation(spec, sweep_dir, {"classifier_negatives": references["classifier_negatives"]},
+                  retry_errored)
     return sweep_dir

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -15,12 +17,13 @@ from typing import Any
 import yaml
 
 from gansweep.core.augment import parse_augment
+from gansweep.core.checkpoint import load_checkpoint
+from gansweep.core.config import INITS
 from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
-from gansweep.core.train import INITS, load_checkpoint
 from gansweep.core.treatments import (
     BASELINES,
     BN_STATS,
@@ -31,6 +34,7 @@ from gansweep.core.treatments import (
     parse_partition,
     plans_label,
 )
+from gansweep.sweep.ranking import ScoreRule
 
 MODULATIONS = ("adafm", "filter-shift")
 
@@ -76,9 +80,38 @@ class Budget:
 
 @dataclass(frozen=True)
 class Scheduler:
+    """ASHA's rungs and what it decides on (sweep.ranking): a trial's ``score`` is a rule
+    over its evaluations; with ``noise`` = k > 0 a trial is stopped at a rung only when its
+    score is worse than the rung's cutoff by more than k times its sampling sd."""
+
     type: str = "asha"  # asha | none
     grace_period: int = 1
     reduction_factor: float = 3.0
+    score: str = "last"  # last | mean | best: the rule of ScoreRule
+    window: int = 1  # evaluations the 'mean' rule averages
+    noise: float = 0.0  # k: the stopping margin in sampling sds (0: stop on any deficit)
+    rung_fid_samples: int | None = None  # FID on this many samples at the rungs
+
+    @property
+    def rule(self) -> ScoreRule:
+        return ScoreRule(self.score, self.window)
+
+    def milestones(self, max_t: int) -> list[int]:
+        """The iterations at which ASHA decides (Ray's rungs: grace * rf^k up to max_t)."""
+        out, t = [], float(self.grace_period)
+        while t <= max_t:
+            out.append(math.ceil(t))
+            t *= self.reduction_factor
+        return out
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """The confirmation phase: the ``top`` settings of the search and every baseline, rerun
+    to the full budget on fresh ``seeds``."""
+
+    top: int
+    seeds: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -112,6 +145,7 @@ class Trial:
     family_mode: str | None = None  # freeze | finetune
     family_n: int | None = None  # units transferred
     conditional: str | None = None  # class head (projection | ac) of a conditional transfer
+    phase: str = "search"  # search | confirm
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +169,9 @@ class SweepSpec:
     modulation: str = "adafm"
     freeze_d_depth: int | None = None
     bn_stats: str = "adapt"
+    ema_kimg: float | None = None  # the EMA generator's half-life (None: evaluate G itself)
+    ema_rampup: float | None = None
+    confirm: Confirm | None = None
     max_concurrent: int = 0
     max_failures: int = 2
     inception_weights: str | None = None
@@ -143,6 +180,10 @@ class SweepSpec:
     classifier_negatives: str | None = None  # default: the first source's training data
     problems: list[str] = field(default_factory=list)  # missing files (fatal unless dry run)
     raw: dict[str, Any] = field(default_factory=dict)  # the spec with paths made absolute
+
+    def settings(self) -> list[str]:
+        """The distinct settings of the search: its trials up to the seed."""
+        return list(dict.fromkeys(setting_key(t.to_dict()) for t in self.trials()))
 
     def trials(self) -> list[Trial]:
         """The Cartesian product: (pairs + baselines) x sources x targets x axes. Settings
@@ -166,6 +207,12 @@ class SweepSpec:
         return out
 
 
+def setting_key(trial: dict[str, Any]) -> str:
+    """A trial's setting: everything but its seed and phase (JSON, sorted keys)."""
+    return json.dumps({k: v for k, v in trial.items() if k not in ("seed", "phase")},
+                      sort_keys=True)
+
+
 AXES: dict[str, Any] = {  # axis -> default values
     "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
     "g_init": ["pretrained"], "d_init": ["pretrained"], "conditional": [None], "seed": [0],
@@ -173,7 +220,8 @@ AXES: dict[str, Any] = {  # axis -> default values
 TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines",
             "plans", "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
-            "resources", "max_concurrent", "max_failures", "inception_weights"]
+            "resources", "max_concurrent", "max_failures", "inception_weights", "ema_kimg",
+            "ema_rampup", "confirm"]
 
 
 def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
@@ -360,6 +408,15 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     if scheduler.reduction_factor <= 1:
         raise GansweepError(f"scheduler.reduction_factor: {scheduler.reduction_factor} must "
                             f"be > 1")
+    scheduler.rule  # noqa: B018 -- validates score and window
+    if scheduler.noise < 0:
+        raise GansweepError(f"scheduler.noise: {scheduler.noise} must be >= 0")
+    if scheduler.rung_fid_samples is not None and (
+            metric != "fid" or scheduler.rung_fid_samples <= budget.fid_samples):
+        raise GansweepError(f"scheduler.rung_fid_samples: {scheduler.rung_fid_samples} needs "
+                            f"metric 'fid' and more than budget.fid_samples "
+                            f"({budget.fid_samples})")
+    ema_kimg, ema_rampup = _ema(data)
     resources = _section("resources", data.get("resources"), Resources)
     if resources.cpu <= 0 or resources.gpu < 0:
         raise GansweepError(f"resources: cpu must be > 0 and gpu >= 0, got {resources}")
@@ -381,10 +438,54 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     for key, value in (("inception_weights", weights), ("classifier_negatives", negatives)):
         if value is not None:
             raw[key] = value
-    return SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
+    spec = SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
                      scheduler, metric, metrics, resources, modulation, bn_stats=bn_stats,
+                     ema_kimg=ema_kimg, ema_rampup=ema_rampup,
                      inception_weights=weights, classifier_negatives=negatives,
                      problems=problems, raw=raw, **ints)
+    spec.confirm = _confirm(data.get("confirm"), axes["seed"], len(spec.settings()))
+    return spec
+
+
+# The EMA generator's defaults for sweeps (benchmarks/RESULTS.md section 4 measured them);
+# 'ema_kimg: off' evaluates G itself, the papers' protocol.
+DEFAULT_EMA_KIMG = 10.0
+DEFAULT_EMA_RAMPUP = 0.05
+
+
+def _ema(data: dict) -> tuple[float | None, float | None]:
+    kimg = data.get("ema_kimg", DEFAULT_EMA_KIMG)
+    rampup = data.get("ema_rampup", DEFAULT_EMA_RAMPUP)
+    if kimg in ("off", None, False):
+        return None, None
+    for key, value in (("ema_kimg", kimg), ("ema_rampup", rampup)):
+        if value is not None and (not isinstance(value, (int, float)) or
+                                  isinstance(value, bool) or value <= 0):
+            raise GansweepError(f"{key}: {value!r} must be a positive number"
+                                + (" or 'off'" if key == "ema_kimg" else " or null"))
+    return float(kimg), None if rampup is None else float(rampup)
+
+
+def _confirm(data: Any, search_seeds: list[int], settings: int) -> Confirm | None:
+    if data is None:
+        return None
+    _typed("confirm", data, (dict,), "a mapping {top: k, seeds: [...]}")
+    _check_keys("confirm", data, ["top", "seeds"])
+    for key in ("top", "seeds"):
+        if key not in data:
+            raise GansweepError(f"confirm: missing key {key!r}")
+    top = _typed("confirm.top", data["top"], (int,), "an integer")
+    if not 1 <= top <= settings:
+        raise GansweepError(f"confirm.top: {top} must be between 1 and the {settings} "
+                            f"settings of the search")
+    seeds = _as_list("confirm.seeds", data["seeds"])
+    for s in seeds:
+        _typed("confirm.seeds", s, (int,), "an integer")
+    reused = sorted(set(seeds) & set(search_seeds))
+    if reused:
+        raise GansweepError(f"confirm.seeds: {reused} are also search seeds {search_seeds}; "
+                            f"confirmation needs fresh seeds")
+    return Confirm(top, tuple(seeds))
 
 
 def _arch(data: Any, sources: list[str | None], problems: list[str]) -> ArchConfig | None:

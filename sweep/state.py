@@ -28,6 +28,10 @@ RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended a
 # the FID between each source's training data and each target.
 REFERENCES_FILE = "gansweep/references.json"
 GRID_FILE = "gansweep/grid.json"  # {"arch", "units": {"G", "D"}, "trials": [Trial dicts]}
+# The confirmation phase: its selection {"settings": [labels], "trials": [Trial dicts]},
+# written when the search ends, and its Ray Tune experiment folder.
+CONFIRM_FILE = "gansweep/confirm.json"
+CONFIRM_DIR = "confirm"
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
 
@@ -101,6 +105,17 @@ class SweepState:
         return self.trials[trial_id]
 
     @property
+    def confirm_trials(self) -> list[dict[str, Any]]:
+        """The confirmation phase's trials (empty until the search has ended)."""
+        path = self.path.parent / Path(CONFIRM_FILE).name
+        return json.loads(path.read_text())["trials"] if path.is_file() else []
+
+    @property
+    def expected(self) -> int:
+        """Trials of the search grid plus, once selected, of the confirmation phase."""
+        return self.data["expected"] + len(self.confirm_trials)
+
+    @property
     def results_path(self) -> Path:
         return self.path.parent / Path(RESULTS_FILE).name
 
@@ -128,7 +143,7 @@ class SweepState:
 
     def counts(self) -> dict[str, int]:
         c = Counter(t["status"] for t in self.trials.values())
-        c["pending"] += self.data["expected"] - len(self.trials)
+        c["pending"] += self.expected - len(self.trials)
         return {s: c[s] for s in STATUSES}
 
 
@@ -137,7 +152,7 @@ def status_text(sweep_dir: Path) -> str:
     state = SweepState.load(sweep_dir)
     counts = state.counts()
     lines = [f"sweep {state.data['name']} at {sweep_dir}",
-             f"trials: {state.data['expected']} expected; " +
+             f"trials: {state.expected} expected; " +
              ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
     for metric in ("fid", "kid"):
         scored = [(t["best"][metric], t) for t in state.trials.values()
@@ -148,7 +163,7 @@ def status_text(sweep_dir: Path) -> str:
                          f"(trial {t['trial_id']}, iteration {t['iteration']})")
     seconds = sum(t["time_total_s"] for t in state.trials.values())
     iters = sum(t["iteration"] for t in state.trials.values())
-    full = state.data["expected"] * state.data["max_iters"]
+    full = state.expected * state.data["max_iters"]
     lines.append(f"compute: {seconds / 3600:.3f} trial-hours, {iters} of {full} iterations "
                  f"({100 * iters / full if full else 0:.1f}% of running every trial to the end)")
     errored = [t for t in state.trials.values() if t["status"] == "errored"]

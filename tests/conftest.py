@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gansweep.core.checkpoint import snapshot
+from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
-from gansweep.core.train import TrainConfig, snapshot, train
+from gansweep.core.train import train
 from tests.helpers import finish, gansweep, write_spec
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

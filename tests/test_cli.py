@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gansweep.core.train import load_checkpoint
+from gansweep.core.checkpoint import load_checkpoint
 from tests.helpers import assert_one_clear_line, cli
 
 

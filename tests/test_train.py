@@ -4,16 +4,11 @@ import json
 import pytest
 import torch
 
+from gansweep.core.checkpoint import load_checkpoint
+from gansweep.core.config import TrainConfig, transfer_config
 from gansweep.core.errors import DivergenceError, GansweepError
 from gansweep.core.models import ArchConfig
-from gansweep.core.train import (
-    TrainConfig,
-    load_checkpoint,
-    setup,
-    train,
-    train_step,
-    transfer_config,
-)
+from gansweep.core.train import setup, train, train_step
 
 from .conftest import make_source
 
@@ -22,23 +17,27 @@ def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("source, loss, augment", [
-    ("dcgan", "wgan", "mild+diffaug"),
-    ("resnet", "wgan-gp", "flip"),
+@pytest.mark.parametrize("source, loss, augment, ema_kimg", [
+    ("dcgan", "wgan", "mild+diffaug", 0.1),
+    ("resnet", "wgan-gp", "flip", None),
 ])
-def test_resume_continues_identically(sources, faces, tmp_path, source, loss, augment):
+def test_resume_continues_identically(sources, faces, tmp_path, source, loss, augment,
+                                      ema_kimg):
     def cfg(out, iters):
         return transfer_config(str(sources[source]), str(faces), str(tmp_path / out),
                                d=f"D(1,1,{4 if source == 'resnet' else 3})",
                                g=f"G(1,1,{4 if source == 'resnet' else 3})", loss=loss,
                                augment=augment, iters=iters, eval_every=2, batch_size=8,
-                               metrics=[], seed=3)
+                               metrics=[], seed=3, ema_kimg=ema_kimg)
     straight = train(cfg("a", 4))
     train(cfg("b", 2))
     resumed = train(cfg("b", 4), resume=tmp_path / "b" / "checkpoint.pt")
     assert resumed.iteration == straight.iteration == 4
     assert _states_equal(straight.G.state_dict(), resumed.G.state_dict())
     assert _states_equal(straight.D.state_dict(), resumed.D.state_dict())
+    if ema_kimg is not None:  # the EMA generator survives resume bit for bit
+        assert _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
+        assert not _states_equal(straight.ema.state_dict(), straight.G.state_dict())
     assert straight.last_losses == resumed.last_losses
     history = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
     assert [r["iteration"] for r in history] == [2, 4]

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from gansweep.core.checkpoint import load_checkpoint
+from gansweep.core.config import transfer_config
 from gansweep.core.models import ArchConfig, FilterShift, build_models
-from gansweep.core.train import load_checkpoint, setup, train, transfer_config
+from gansweep.core.train import setup, train
 from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan
 
 from .conftest import TINY

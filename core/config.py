@@ -1,0 +1,194 @@
+"""The configuration of one training run (``TrainConfig``), and ``transfer_config``, which
+builds a transfer trial's config from a source checkpoint and a partition, baseline or plan.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gansweep.core.augment import parse_augment
+from gansweep.core.checkpoint import load_checkpoint
+from gansweep.core.data import class_names
+from gansweep.core.errors import GansweepError
+from gansweep.core.losses import LOSSES
+from gansweep.core.metrics import METRICS
+from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
+from gansweep.core.treatments import (
+    BN_STATS,
+    PlanPair,
+    baseline_pair,
+    check_plan,
+    parse_partition,
+    partition_pair,
+    plans_label,
+)
+
+INITS = ("pretrained", "scratch")
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("GANSWEEP_CACHE", str(Path.home() / ".cache" / "gansweep"))
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run. Validated on construction; every field
+    error names the field and the bad value."""
+
+    data: str
+    out: str
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    source: str | None = None  # checkpoint to transfer from; None = train from scratch
+    g_plan: list[str] | None = None  # one treatment per unit; None = fine-tune all
+    d_plan: list[str] | None = None
+    label: str = "run"
+    loss: str = "wgan"
+    lr: float | None = None  # None: the loss's default
+    n_critic: int | None = None  # None: the loss's default
+    batch_size: int = 64
+    iters: int = 1000
+    eval_every: int = 0  # 0: evaluate only at the end
+    fid_samples: int = 256
+    fid_real: int | None = None  # cap on real reference images (deterministic subset)
+    metrics: list[str] = field(default_factory=lambda: ["fid", "kid"])
+    iw_steps: int = 300  # training steps of the independent critic, per evaluation
+    classifier_negatives: str | None = None  # "other" images of the classifier metric
+    classifier_steps: int = 300
+    ac_weight: float = 1.0  # alpha_D = alpha_G of an AC head (Wang et al. eq. 7-8)
+    target_size: int | None = None
+    augment: str = "none"
+    seed: int = 0
+    bn_stats: str = "adapt"
+    inception_weights: str | None = None
+    cache_dir: str | None = None  # real-data FID statistics; None: $GANSWEEP_CACHE or ~/.cache
+    device: str = "auto"
+    # Evaluate an EMA of G's weights (core.ema) with this half-life in thousands of images;
+    # None: evaluate G itself, as the papers do.
+    ema_kimg: float | None = None
+    ema_rampup: float | None = 0.05  # the half-life is at most this fraction of images seen
+    # At the first evaluation at or after each milestone (the scheduler's rungs), FID also on
+    # this many generated images (``fid_rung``): a steadier number where decisions are made.
+    rung_fid_samples: int | None = None
+    rung_milestones: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.arch, dict):
+            self.arch = ArchConfig(**self.arch)
+        LOSSES.get(self.loss)
+        parse_augment(self.augment)
+        for name in self.metrics:
+            METRICS.get(name)
+        positive = {"batch_size": self.batch_size, "iters": self.iters,
+                    "fid_samples": self.fid_samples, "iw_steps": self.iw_steps,
+                    "classifier_steps": self.classifier_steps}
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GansweepError(f"{name}: {value!r} must be a positive integer")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise GansweepError(f"eval_every: {self.eval_every!r} must be an integer >= 0")
+        for name in ("target_size", "fid_real", "n_critic"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise GansweepError(f"{name}: {value!r} must be a positive integer or null")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise GansweepError(f"lr: {self.lr!r} must be a positive number")
+        if "classifier" in self.metrics and self.classifier_negatives is None:
+            raise GansweepError("classifier_negatives: the 'classifier' metric needs a folder "
+                                "of images that are not the target (default: the source's "
+                                "training data)")
+        if not (isinstance(self.ac_weight, (int, float)) and self.ac_weight >= 0):
+            raise GansweepError(f"ac_weight: {self.ac_weight!r} must be a number >= 0")
+        if self.bn_stats not in BN_STATS:
+            raise GansweepError(f"bn_stats: {self.bn_stats!r} is not one of {BN_STATS}")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+            raise GansweepError(f"device: {self.device!r} is not auto, cpu or cuda[:N]")
+        for name in ("ema_kimg", "ema_rampup"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float))
+                                          and not isinstance(value, bool) and value > 0):
+                raise GansweepError(f"{name}: {value!r} must be a positive number or null")
+        if self.rung_fid_samples is not None:
+            if not isinstance(self.rung_fid_samples, int) or \
+                    self.rung_fid_samples <= self.fid_samples:
+                raise GansweepError(f"rung_fid_samples: {self.rung_fid_samples!r} must be an "
+                                    f"integer larger than fid_samples ({self.fid_samples})")
+            if "fid" not in self.metrics:
+                raise GansweepError("rung_fid_samples: needs 'fid' among the metrics")
+        if any(not isinstance(m, int) or m < 1 for m in self.rung_milestones):
+            raise GansweepError(f"rung_milestones: {self.rung_milestones!r} must be positive "
+                                f"integers")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GansweepError(f"unknown config field(s) {unknown}")
+        return cls(**d)
+
+
+
+def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
+                    g: str | None = None, baseline: str | None = None,
+                    modulation: str = "adafm", freeze_d_depth: int | None = None,
+                    g_init: str = "pretrained", d_init: str = "pretrained",
+                    plans: tuple[Sequence[str], Sequence[str]] | None = None,
+                    conditional: str | None = None, expect_arch: str | None = None,
+                    expect_resolution: int | None = None,
+                    **overrides: Any) -> TrainConfig:
+    """The config of one transfer trial: a D/G partition pair, a baseline preset, or
+    explicit per-unit ``plans`` (G's, D's), from a source checkpoint. ``g_init``/``d_init =
+    scratch`` re-initialises that whole network (Wang et al.'s G/D initialisation study);
+    it needs that network fully fine-tuned. ``conditional`` (a class head: projection or ac)
+    makes both networks class-conditional, one class per sub-folder of ``data``; the source
+    may be unconditional (Wang et al. section 5).
+    Settings not given (loss, ...) default to the source's pretraining config, and the
+    classifier metric's negatives to the source's training images.
+    ``expect_arch``/``expect_resolution`` refuse a source of another architecture."""
+    ckpt = load_checkpoint(source)
+    arch = ArchConfig(**ckpt["arch"])
+    for what, want, have in (("architecture", expect_arch, arch.name),
+                             ("resolution", expect_resolution, arch.resolution)):
+        if want is not None and want != have:
+            raise GansweepError(f"checkpoint {source}: {what} is {have!r}, expected {want!r}")
+    lg, ld = unit_counts(arch)
+    if modulation not in ("adafm", "filter-shift"):
+        raise GansweepError(f"modulation: {modulation!r} is not 'adafm' or 'filter-shift'")
+    given = [x for x in (baseline, d or g, plans) if x is not None]
+    if len(given) != 1:
+        raise GansweepError("give one of: a baseline, D/G partitions, or per-unit plans")
+    if baseline is not None:
+        pair = baseline_pair(baseline, ld, lg, modulation, freeze_d_depth)
+    elif plans is not None:
+        pair = PlanPair(check_plan(plans[0], lg, "g_plan"), check_plan(plans[1], ld, "d_plan"),
+                        plans_label(plans))
+    elif d is None or g is None:
+        raise GansweepError("give both a D partition and a G partition, or a baseline")
+    else:
+        pair = partition_pair(parse_partition(d, ld, "D"), parse_partition(g, lg, "G"),
+                              modulation)
+    plans = {"g": list(pair.g_plan), "d": list(pair.d_plan)}
+    for net, init in (("g", g_init), ("d", d_init)):
+        if init not in INITS:
+            raise GansweepError(f"{net}_init: {init!r} is not one of {INITS}")
+        if init == "scratch":
+            if any(t not in ("finetune", "reinit") for t in plans[net]):
+                raise GansweepError(f"{net}_init: 'scratch' needs {net.upper()} fully "
+                                    f"fine-tuned, but {pair.label} freezes or modulates it")
+            plans[net] = ["reinit"] * len(plans[net])
+    if conditional is not None:
+        if conditional not in COND_HEADS:
+            raise GansweepError(f"conditional: {conditional!r} is not one of {COND_HEADS}")
+        arch = replace(arch, num_classes=len(class_names(data)), cond_head=conditional)
+    overrides.setdefault("loss", ckpt["config"]["loss"])
+    if "classifier" in overrides.get("metrics", ()) and \
+            overrides.get("classifier_negatives") is None:
+        overrides["classifier_negatives"] = str(Path(ckpt["config"]["data"]).resolve())
+    return TrainConfig(data=data, out=out, arch=arch, source=source, g_plan=plans["g"],
+                       d_plan=plans["d"], label=pair.label, **overrides)

@@ -1,0 +1,311 @@
+"""``gansweep replay``: measure a scheduler on a finished grid without training anything.
+
+A grid sweep (every trial run to the end) records every evaluation of every trial with its
+wall time. A replay feeds those recorded results, in the order a sweep with a given trial
+order and concurrency would produce them, to the scheduler class live sweeps use
+(``sweep.scheduler.RobustASHA``, i.e. Ray Tune's AsyncHyperBandScheduler), and honours its
+decisions: a stopped trial reports nothing more and frees its slot. No Ray cluster, no
+model: a replay of a 41-trial grid takes milliseconds, so one can try many orders.
+
+For each scheduler setting it reports the compute spent (trial-seconds, as a fraction of
+running the grid), the regret of its pick against the grid's best, and how often it picked
+the best. A setting's true value is the mean over the grid's seeds of its trials' final
+metric; a replay searches one seed's trials (as a sweep with one search seed does) and
+picks the trial with the best final score among those it ran to the end.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.tune.schedulers import TrialScheduler
+
+from gansweep.core.errors import GansweepError
+from gansweep.core.metrics import HIGHER_IS_BETTER
+from gansweep.sweep.ranking import ScoreRule, score
+from gansweep.sweep.scheduler import RobustASHA
+from gansweep.sweep.spec import Scheduler, setting_key
+from gansweep.sweep.state import GRID_FILE, SPEC_FILE, SweepState
+
+
+@dataclass
+class RecordedTrial:
+    trial_id: str
+    label: str
+    setting: str  # sweep.spec.setting_key
+    seed: int
+    evaluations: list[dict[str, Any]]  # results.jsonl records, one per iteration, in order
+
+
+@dataclass
+class Recording:
+    """A finished grid: its trials' evaluations, the metric and the budget."""
+
+    name: str
+    metric: str
+    max_iters: int
+    trials: list[RecordedTrial]
+
+    def truth(self) -> dict[str, float]:
+        """Each setting's true value: its final metric, averaged over the grid's seeds."""
+        finals = defaultdict(list)
+        for t in self.trials:
+            finals[t.setting].append(t.evaluations[-1][self.metric])
+        return {k: float(np.mean(v)) for k, v in finals.items()}
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({t.seed for t in self.trials})
+
+
+def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
+    """A finished grid's recorded evaluations; one clear error when it is not one.
+    ``grid=False`` also takes a sweep whose scheduler stopped trials (to replay its own
+    decisions)."""
+    sweep_dir = Path(sweep_dir)
+    state = SweepState.load(sweep_dir)
+    import yaml  # only here: the CLI's other commands do not need it at import
+
+    spec = yaml.safe_load((sweep_dir / SPEC_FILE).read_text())
+    planned = json.loads((sweep_dir / GRID_FILE).read_text())["trials"]
+    search = [r for r in state.trials.values() if r["config"].get("phase", "search") == "search"]
+    max_iters = state.data["max_iters"]
+    short = [r for r in search if r["status"] != "diverged"
+             and (r["status"] != "finished" or r["iteration"] < max_iters)]
+    stopped = [r for r in short if r["status"] == "stopped"]
+    if stopped and grid:
+        raise GansweepError(f"replay needs a grid (every trial run to the end), but "
+                            f"{len(stopped)} trials of {sweep_dir.name} were stopped early "
+                            f"(it ran with a scheduler); record it with scheduler: "
+                            f"{{type: none}}")
+    short = [r for r in short if r["status"] != "stopped"]
+    if short or len(search) < len(planned):
+        missing = len(short) + len(planned) - len(search)
+        raise GansweepError(f"replay needs a finished grid, but {missing} of {len(planned)} trials "
+                            f"of {sweep_dir.name} have not run to iteration {max_iters} "
+                            f"(pending, running or errored); finish it with "
+                            f"'gansweep resume {sweep_dir}'")
+    by_trial: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in state.results():
+        by_trial[r["trial_id"]][r["iteration"]] = r  # a repeat after a restart: the newest
+    trials = [RecordedTrial(r["trial_id"], r["label"], setting_key(r["config"]),
+                            r["config"]["seed"],
+                            [by_trial[r["trial_id"]][i] for i in sorted(by_trial[r["trial_id"]])])
+              for r in search]
+    return Recording(spec["name"], spec.get("metric", "fid"), max_iters, trials)
+
+
+# --- scheduler settings ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Variant:
+    """A scheduler setting to replay: ASHA's rungs, the score rule, the noise margin k, and
+    whether rung decisions use the larger-sample FID recorded at the rungs."""
+
+    name: str
+    grace: int
+    rf: float
+    rule: ScoreRule = field(default_factory=ScoreRule)
+    noise: float = 0.0
+    rung_samples: bool = False
+
+    def __str__(self) -> str:
+        return (f"{self.name}: grace {self.grace}, rf {self.rf:g}, score {self.rule.rule}"
+                + (f"/{self.rule.window}" if self.rule.rule == "mean" else "")
+                + f", noise {self.noise:g}" + (", rung samples" if self.rung_samples else ""))
+
+
+KEYS = {"grace": int, "rf": float, "score": str, "window": int, "noise": float, "rung": int}
+
+
+def parse_variant(text: str, base: Scheduler) -> Variant:
+    """``today`` (ASHA deciding on the last FID, stopping on any deficit: gansweep 0.1),
+    ``spec`` (the sweep's own scheduler section), or ``NAME:key=value,...`` with keys grace,
+    rf, score (last|mean|best), window, noise, rung (0|1), over the spec's settings."""
+    spec = Variant("spec", base.grace_period, base.reduction_factor, base.rule, base.noise,
+                   base.rung_fid_samples is not None)
+    if text == "spec":
+        return spec
+    if text == "today":
+        return replace(spec, name="today", rule=ScoreRule(), noise=0.0, rung_samples=False)
+    name, _, body = text.partition(":")
+    if not body:
+        raise GansweepError(f"--scheduler {text!r}: give 'today', 'spec' or NAME:key=value,... "
+                            f"with keys {', '.join(KEYS)}")
+    values: dict[str, Any] = {}
+    for item in body.split(","):
+        key, _, value = item.partition("=")
+        if key not in KEYS:
+            raise GansweepError(f"--scheduler {text!r}: unknown key {key!r}; valid: "
+                                f"{', '.join(KEYS)}")
+        try:
+            values[key] = KEYS[key](value)
+        except ValueError:
+            raise GansweepError(f"--scheduler {text!r}: {key}={value!r} is not "
+                                f"{KEYS[key].__name__}") from None
+    rule = ScoreRule(values.get("score", spec.rule.rule), values.get("window", spec.rule.window))
+    return Variant(name, values.get("grace", spec.grace), values.get("rf", spec.rf), rule,
+                   values.get("noise", spec.noise), bool(values.get("rung", spec.rung_samples)))
+
+
+# --- one replay ------------------------------------------------------------------------------
+
+class _Trial:
+    """What the scheduler reads of a trial."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+@dataclass
+class Outcome:
+    spent_s: float  # trial-seconds
+    full_s: float  # trial-seconds of the grid
+    pick: str | None  # the setting picked
+    stops: dict[str, int]  # trial id -> iteration of its last report
+
+
+def _results(trial: RecordedTrial, variant: Variant, metric: str,
+             milestones: list[int]) -> list[dict[str, Any]]:
+    """The results the trial reports under ``variant``: its evaluations, scored by the
+    variant's rule, the rung FID kept only where the variant decides on it."""
+    out, history, previous = [], [], 0
+    for e in trial.evaluations:
+        at_rung = variant.rung_samples and any(previous < m <= e["iteration"]
+                                               for m in milestones)
+        if e.get("fid_rung") is not None and not at_rung:
+            e = {k: v for k, v in e.items() if k not in ("fid_rung", "fid_rung_sd")}
+        elif at_rung and e.get("fid_rung") is None:
+            raise GansweepError(f"the recording has no rung FID at iteration {e['iteration']} "
+                                f"of {trial.label}: record the grid with scheduler."
+                                f"rung_fid_samples and these rungs")
+        history.append(e)
+        value, sd = score(history, metric, variant.rule)
+        out.append({"iteration": e["iteration"], "score": value, "score_sd": sd,
+                    "elapsed_s": e["time_total_s"]})
+        previous = e["iteration"]
+    return out
+
+
+class _Replayer:
+    """The variant's scheduler and the results each recorded trial reports under it."""
+
+    def __init__(self, recording: Recording, variant: Variant, trials: Sequence[RecordedTrial]):
+        self.max_iters, metric = recording.max_iters, recording.metric
+        self.scheduler = RobustASHA(None, noise=variant.noise, time_attr="iteration",
+                                    metric="score",
+                                    mode="max" if metric in HIGHER_IS_BETTER else "min",
+                                    max_t=self.max_iters, grace_period=variant.grace,
+                                    reduction_factor=variant.rf)
+        milestones = Scheduler(grace_period=variant.grace,
+                               reduction_factor=variant.rf).milestones(self.max_iters)
+        self.results = {t.trial_id: _results(t, variant, metric, milestones) for t in trials}
+        self.stops: dict[str, int] = {}
+
+    def add(self, trial_id: str) -> None:
+        self.scheduler.on_trial_add(None, _Trial(trial_id))
+
+    def report(self, trial_id: str, k: int) -> bool:
+        """Result k of the trial reaches the scheduler; True when the trial ends with it
+        (stopped, or its last recorded result)."""
+        result = self.results[trial_id][k]
+        action = self.scheduler.on_trial_result(None, _Trial(trial_id), result)
+        if action == TrialScheduler.STOP or k == len(self.results[trial_id]) - 1:
+            self.scheduler.on_trial_complete(None, _Trial(trial_id), result)
+            self.stops[trial_id] = result["iteration"]
+            return True
+        return False
+
+
+def replay(recording: Recording, variant: Variant, trials: Sequence[RecordedTrial],
+           concurrency: int) -> Outcome:
+    """Run ``trials`` in this order, ``concurrency`` at a time, each result arriving at the
+    trial's recorded wall time after its start, through the variant's scheduler."""
+    r = _Replayer(recording, variant, trials)
+    waiting, events, tick, spent = list(trials), [], itertools.count(), 0.0
+
+    def start(now: float) -> None:
+        t = waiting.pop(0)
+        r.add(t.trial_id)
+        heapq.heappush(events, (now + r.results[t.trial_id][0]["elapsed_s"], next(tick),
+                                t.trial_id, 0, now))
+
+    while waiting and len(events) < concurrency:
+        start(0.0)
+    while events:
+        clock, _, trial_id, k, began = heapq.heappop(events)
+        if r.report(trial_id, k):
+            spent += r.results[trial_id][k]["elapsed_s"]
+            if waiting:
+                start(clock)
+        else:
+            heapq.heappush(events, (began + r.results[trial_id][k + 1]["elapsed_s"],
+                                    next(tick), trial_id, k + 1, began))
+    full = sum(t.evaluations[-1]["time_total_s"] for t in trials)
+    sign = -1 if recording.metric in HIGHER_IS_BETTER else 1
+    done = [t for t in trials if r.stops[t.trial_id] >= recording.max_iters]
+    best = min(done, key=lambda t: sign * r.results[t.trial_id][-1]["score"], default=None)
+    return Outcome(spent, full, None if best is None else best.setting, r.stops)
+
+
+def replay_sequence(recording: Recording, variant: Variant,
+                    sequence: Sequence[tuple[str, int]]) -> dict[str, int]:
+    """Feed results in a given order of (trial id, iteration), as a live sweep's scheduler
+    received them; returns each trial's last iteration (where the scheduler stopped it)."""
+    r = _Replayer(recording, variant, recording.trials)
+    index = {tid: {res["iteration"]: k for k, res in enumerate(results)}
+             for tid, results in r.results.items()}
+    added = set()
+    for trial_id, iteration in sequence:
+        if trial_id in r.stops:
+            continue
+        if trial_id not in added:
+            added.add(trial_id)
+            r.add(trial_id)
+        r.report(trial_id, index[trial_id][iteration])
+    return r.stops
+
+
+@dataclass
+class Summary:
+    variant: Variant
+    compute: list[float]  # fractions of the grid's trial-seconds
+    regret: list[float]  # relative to the best setting's true value
+    hit: list[bool]  # the best setting picked
+
+    def line(self) -> str:
+        c, r = np.array(self.compute), np.array(self.regret)
+        return (f"{self.variant}: compute {100 * np.median(c):.1f}% of the grid "
+                f"({100 * c.min():.1f}-{100 * c.max():.1f}%), regret median "
+                f"{100 * np.median(r):.2f}%, 90th percentile {100 * np.percentile(r, 90):.2f}%, "
+                f"best picked {100 * np.mean(self.hit):.0f}% of {len(r)} replays")
+
+
+def replay_many(recording: Recording, variant: Variant, orders: int,
+                concurrency: Sequence[int], seed: int = 0) -> Summary:
+    """Replays of each search seed's trials in ``orders`` random orders at each concurrency."""
+    truth = recording.truth()
+    sign = -1 if recording.metric in HIGHER_IS_BETTER else 1
+    best = min(truth, key=lambda k: sign * truth[k])
+    rng = np.random.default_rng(seed)
+    out = Summary(variant, [], [], [])
+    for s in recording.seeds:
+        trials = [t for t in recording.trials if t.seed == s]
+        for c in concurrency:
+            for _ in range(orders):
+                order = [trials[i] for i in rng.permutation(len(trials))]
+                o = replay(recording, variant, order, c)
+                out.compute.append(o.spent_s / o.full_s)
+                regret = sign * (truth[o.pick] - truth[best]) / abs(truth[best]) \
+                    if o.pick is not None else math.inf
+                out.regret.append(regret)
+                out.hit.append(o.pick == best)
+    return out
