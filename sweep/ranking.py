@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import HIGHER_IS_BETTER, worst_value
@@ -101,6 +100,8 @@ def interval(sample: Sequence[float], level: float = 0.95) -> Interval:
     mean = float(x.mean())
     if len(x) < 2:
         return Interval(mean, math.nan, math.nan, len(x))
+    from scipy import stats  # here: a trial imports this module, and scipy.stats is slow
+
     half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return Interval(mean, mean - half, mean + half, len(x))
 

@@ -12,8 +12,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gansweep.sweep.replay import load_recording, parse_variant, replay_sequence
+from gansweep.sweep.runner import load_sweep_spec
 from gansweep.sweep.state import SweepState
-from tests.helpers import MAX_ITERS, finish, gansweep, results, tune_trial_count, write_spec
+from tests.helpers import (
+    MAX_ITERS,
+    assert_one_clear_line,
+    cli_in_process,
+    finish,
+    gansweep,
+    results,
+    tune_trial_count,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +49,21 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
     status = subprocess.run([sys.executable, "-m", "gansweep", "status", sweep_dir],
                             capture_output=True, text=True)
     assert status.returncode == 0 and f"{len(stopped)} stopped" in status.stdout
+
+
+def test_replay_reproduces_the_live_stop_decisions(tiny_sweep):
+    """Replaying the tiny ASHA sweep's recorded results in the order its scheduler received
+    them gives every trial the stop its live run had; as a grid it is refused in one line."""
+    sweep_dir, _ = tiny_sweep
+    state = SweepState.load(sweep_dir)
+    recording = load_recording(sweep_dir, grid=False)
+    sequence = [(r["trial_id"], r["iteration"]) for r in state.results()]
+    spec = parse_variant("spec", load_sweep_spec(sweep_dir).scheduler)
+    stops = replay_sequence(recording, spec, sequence)
+    assert stops == {i: t["iteration"] for i, t in state.trials.items()}
+    assert any(it < MAX_ITERS for it in stops.values())
+    assert_one_clear_line(cli_in_process("replay", sweep_dir), "replay",
+                          "were stopped early (it ran with a scheduler)")
 
 
 def kill_when(proc: subprocess.Popen, sweep_dir: Path, ready) -> dict:
@@ -82,11 +108,18 @@ def check_resumed(sweep_dir: Path, before: dict, lines_before: dict) -> None:
             assert len(iters) > t["reports"]
 
 
+def confirming(trials: dict) -> bool:
+    return any(t["config"]["phase"] == "confirm" and t["status"] == "running" and t["reports"]
+               for t in trials.values())
+
+
 def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
-    """Killed before any trial finished, resumed, killed again mid-sweep, resumed: the
-    sweep completes with exactly the grid's trials and nothing done twice."""
+    """Killed before any trial finished, resumed, killed again mid-search, resumed, killed
+    in the confirmation phase, resumed: the sweep completes with exactly the grid's trials
+    and the confirmation's, nothing done twice, each trial marked with its phase."""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
-                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8})
+                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+                      confirm={"top": 1, "seeds": [5]})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     launch = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
     # Before any trial has run to the end (ASHA may already have stopped some at the rung).
@@ -101,19 +134,36 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     check_resumed(sweep_dir, first, lines)
     lines = {i: len(results(sweep_dir, i)) for i in done(second)}
 
-    out = finish(gansweep("resume", sweep_dir))
+    third = kill_when(gansweep("resume", sweep_dir, start_new_session=True), sweep_dir,
+                      confirming)
     check_resumed(sweep_dir, second, lines)
+    lines = {i: len(results(sweep_dir, i)) for i in done(third)}
+    selection = json.loads((sweep_dir / "gansweep" / "confirm.json").read_text())
+
+    out = finish(gansweep("resume", sweep_dir))
+    check_resumed(sweep_dir, third, lines)
     after = SweepState.load(sweep_dir)
-    assert len(after.trials) == after.data["expected"] == tune_trial_count(sweep_dir) == 9
-    assert all(t["status"] in ("finished", "stopped") for t in after.trials.values())
-    assert sum(len(t["starts"]) for t in after.trials.values()) > 9  # some did continue
+    search = {i: t for i, t in after.trials.items() if t["config"]["phase"] == "search"}
+    confirm = {i: t for i, t in after.trials.items() if t["config"]["phase"] == "confirm"}
+    assert len(search) == tune_trial_count(sweep_dir) == 9
+    assert len(confirm) == len(selection["trials"]) == tune_trial_count(sweep_dir / "confirm")
+    assert len(after.trials) == after.expected
+    # The top setting of the search and every baseline, on the fresh seed, to the end.
+    assert set(selection["settings"]) >= {"fine-tune", "scale-shift", "scratch"}
+    assert len(selection["settings"]) in (3, 4)
+    assert all(t["config"]["seed"] == 5 and t["status"] == "finished" and t["iteration"] == 8
+               for t in confirm.values())
+    assert all(t["status"] in ("finished", "stopped") for t in search.values())
+    assert sum(len(t["starts"]) for t in after.trials.values()) > len(after.trials)
     rungs_after = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     for (m, rec), (m2, rec2) in zip(rungs_before["brackets"][0], rungs_after["brackets"][0]):
         assert m == m2 and all(rec2.get(k) == v for k, v in rec.items())
     # The Parquet written when the resumed sweep ended agrees with Tune's and our state.
-    assert "report: " in out
+    assert "report: " in out and "verdict: Winner on the confirmation seeds" in out
     table = pd.read_parquet(sweep_dir / "gansweep" / "trials.parquet")
-    assert len(table) == 9 and table["trial_id"].notna().all()
+    assert len(table) == len(after.trials) and table["trial_id"].notna().all()
+    assert dict(zip(table["trial_id"], table["phase"])) == {
+        i: t["config"]["phase"] for i, t in after.trials.items()}
     assert dict(zip(table["trial_id"], table["status"])) == {
         i: t["status"] for i, t in after.trials.items()}
     assert dict(zip(table["trial_id"], table["starts"])) == {
@@ -136,6 +186,8 @@ def check_partial_results(sweep_dir: Path, records: dict) -> None:
     assert (tables.trials["status"] == "running").any()
     write_tables(tables)
     assert "Partial sweep" in render(tables)
+    assert_one_clear_line(cli_in_process("replay", sweep_dir), "replay",
+                          "replay needs a")  # a finished grid; this one stopped mid-way
 
 
 def test_two_node_cluster_survives_node_loss(sources, faces, weights, tmp_path):
