@@ -1,8 +1,13 @@
-"""Data augmentation presets.
+"""Data augmentation presets, applied to whole batches on the training device.
 
 An ``augment`` setting is one preset name or several joined by '+', e.g. ``flip+diffaug``:
-- image presets (``flip``, ``mild``) transform each real image (torchvision.transforms.v2,
-  uint8, per image) before it reaches D;
+- image presets (``flip``, ``mild``) transform each real uint8 image before it reaches D.
+  Each is a few batched tensor operations whose per-image parameters are drawn from the
+  run's (checkpointed) CPU random stream, so a resumed run draws the same ones. ``mild`` is
+  torchvision's ``RandomHorizontalFlip(0.5)``, ``RandomRotation(10, fill=255)`` and
+  ``ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1)`` in that order, with the same
+  parameter distributions (the jitter's three operations in a random order per image) and
+  the same uint8 arithmetic, written for a batch instead of one image at a time;
 - ``diffaug`` is DiffAugment (Zhao et al. 2020: colour, translation 1/8, cutout 1/2), a
   differentiable transform applied to real *and* fake images inside the critic.
 """
@@ -13,33 +18,91 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from torchvision.transforms import v2
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.registry import Registry
 
-IMAGE_AUGMENTS: Registry[Callable[[], v2.Transform | None]] = Registry("augment")
+ImageAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 N x 3 x H x W -> same
+IMAGE_AUGMENTS: Registry[ImageAugment | None] = Registry("augment")
+IMAGE_AUGMENTS.register("none")(None)
 
 
-@IMAGE_AUGMENTS.register("none")
-def _none() -> None:
-    return None
+def _per_image(mask: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, 1, 1, 1)
 
 
 @IMAGE_AUGMENTS.register("flip")
-def _flip() -> v2.Transform:
-    return v2.RandomHorizontalFlip(0.5)
+def flip(images: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2."""
+    flipped = (torch.rand(len(images)) < 0.5).to(images.device)
+    return torch.where(_per_image(flipped), images.flip(-1), images)
+
+
+def rotate(images: torch.Tensor, degrees: torch.Tensor, fill: int = 255) -> torch.Tensor:
+    """Rotate each uint8 image by its angle (counter-clockwise, degrees) about its centre,
+    nearest neighbour, uncovered pixels ``fill``: torchvision's ``rotate`` for a batch, pixel
+    for pixel. Each output pixel's source is found from the inverse rotation with
+    grid_sample's coordinate arithmetic (align_corners=False) and gathered."""
+    b, c, h, w = images.shape
+    device = images.device
+    r = torch.deg2rad(-degrees.double())  # torchvision's inverse map rotates by -angle
+    cos, sin = torch.cos(r).float().to(device), torch.sin(r).float().to(device)
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=device).view(1, 1, w)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=device).view(1, h, 1)
+    gx = xs * (cos / (0.5 * w)).view(b, 1, 1) + ys * (sin / (0.5 * w)).view(b, 1, 1)
+    gy = xs * (-sin / (0.5 * h)).view(b, 1, 1) + ys * (cos / (0.5 * h)).view(b, 1, 1)
+    ix = ((gx + 1) * (w * 0.5) - 0.5).round_()
+    iy = ((gy + 1) * (h * 0.5) - 0.5).round_()
+    inside = (ix >= 0) & (ix <= w - 1) & (iy >= 0) & (iy <= h - 1)
+    source = (iy.clamp_(0, h - 1) * w + ix.clamp_(0, w - 1)).long().view(b, 1, h * w)
+    out = images.reshape(b, c, h * w).gather(2, source.expand(b, c, -1))
+    return out.masked_fill_(~inside.view(b, 1, h * w), fill).view(b, c, h, w)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().unsqueeze(1)
+
+
+def jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """ColorJitter with per-image factors (N x 3: brightness, contrast, saturation) applied
+    in per-image orders (N x 3, a permutation of 0, 1, 2 per row), with torchvision's uint8
+    arithmetic: each operation blends with black (brightness), the mean grey level
+    (contrast) or the grey image (saturation), then clamps and truncates to an integer."""
+    x = images.float()
+    f = factors.view(-1, 3, 1, 1, 1)
+    for step in range(3):
+        for k in range(3):
+            chosen = torch.nonzero(order[:, step] == k)[:, 0]
+            if not len(chosen):
+                continue
+            y, fk = x[chosen], f[chosen, k]
+            if k == 0:
+                y = y * fk
+            else:
+                other = _grey(y)
+                if k == 1:
+                    other = other.mean(dim=(1, 2, 3), keepdim=True)
+                y = torch.addcmul(y * fk, other, 1.0 - fk)
+            x[chosen] = y.clamp_(0, 255).trunc_()
+    return x.to(torch.uint8)
+
+
+def mild_params(n: int) -> dict[str, torch.Tensor]:
+    """Per-image parameters of ``mild``, from the CPU random stream: a flip with p = 1/2, an
+    angle uniform in [-10, 10] degrees, jitter factors uniform in [0.9, 1.1] and a uniformly
+    random order of the three jitter operations (torchvision's distributions)."""
+    return {"flip": torch.rand(n) < 0.5, "degrees": torch.empty(n).uniform_(-10.0, 10.0),
+            "factors": torch.empty(n, 3).uniform_(0.9, 1.1), "order": torch.rand(n, 3).argsort(1)}
 
 
 @IMAGE_AUGMENTS.register("mild")
-def _mild() -> v2.Transform:
-    # The dissertation's: flip + small rotation + colour jitter, kept mild so the
-    # augmented images stay in the target domain.
-    return v2.Compose([
-        v2.RandomHorizontalFlip(0.5),
-        v2.RandomRotation(10, fill=255),
-        v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1),
-    ])
+def mild(images: torch.Tensor) -> torch.Tensor:
+    """The dissertation's: flip, a rotation of up to 10 degrees (white fill) and a colour
+    jitter of 10 %, kept mild so the images stay in the target domain."""
+    p = {k: v.to(images.device) for k, v in mild_params(len(images)).items()}
+    x = torch.where(_per_image(p["flip"]), images.flip(-1), images)
+    return jitter(rotate(x, p["degrees"]), p["factors"], p["order"])
 
 
 DIFF_AUGMENTS = ("diffaug",)
@@ -88,14 +151,14 @@ def diff_augment(x: torch.Tensor) -> torch.Tensor:
 class Augmentation:
     """The parsed ``augment`` setting."""
 
-    image: v2.Transform | None
+    image: list[ImageAugment]
     differentiable: bool
 
     def real_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Apply the image presets to a uint8 batch, a fresh random draw per image."""
-        if self.image is None:
-            return images
-        return torch.stack([self.image(img) for img in images])
+        for transform in self.image:
+            images = transform(images)
+        return images
 
     def critic_input(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x) if self.differentiable else x
@@ -108,8 +171,7 @@ def parse_augment(spec: str) -> Augmentation:
     if unknown:
         raise GansweepError(f"augment: unknown preset {unknown[0]!r} in {spec!r}; valid: "
                             f"{', '.join(valid)} (join several with '+')")
-    transforms = [t for t in (IMAGE_AUGMENTS.get(n)() for n in names if n in IMAGE_AUGMENTS)
-                  if t is not None]
-    image = None if not transforms else transforms[0] if len(transforms) == 1 else v2.Compose(
-        transforms)
-    return Augmentation(image, any(n in DIFF_AUGMENTS for n in names))
+    image = [IMAGE_AUGMENTS.get(n) for n in names if n in IMAGE_AUGMENTS]
+    return Augmentation([t for t in image if t is not None],
+                        any(n in DIFF_AUGMENTS for n in names))
+

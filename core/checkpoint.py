@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.fileio import atomic_write
+from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import TransferNet, load_source_state
 
 if TYPE_CHECKING:
@@ -53,20 +55,38 @@ def load_source(net: TransferNet, state: dict, what: str, path: str) -> None:
                             f"({str(e).splitlines()[0][:160]})") from None
 
 
-def checkpoint_state(s: TrainState) -> dict[str, Any]:
-    """Everything that resumes the run ``s``."""
+def _trainable_and_buffers(net: nn.Module) -> set[str]:
+    return {n for n, p in net.named_parameters() if p.requires_grad} | \
+        {n for n, _ in net.named_buffers()}
+
+
+def checkpoint_state(s: TrainState, lean: bool = False) -> dict[str, Any]:
+    """Everything that resumes the run ``s``. ``lean``: G's and D's frozen tensors are left
+    out (a transfer's frozen weights are its source's; ``restore`` reloads them from there,
+    checking the source's sha256), so a mostly frozen or modulated trial writes little; a
+    lean checkpoint resumes its run but is no transfer source itself."""
+    g, d = s.G.state_dict(), s.D.state_dict()
+    ema = s.ema.state_dict() if s.ema is not None else None
+    lean = lean and s.cfg.source is not None
+    if lean:
+        keep_g, keep_d = _trainable_and_buffers(s.G), _trainable_and_buffers(s.D)
+        g, d = ({k: v for k, v in g.items() if k in keep_g},
+                {k: v for k, v in d.items() if k in keep_d})
+        ema = None if ema is None else {k: v for k, v in ema.items() if k in keep_g}
     return {
         "format": CHECKPOINT_FORMAT,
         "arch": s.cfg.arch.to_dict(),
         "plans": {"g": list(s.cfg.g_plan or ["finetune"] * s.G.num_units),
                   "d": list(s.cfg.d_plan or ["finetune"] * s.D.num_units)},
         "config": s.cfg.to_dict(),
-        "G": s.G.state_dict(), "D": s.D.state_dict(),
-        "G_ema": s.ema.state_dict() if s.ema is not None else None,
+        "lean": lean,
+        "source": None if s.cfg.source is None else {"path": s.cfg.source,
+                                                     "sha256": file_sha256(s.cfg.source)},
+        "G": g, "D": d, "G_ema": ema,
         "opt_g": s.opt_g.state_dict() if s.opt_g else None,
         "opt_d": s.opt_d.state_dict() if s.opt_d else None,
         "iteration": s.iteration, "train_seconds": s.train_seconds,
-        "history": s.history, "last_losses": s.last_losses,
+        "history": s.history, "last_losses": s.last_losses, "numerics": s.numerics,
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else [],
                 "sampler": s.sampler.state_dict()},
@@ -74,14 +94,27 @@ def checkpoint_state(s: TrainState) -> dict[str, Any]:
 
 
 def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
-    """Continue a run from its checkpoint, bit for bit (same device type)."""
-    s.G.load_state_dict(ckpt["G"])
-    s.D.load_state_dict(ckpt["D"])
+    """Continue a run from its checkpoint: bit for bit on the same device type (on a GPU,
+    with ``deterministic``); on another device type it continues and says so."""
+    written_on = ckpt.get("numerics", {}).get("device", "cpu")
+    if torch.device(written_on).type != s.device.type:
+        print(f"gansweep: warning: the checkpoint was written on {written_on} "
+              f"({ckpt['numerics'].get('device_name')}); resuming on {s.device}: the run "
+              f"continues, but not bit for bit", file=sys.stderr)
+    if ckpt.get("lean"):
+        # The frozen tensors are the source's, loaded by setup: the source must not change.
+        recorded, now = ckpt["source"]["sha256"], file_sha256(s.cfg.source)
+        if recorded != now:
+            raise GansweepError(f"checkpoint: the run's source {s.cfg.source} changed since "
+                                f"the run started (sha256 {recorded[:12]}... then, "
+                                f"{now[:12]}... now); its frozen weights cannot be restored")
+    _load(s.G, ckpt["G"], ckpt.get("lean"))
+    _load(s.D, ckpt["D"], ckpt.get("lean"))
     if s.ema is not None:
         if ckpt.get("G_ema") is None:
             raise GansweepError("checkpoint: this run evaluates an EMA generator, but the "
                                 "checkpoint it resumes from has none (made with ema off)")
-        s.ema.load_state_dict(ckpt["G_ema"])
+        _load(s.ema.net, ckpt["G_ema"], ckpt.get("lean"), trainable=_trainable_and_buffers(s.G))
     for opt, key in ((s.opt_g, "opt_g"), (s.opt_d, "opt_d")):
         if opt is not None:
             opt.load_state_dict(ckpt[key])
@@ -93,10 +126,22 @@ def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
     s.sampler.load_state_dict(ckpt["rng"]["sampler"])
 
 
-def snapshot(s: TrainState, path: str | os.PathLike | None = None) -> Path:
+def _load(net: nn.Module, state: dict[str, torch.Tensor], lean: bool,
+          trainable: set[str] | None = None) -> None:
+    """Load a (lean) state: what it leaves out must be exactly the frozen tensors, which
+    hold their source values already."""
+    if not lean:
+        net.load_state_dict(state)
+        return
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    expected = set(net.state_dict()) - (trainable or _trainable_and_buffers(net))
+    assert not unexpected and set(missing) == expected, (unexpected, set(missing) ^ expected)
+
+
+def snapshot(s: TrainState, path: str | os.PathLike | None = None, lean: bool = False) -> Path:
     """Write the resumable checkpoint (atomically) and the run's config and metrics."""
     path = Path(path) if path else s.out / "checkpoint.pt"
-    atomic_write(path, lambda f: torch.save(checkpoint_state(s), f))
+    atomic_write(path, lambda f: torch.save(checkpoint_state(s, lean), f))
     s.out.mkdir(parents=True, exist_ok=True)
     (s.out / "config.json").write_text(json.dumps(s.cfg.to_dict(), indent=2))
     with open(s.out / "metrics.jsonl", "w") as f:

@@ -73,6 +73,7 @@ class TrainConfig:
     # this many generated images (``fid_rung``): a steadier number where decisions are made.
     rung_fid_samples: int | None = None
     rung_milestones: list[int] = field(default_factory=list)
+    deterministic: bool = False  # deterministic GPU algorithms (core.numerics)
 
     def __post_init__(self) -> None:
         if isinstance(self.arch, dict):
@@ -117,6 +118,8 @@ class TrainConfig:
                                     f"integer larger than fid_samples ({self.fid_samples})")
             if "fid" not in self.metrics:
                 raise GansweepError("rung_fid_samples: needs 'fid' among the metrics")
+        if not isinstance(self.deterministic, bool):
+            raise GansweepError(f"deterministic: {self.deterministic!r} is not true or false")
         if any(not isinstance(m, int) or m < 1 for m in self.rung_milestones):
             raise GansweepError(f"rung_milestones: {self.rung_milestones!r} must be positive "
                                 f"integers")

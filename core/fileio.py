@@ -2,6 +2,8 @@
 (or a crash) never sees half a file."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,3 +34,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, computed once per process while the file is unchanged."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_mtime_ns, st.st_size)

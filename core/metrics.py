@@ -12,21 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
-from pytorch_fid import inception as pfid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from gansweep.core.critics import TargetClassifier, independent_wasserstein
 from gansweep.core.errors import GansweepError
-from gansweep.core.fileio import atomic_write
+from gansweep.core.fileio import atomic_write, file_sha256
+from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
+from gansweep.core.numerics import fp32_features
 from gansweep.core.registry import Registry
 
 WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
 FEATURE_DIM = 2048
-STATS_VERSION = "1"
+STATS_VERSION = "2"  # 2: keyed by weights and precision, not by memory layout
 
 
 def resolve_weights(path: str | os.PathLike | None) -> str | None:
@@ -41,17 +41,23 @@ def resolve_weights(path: str | os.PathLike | None) -> str | None:
     return chosen
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _state_from_file(weights: str) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure means "not a weights file"
+        raise GansweepError(f"Inception weights {weights}: not a PyTorch state dict "
+                            f"({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(state, dict):
+        raise GansweepError(f"Inception weights {weights}: not a state dict")
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in state.items()}
 
 
 class InceptionFeatures:
-    """pytorch-fid's InceptionV3 (2048-d pool3), fed uint8 images exactly as pytorch-fid
-    feeds PNG files: x / 255, resized to 299 and scaled to [-1, 1] inside the network."""
+    """pytorch-fid's FID Inception (core.inception), fed uint8 images exactly as pytorch-fid
+    feeds PNG files: x / 255, resized to 299 and scaled to [-1, 1] inside the network; in
+    float32 with TF32 off (core.numerics). ``identity`` names the weights and the precision:
+    cached statistics are keyed by it."""
 
     def __init__(self, weights: str | None, device: torch.device, batch_size: int = 50,
                  channels_last: bool = False, bf16: bool = False):
@@ -59,58 +65,46 @@ class InceptionFeatures:
         self.channels_last, self.bf16 = channels_last, bf16
         if weights is None:
             try:
-                model = pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
-                    FEATURE_DIM]])
+                state = download_weights()
             except OSError as e:  # URLError included: no network, or the download failed
                 raise GansweepError(
                     f"cannot download pytorch-fid's Inception weights ({e}); give "
                     f"--inception-weights PATH or set {WEIGHTS_ENV}") from None
-            self.identity = "pytorch-fid-pool3:" + pfid_inception.FID_WEIGHTS_URL.rsplit("/", 1)[1]
+            self.identity = f"pytorch-fid-pool3:{DOWNLOAD_NAME}"
         else:
-            model = self._from_file(weights)
-            self.identity = "pytorch-fid-pool3:sha256=" + _file_sha256(weights)
-        self.model = model.eval().requires_grad_(False).to(device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        # Fast paths change the features slightly: statistics are cached per variant.
-        self.identity += "+channels_last" * channels_last + "+bf16" * bf16
-
-    @staticmethod
-    def _from_file(weights: str) -> torch.nn.Module:
+            state = _state_from_file(weights)
+            self.identity = "pytorch-fid-pool3:sha256=" + file_sha256(weights)
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as e:  # any unpickling failure means "not a weights file"
-            raise GansweepError(f"Inception weights {weights}: not a PyTorch state dict "
-                                f"({type(e).__name__}: {str(e)[:120]})") from None
-        if not isinstance(state, dict):
-            raise GansweepError(f"Inception weights {weights}: not a state dict")
-        state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-                 for k, v in state.items()}
-        # pytorch-fid builds its FID Inception and then downloads the weights; hand it ours.
-        try:
-            with mock.patch.object(pfid_inception, "load_state_dict_from_url",
-                                   lambda *a, **k: state):
-                return pfid_inception.InceptionV3([pfid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[
-                    FEATURE_DIM]])
+            model = FIDInception(state)
         except RuntimeError as e:
             first = str(e).strip().splitlines()
             raise GansweepError(f"Inception weights {weights}: do not fit pytorch-fid's FID "
                                 f"Inception ({' '.join(first[:2])[:200]})") from None
+        self.model = model.eval().requires_grad_(False).to(device)
+        if channels_last:  # a memory layout: FID within 1e-7, not part of the identity
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.identity += ":bf16" if bf16 else ":fp32"
 
     @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """N x 3 x H x W uint8 -> N x 2048 float32 features."""
+    def run(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """N x 3 x H x W uint8 -> (N x 2048 pool3 features, N x 1008 logits), float32."""
         if images.dtype != torch.uint8:
             raise TypeError("features expect uint8 images; quantise generated images first")
-        out = []
-        for batch in images.split(self.batch_size):
-            x = batch.to(self.device, non_blocking=True).float().div_(255.0)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-                features = self.model(x)[0]
-            out.append(features.flatten(1).float().cpu())
-        return torch.cat(out).numpy()
+        features, logits = [], []
+        with fp32_features():
+            for batch in images.split(self.batch_size):
+                x = batch.to(self.device, non_blocking=True).float().div_(255.0)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                    pool3, out = self.model(x)
+                features.append(pool3.float().cpu())
+                logits.append(out.float().cpu())
+        return torch.cat(features).numpy(), torch.cat(logits).numpy()
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        """N x 3 x H x W uint8 -> N x 2048 float32 pool3 features."""
+        return self.run(images)[0]
 
 
 _EXTRACTORS: dict[tuple[str | None, str], InceptionFeatures] = {}
@@ -126,6 +120,14 @@ def get_extractor(weights: str | None, device: torch.device | str = "cpu") -> In
         _EXTRACTORS[key] = InceptionFeatures(weights, device,
                                              channels_last=device.type == "cpu")
     return _EXTRACTORS[key]
+
+
+def release_extractors() -> None:
+    """Drop the cached extractors (the sweep driver, once it has made the statistics: it
+    must not hold Inception on a device for the whole sweep)."""
+    _EXTRACTORS.clear()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 @dataclass

@@ -35,6 +35,7 @@ from gansweep.core.evaluate import (
 from gansweep.core.losses import Loss, get_loss
 from gansweep.core.metrics import FeatureStats
 from gansweep.core.models import ArchConfig, ClassHead, FilterShift, TransferNet, build_models
+from gansweep.core.numerics import numerics_record, pick_device, set_training_numerics
 from gansweep.core.treatments import AdaFM, apply_plan, count_trainable, trainable_parameters
 
 
@@ -57,6 +58,7 @@ class TrainState:
     classifier: TargetClassifier | None
     clip_params: list[torch.nn.Parameter]
     ema: EMA | None  # the averaged G that evaluation uses (None: G itself)
+    numerics: dict[str, Any]  # what it computes on (core.numerics.numerics_record)
     iteration: int = 0
     train_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -65,12 +67,6 @@ class TrainState:
     @property
     def out(self) -> Path:
         return Path(self.cfg.out)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig]:
@@ -111,6 +107,7 @@ def _clippable(net: TransferNet) -> list[torch.nn.Parameter]:
 def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainState:
     """Build models, optimisers, data and real-data statistics; optionally resume a run."""
     device = pick_device(cfg.device)
+    set_training_numerics(cfg.deterministic)
     torch.manual_seed(cfg.seed)
     g, d, arch = _init_models(cfg)
     g.to(device).train()
@@ -142,7 +139,7 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
                        parse_augment(cfg.augment), train_set.images.to(device), labels, sampler,
                        reference, real, classifier, _clippable(d),
                        EMA(g, cfg.ema_kimg, cfg.ema_rampup, cfg.batch_size)
-                       if cfg.ema_kimg is not None else None)
+                       if cfg.ema_kimg is not None else None, numerics_record(device))
     if resume is not None:
         restore(state, load_checkpoint(resume))
     return state

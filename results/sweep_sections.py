@@ -210,13 +210,16 @@ def section_asha(t: SweepTables) -> str:
     rho = frame["grace"].rank().corr(frame["final"].rank())
     fig = go.Figure(go.Scatter(x=frame["grace"], y=frame["final"], mode="markers",
                                text=frame["label"], hovertemplate="%{text}"))
-    fig.update_layout(xaxis_title=f"FID at the grace rung (iteration {grace})",
-                      yaxis_title="final FID", height=420)
+    fig.update_layout(xaxis_title=f"score at the grace rung (iteration {grace})",
+                      yaxis_title="final score", height=420)
     verdict = ("ASHA's early decisions look trustworthy" if rho >= 0.7 else
-               "early FID predicts final FID only weakly; consider a longer grace period")
-    return (f"<p>Spearman rank correlation between FID at the grace rung and final FID over "
-            f"the {len(frame)} trials that ran to the end: <b>ρ = {rho:.2f}</b> "
-            f"({verdict}).</p>" + figure_html(fig))
+               "the early score predicts the final one only weakly: a longer grace period, a "
+               "steadier score (scheduler.score, the EMA generator) or a noise margin "
+               "(scheduler.noise) may help; 'gansweep replay' measures them on a grid")
+    return (f"<p>Spearman rank correlation between the score ASHA decided on at the grace "
+            f"rung and the final score, over the {len(frame)} search trials that ran to the end "
+            f"(the survivors only, so it flatters ASHA): <b>ρ = {rho:.2f}</b> ({verdict}).</p>"
+            + figure_html(fig))
 
 
 def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:

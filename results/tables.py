@@ -48,7 +48,9 @@ TRIAL_SCHEMA = pa.schema([
     ("trainable_g", pa.int64()), ("trainable_d", pa.int64()),
     ("fid_threshold", pa.float64()), ("iters_to_threshold", pa.int64()),
     ("starts", pa.int64()), ("failures", pa.int64()), ("error", pa.string()),
-    ("node_ip", pa.string()), ("trial_dir", pa.string()),
+    ("node_ip", pa.string()), ("device", pa.string()), ("device_name", pa.string()),
+    ("gpu_ids", pa.string()), ("deterministic", pa.bool_()), ("tf32", pa.bool_()),
+    ("trial_dir", pa.string()),
 ])
 
 METRIC_SCHEMA = pa.schema([
@@ -84,14 +86,18 @@ class SweepTables:
         return int((~self.trials["status"].isin([*DONE, "errored"])).sum())
 
     def grace_and_final(self, grace: int) -> pd.DataFrame:
-        """Trials that ran to the end: FID at their first evaluation at or after ``grace``
-        (ASHA's first rung) and their final FID, for the ASHA trust check."""
-        done = self.trials[self.trials["status"] == "finished"]
+        """Search trials that ran to the end: the score ASHA decided on at their first
+        evaluation at or after ``grace`` (its first rung) and their final score, for the
+        ASHA trust check. Sweeps recorded before scores existed use FID."""
+        done = self.trials[(self.trials["status"] == "finished")
+                           & (self.trials["phase"] == "search")]
+        column = "score" if self.metrics["score"].notna().any() else "fid"
         later = self.metrics[self.metrics["iteration"] >= grace]
-        at_grace = later.groupby("trial_id")["fid"].first()
+        at_grace = later.groupby("trial_id")[column].first()
+        final = self.metrics.groupby("trial_id")[column].last()
         return pd.DataFrame({"label": done["label"].to_numpy(), "seed": done["seed"].to_numpy(),
                              "grace": at_grace.reindex(done["trial_id"]).to_numpy(),
-                             "final": done["last_fid"].to_numpy()})
+                             "final": final.reindex(done["trial_id"]).to_numpy()})
 
 
 def recorded_partition(text: str) -> Partition:
@@ -225,10 +231,20 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "fid_threshold": threshold, "iters_to_threshold": _threshold_iter(history, threshold),
         "starts": len(rec.get("starts", [])), "failures": rec.get("failures", 0),
         "error": rec.get("error"), "node_ip": rec.get("node_ip"),
-        # Relative, so a sweep directory copied elsewhere still finds its samples.
-        "trial_dir": Path(path).name if path and (sweep_dir / Path(path).name).is_dir()
-        else None,
+        "device": last.get("device"), "device_name": last.get("device_name"),
+        "gpu_ids": None if last.get("gpu_ids") is None else ",".join(last["gpu_ids"]),
+        "deterministic": last.get("deterministic"), "tf32": last.get("tf32"),
+        "trial_dir": _trial_dir(sweep_dir, path),
     }
+
+
+def _trial_dir(sweep_dir: Path, path: str | None) -> str | None:
+    """The trial's folder relative to the sweep directory (so a copied sweep still finds its
+    samples); sweeps of gansweep 0.1 recorded absolute paths of search trials."""
+    if path is None:
+        return None
+    relative = path if not Path(path).is_absolute() else Path(path).name
+    return str(relative) if (sweep_dir / relative).is_dir() else None
 
 
 def _write_parquet(frame: pd.DataFrame, schema: pa.Schema, path: Path, meta: dict) -> None:

@@ -90,7 +90,7 @@ def cmd_fid(a: argparse.Namespace) -> int:
         get_extractor,
         resolve_weights,
     )
-    from gansweep.core.train import pick_device
+    from gansweep.core.numerics import pick_device
 
     device = pick_device(a.device)
     extractor = get_extractor(resolve_weights(a.inception_weights), device)

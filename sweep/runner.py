@@ -34,9 +34,16 @@ from gansweep.core.data import load_folder
 from gansweep.core.errors import DivergenceError, GansweepError
 from gansweep.core.evaluate import reference_set, reference_stats, target_classifier
 from gansweep.core.losses import LOSSES
-from gansweep.core.metrics import HIGHER_IS_BETTER, FeatureStats, fid, resolve_weights, worst_value
+from gansweep.core.metrics import (
+    HIGHER_IS_BETTER,
+    FeatureStats,
+    fid,
+    release_extractors,
+    resolve_weights,
+    worst_value,
+)
 from gansweep.core.models import unit_names
-from gansweep.core.train import TrainState, final_summary, pick_device, setup, train
+from gansweep.core.train import TrainState, final_summary, setup, train
 from gansweep.sweep.ranking import ScoreRule, rank_settings, score
 from gansweep.sweep.scheduler import RobustASHA
 from gansweep.sweep.spec import SweepSpec, Trial, parse_spec, setting_key
@@ -51,12 +58,13 @@ from gansweep.sweep.state import (
     SweepState,
     atomic_write_text,
     default_storage,
+    done_record,
     storage_error,
 )
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
 
-def _trial_config(config: dict[str, Any], out: str):
+def _trial_config(config: dict[str, Any], out: str, device: str):
     trial, common = Trial(**config["trial"]), config["common"]
     overrides = {"loss": trial.loss} if trial.loss else {}
     return transfer_config(
@@ -74,7 +82,7 @@ def _trial_config(config: dict[str, Any], out: str):
         inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
         ema_kimg=common["ema_kimg"], ema_rampup=common["ema_rampup"],
         rung_fid_samples=common["rung_fid_samples"], rung_milestones=common["rung_milestones"],
-        **overrides)
+        deterministic=common["deterministic"], device=device, **overrides)
 
 
 ITERATION_FILE = "iteration.txt"
@@ -98,21 +106,44 @@ def _newest_checkpoint(trial_dir: Path) -> Path | None:
     return None if best is None else best[1]
 
 
+def trial_dirname(trial_id: str, label: str) -> str:
+    """A trial's folder: its id and its label, in characters every filesystem takes."""
+    return f"{trial_id}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label).strip('_')}"
+
+
+def trial_folder(sweep_dir: Path, trial_id: str, trial: Trial) -> Path:
+    """Where a trial's files live on the storage (its phase's experiment folder)."""
+    phase = sweep_dir / CONFIRM_DIR if trial.phase == "confirm" else sweep_dir
+    return phase / trial_dirname(trial_id, trial.label)
+
+
+def trial_device() -> tuple[str, list[str]]:
+    """What Ray gave this trial: its GPU if it holds one (Ray has set CUDA_VISIBLE_DEVICES
+    to it), else the CPU; never a GPU Ray did not assign."""
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    return ("cuda" if gpu_ids and torch.cuda.is_available() else "cpu"), gpu_ids
+
+
 def run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one transfer trial, reporting (with a checkpoint) at
-    every evaluation. A diverged run reports FID = KID = inf and ends normally."""
+    """Ray Tune function trainable: one transfer trial, reporting (with a lean checkpoint)
+    at every evaluation. It writes its samples, config and metrics straight into its folder
+    on the storage, once each. A diverged run reports FID = KID = inf and ends normally."""
     worker_start = time.time()
     trial_id = tune.get_context().get_trial_id()
-    record = SweepState.load(Path(config["common"]["sweep_dir"])).trials.get(trial_id)
-    if record is not None and record["status"] in DONE:
+    common = config["common"]
+    sweep_dir = Path(common["sweep_dir"])
+    done = done_record(sweep_dir, trial_id)
+    if done is not None:
         # Tune's experiment snapshot can lag our record: after a driver crash it may
         # restart a trial that had already finished or been stopped. It stays done; its
         # last result is repeated because Tune requires the metric in a final result.
-        tune.report({**record["last"], "iteration": record["iteration"], "already_done": 1})
+        tune.report({**done["last"], "iteration": done["iteration"], "already_done": 1})
         return
-    torch.set_num_threads(max(1, int(config["common"]["cpus"])))
-    cfg = _trial_config(config, os.getcwd())
-    newest = _newest_checkpoint(Path(record["path"])) if record and record["path"] else None
+    torch.set_num_threads(max(1, int(common["cpus"])))
+    device, gpu_ids = trial_device()
+    folder = trial_folder(sweep_dir, trial_id, Trial(**config["trial"]))
+    cfg = _trial_config(config, str(folder), device)
+    newest = _newest_checkpoint(folder)
     checkpoint = tune.get_checkpoint()
     if newest is not None:
         state = setup(cfg, resume=newest)
@@ -123,11 +154,12 @@ def run_trial(config: dict[str, Any]) -> None:
         state = setup(cfg)
 
     node_id = ray.get_runtime_context().get_node_id()
-    metric, rule = config["common"]["metric"], ScoreRule(**config["common"]["score_rule"])
+    metric, rule = common["metric"], ScoreRule(**common["score_rule"])
     # Costs outside training, for the Tune-overhead benchmark: when the worker began,
     # how long setup took, and the time spent in reports (checkpoint + tune.report).
-    fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr,
-             "worker_start": worker_start, "setup_s": time.time() - worker_start}
+    fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr, "gpu_ids": gpu_ids,
+             **state.numerics, "worker_start": worker_start,
+             "setup_s": time.time() - worker_start}
     report_s = 0.0
 
     def report(s: TrainState, record: dict[str, float]) -> None:
@@ -137,7 +169,7 @@ def run_trial(config: dict[str, Any]) -> None:
         metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
                    "report_s": report_s, "score": value, "score_sd": sd}
         with tempfile.TemporaryDirectory() as d:
-            snapshot(s, Path(d) / "checkpoint.pt")
+            snapshot(s, Path(d) / "checkpoint.pt", lean=True)
             (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         report_s += time.perf_counter() - t0
@@ -153,13 +185,16 @@ def run_trial(config: dict[str, Any]) -> None:
 
 RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "fid_sd", "fid_rung",
                "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
-               "train_seconds", "time_total_s", "diverged", "node_id", "worker_start",
-               "setup_s", "report_s")
+               "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
+               "trainable_g", "trainable_d", "loss", "lr", "gpu_ids", "device", "device_name",
+               "cuda_visible_devices", "deterministic", "tf32", "worker_start", "setup_s",
+               "report_s")
 
 
 class Recorder(tune.Callback):
-    """Keeps ``gansweep/trials.json`` current from the driver: statuses, starts, last and
-    best metrics, errors. ``gansweep status`` and the results read it without Ray."""
+    """Records the trials from the driver into the sweep's logs (``sweep.state``): starts,
+    results, ends, errors; compacts ``trials.json`` now and then and when the phase ends.
+    ``gansweep status`` and the results read them without Ray."""
 
     def __init__(self, sweep_dir: str, max_iters: int):
         self.sweep_dir, self.max_iters = sweep_dir, max_iters
@@ -171,61 +206,42 @@ class Recorder(tune.Callback):
             self._state = SweepState.load(Path(self.sweep_dir))
         return self._state
 
-    def _trial(self, trial) -> dict[str, Any]:
-        return self.state.trial(trial.trial_id, trial.config["trial"], trial.path)
+    def _done(self, trial) -> bool:
+        rec = self.state.trials.get(trial.trial_id)
+        return rec is not None and rec["status"] in DONE and rec["ended"] is not None
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        rec = self._trial(trial)
-        if rec["status"] in DONE:  # restarted by a lagging Tune snapshot; returns at once
+        if self._done(trial):  # restarted by a lagging Tune snapshot; returns at once
             return
-        rec["status"] = "running"
-        rec["starts"].append({"time": time.time(), "iteration": rec["iteration"]})
-        self.state.save()
+        self.state.event("start", trial.trial_id, config=trial.config["trial"],
+                         path=os.path.relpath(trial.path, self.sweep_dir))
+        self.state.compact_if_due()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        rec = self._trial(trial)
-        if rec["status"] in DONE:  # the repeat of a done trial's result: not a new one
+        if self._done(trial):  # the repeat of a done trial's result: not a new one
             return
-        self.state.append_result({"trial_id": trial.trial_id, **{
-            k: result.get(k) for k in RESULT_KEYS}, "time": time.time()})
-        rec["iteration"] = int(result.get("iteration", rec["iteration"]))
-        rec["reports"] += 1
-        rec["time_total_s"] = float(result.get("time_total_s", 0.0))
-        rec["node_ip"] = result.get("node_ip")
-        rec["last"] = {k: result.get(k) for k in ("fid", "kid", "iw", "classifier",
-                                                  "class_fid", "fid_sd", "score",
-                                                  "score_sd", "d_loss", "g_loss",
-                                                  "images_per_s", "trainable_g",
-                                                  "trainable_d", "train_seconds", "node_id",
-                                                  "loss", "lr")}
-        for m in ("fid", "kid", *HIGHER_IS_BETTER):
-            value, best = result.get(m), rec["best"].get(m)
-            sign = -1 if m in HIGHER_IS_BETTER else 1
-            if value is not None and (best is None or sign * value < sign * best):
-                rec["best"][m] = value
-        if result.get("diverged"):
-            rec["status"], rec["error"] = "diverged", result.get("error")
-        self.state.save()
+        self.state.result(trial.trial_id, {k: result.get(k) for k in RESULT_KEYS})
+        self.state.compact_if_due()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        rec = self._trial(trial)
-        if rec["status"] in DONE:
+        if self._done(trial):
             return
-        if rec["status"] != "diverged":
-            rec["status"] = "finished" if rec["iteration"] >= self.max_iters else "stopped"
-        rec["ended"] = time.time()
-        self.state.save()
+        rec = self.state.trials[trial.trial_id]
+        status = "diverged" if rec["status"] == "diverged" else \
+            "finished" if rec["iteration"] >= self.max_iters else "stopped"
+        self.state.event("end", trial.trial_id, status=status)
+        self.state.mark_done(trial.trial_id)
+        self.state.compact_if_due()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        rec = self._trial(trial)
-        rec["status"], rec["ended"] = "errored", time.time()
-        rec["error"] = _error_text(trial)
+        self.state.event("error", trial.trial_id, error=_error_text(trial))
         self.state.save()
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        rec = self._trial(trial)
-        rec["failures"] += 1
-        rec["error"] = _error_text(trial)
+        self.state.event("recover", trial.trial_id, error=_error_text(trial))
+        self.state.compact_if_due()
+
+    def on_experiment_end(self, trials, **info) -> None:
         self.state.save()
 
 
@@ -246,12 +262,32 @@ def _source_data(source: str) -> str:
 
 
 def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
-    """What every trial shares, made once by the driver before any trial starts, in the
-    cache the trials read (their cache_dir is the sweep directory): each target's real-data
-    statistics and, if asked for, its classifier. With several sources, also the FID between
-    each source's training data and each target (Wang et al. Table 4). All recorded in
-    ``REFERENCES_FILE``; returns the settings trials need."""
-    device = pick_device("auto")
+    """What every trial shares, made once before any trial starts, in the cache the trials
+    read (their cache_dir is the sweep directory): each target's real-data statistics and,
+    if asked for, its classifier. With several sources, also the FID between each source's
+    training data and each target (Wang et al. Table 4). All recorded in
+    ``REFERENCES_FILE``; returns the settings trials need.
+
+    Where the trials use GPUs it runs as a Ray task holding a trial's resources (Ray
+    accounts for the GPU it uses, and frees it); else in the driver, on the CPU. Either
+    way nothing stays loaded afterwards: the driver must not hold Inception for the whole
+    sweep, nor touch a GPU outside Ray's accounting."""
+    if spec.resources.gpu > 0:
+        task = ray.remote(num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu)(
+            _prepare_here)
+        return ray.get(task.remote(spec, sweep_dir))
+    return _prepare_here(spec, sweep_dir)
+
+
+def _prepare_here(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
+    device = torch.device(trial_device()[0] if ray.is_initialized() else "cpu")
+    try:
+        return _make_references(spec, sweep_dir, device)
+    finally:
+        release_extractors()
+
+
+def _make_references(spec: SweepSpec, sweep_dir: Path, device: torch.device) -> dict[str, Any]:
     sources = [s for s in spec.sources if s is not None]
     negatives = spec.classifier_negatives
     if "classifier" in spec.metrics and negatives is None:
@@ -302,6 +338,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             "ema_kimg": spec.ema_kimg, "ema_rampup": spec.ema_rampup,
             "rung_fid_samples": rung,
             "rung_milestones": spec.scheduler.milestones(spec.budget.iters) if rung else [],
+            "deterministic": spec.deterministic,
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
@@ -310,8 +347,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
 
 
 def _trial_dirname(trial) -> str:
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", trial.config["trial"]["label"]).strip("_")
-    return f"{trial.trial_id}_{label}"
+    return trial_dirname(trial.trial_id, trial.config["trial"]["label"])
 
 
 def _reporter(spec: SweepSpec) -> tune.CLIReporter:
@@ -384,8 +420,8 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
 def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str | None) -> None:
     """Everything of a launch after the sweep directory is claimed and recorded; a launch
     that failed in here (no Inception weights, say) is started again by ``resume``."""
-    prepared = _prepare(spec, sweep_dir)
     _init_ray(address)
+    prepared = _prepare(spec, sweep_dir)
     _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
     _confirmation(spec, sweep_dir, prepared, retry_errored=True)
 
@@ -402,12 +438,17 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
         tune_config=tune.TuneConfig(
             scheduler=_scheduler(spec, sweep_dir) if phase == "search" else FIFOScheduler(),
             max_concurrent_trials=spec.max_concurrent or None,
+            # A finished trial's worker runs the next one: no new process, imports, CUDA
+            # context or Inception load per trial (benchmarks/RESULTS.md section 5).
+            reuse_actors=True,
             trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            sync_config=tune.SyncConfig(sync_artifacts=True), progress_reporter=_reporter(spec),
+            # One checkpoint: the next is persisted before the last is deleted. Samples and
+            # metrics go straight to the trial's folder, so Tune syncs no artifacts.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=False), progress_reporter=_reporter(spec),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
 

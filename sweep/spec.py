@@ -169,6 +169,7 @@ class SweepSpec:
     modulation: str = "adafm"
     freeze_d_depth: int | None = None
     bn_stats: str = "adapt"
+    deterministic: bool = False  # deterministic GPU algorithms (core.numerics)
     ema_kimg: float | None = None  # the EMA generator's half-life (None: evaluate G itself)
     ema_rampup: float | None = None
     confirm: Confirm | None = None
@@ -221,7 +222,7 @@ TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "ba
             "plans", "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
             "resources", "max_concurrent", "max_failures", "inception_weights", "ema_kimg",
-            "ema_rampup", "confirm"]
+            "ema_rampup", "confirm", "deterministic"]
 
 
 def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
@@ -417,6 +418,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
                             f"metric 'fid' and more than budget.fid_samples "
                             f"({budget.fid_samples})")
     ema_kimg, ema_rampup = _ema(data)
+    deterministic = _typed("deterministic", data.get("deterministic", False), (bool,),
+                           "true or false")
     resources = _section("resources", data.get("resources"), Resources)
     if resources.cpu <= 0 or resources.gpu < 0:
         raise GansweepError(f"resources: cpu must be > 0 and gpu >= 0, got {resources}")
@@ -440,7 +443,7 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
             raw[key] = value
     spec = SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
                      scheduler, metric, metrics, resources, modulation, bn_stats=bn_stats,
-                     ema_kimg=ema_kimg, ema_rampup=ema_rampup,
+                     ema_kimg=ema_kimg, ema_rampup=ema_rampup, deterministic=deterministic,
                      inception_weights=weights, classifier_negatives=negatives,
                      problems=problems, raw=raw, **ints)
     spec.confirm = _confirm(data.get("confirm"), axes["seed"], len(spec.settings()))

@@ -1,10 +1,19 @@
 """A sweep's own record of its trials, readable without Ray (status, results, report).
 
-``gansweep/trials.json`` = {"name", "expected", "max_iters", "created", "trials": {id: rec}}
-with one record per Ray Tune trial id:
-status (pending | running | finished | stopped | diverged | errored), config (the trial
-settings), iteration, reports, starts ([{time, iteration}] — one per actual start),
-last and best metrics, time_total_s, failures, error, ended, path.
+Two append-only logs in ``SWEEP/gansweep/`` are the durable truth, each line written and
+fsync'd as it happens, so the driver's cost per event does not grow with the sweep:
+- ``events.jsonl``: the trials' lifecycle (start, end with its status, error, recovery);
+- ``results.jsonl``: every evaluation a trial reported.
+``trials.json`` is a compacted snapshot of the records they imply, with the byte offsets of
+the logs it covers; the driver rewrites it every ``COMPACT_S`` seconds and when a phase ends.
+A reader (``status``, ``report``, a resume) loads the snapshot and folds in the lines after
+its offsets, so it always sees every event. A trial reads only its own end marker,
+``done/<trial_id>.json``, written when it ended.
+
+A record per Ray Tune trial id: status (pending | running | finished | stopped | diverged |
+errored), config (the trial settings), iteration, reports, starts ([{time, iteration}], one
+per actual start), last and best metrics, time_total_s, failures, error, ended, path (the
+trial's folder, relative to the sweep directory).
 """
 from __future__ import annotations
 
@@ -12,18 +21,21 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
+from gansweep.core.metrics import HIGHER_IS_BETTER
 
 # In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
 SPEC_FILE = "gansweep/sweep.yaml"
 TRIALS_FILE = "gansweep/trials.json"
-RUNGS_FILE = "gansweep/asha_rungs.json"
+EVENTS_FILE = "gansweep/events.jsonl"
 RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended as it arrives
+DONE_DIR = "gansweep/done"
+RUNGS_FILE = "gansweep/asha_rungs.json"
 # Made by the driver before trials: the classifier metric's accuracy and negatives, and
 # the FID between each source's training data and each target.
 REFERENCES_FILE = "gansweep/references.json"
@@ -34,6 +46,12 @@ CONFIRM_FILE = "gansweep/confirm.json"
 CONFIRM_DIR = "confirm"
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
+COMPACT_S = 30.0
+# What a record keeps of a trial's last result.
+LAST_KEYS = ("fid", "kid", "iw", "classifier", "class_fid", "fid_sd", "score", "score_sd",
+             "d_loss", "g_loss", "images_per_s", "trainable_g", "trainable_d", "train_seconds",
+             "node_id", "loss", "lr", "device", "device_name", "gpu_ids",
+             "cuda_visible_devices", "deterministic", "tf32")
 
 
 def default_storage() -> str:
@@ -70,26 +88,66 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise storage_error(path.parent.parent, e) from None
 
 
+def _lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete JSON lines of a log after ``offset``, and the offset after the last one.
+    A line cut short by a crash is not complete: it is left for the writer to drop."""
+    if not path.is_file():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    out = []
+    for line in data[:end].splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out, offset + end
+
+
 @dataclass
 class SweepState:
-    path: Path
+    """The records of a sweep's trials. Readers ``load`` it; the driver changes it only
+    through ``event`` and ``result``, which append to the logs first."""
+
+    sweep_dir: Path
     data: dict[str, Any]
+    _compacted: float = field(default=0.0, repr=False)
+    _closed: set[str] = field(default_factory=set, repr=False)  # logs checked for a cut line
 
     @classmethod
     def create(cls, sweep_dir: Path, name: str, expected: int, max_iters: int) -> SweepState:
-        return cls(sweep_dir / TRIALS_FILE, {"name": name, "expected": expected,
-                                             "max_iters": max_iters, "created": time.time(),
-                                             "trials": {}})
+        return cls(Path(sweep_dir), {"name": name, "expected": expected,
+                                     "max_iters": max_iters, "created": time.time(),
+                                     "trials": {}, "offsets": {"events": 0, "results": 0}})
 
     @classmethod
     def load(cls, sweep_dir: Path) -> SweepState:
-        path = Path(sweep_dir) / TRIALS_FILE
+        sweep_dir = Path(sweep_dir)
+        path = sweep_dir / TRIALS_FILE
         if not path.is_file():
             raise GansweepError(f"{sweep_dir}: not a gansweep sweep directory (no {TRIALS_FILE})")
-        return cls(path, json.loads(path.read_text()))
+        state = cls(sweep_dir, json.loads(path.read_text()))
+        if "offsets" not in state.data:  # gansweep 0.1 rewrote it whole: it holds everything
+            state.data["offsets"] = {"events": 0, "results": _size(sweep_dir / RESULTS_FILE)}
+        offsets = state.data["offsets"]
+        events, offsets["events"] = _lines(sweep_dir / EVENTS_FILE, offsets["events"])
+        results, offsets["results"] = _lines(sweep_dir / RESULTS_FILE, offsets["results"])
+        # Results and events interleave by time; a result needs its trial's start first.
+        for kind, line in sorted([("e", e) for e in events] + [("r", r) for r in results],
+                                 key=lambda x: (x[1]["time"], x[0] == "r")):
+            (state._apply_event if kind == "e" else state._apply_result)(line)
+        return state
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.data, indent=1))
+        """Write the compacted snapshot (the logs stay: they are the durable truth)."""
+        atomic_write_text(self.sweep_dir / TRIALS_FILE, json.dumps(self.data, indent=1))
+        self._compacted = time.monotonic()
+
+    def compact_if_due(self) -> None:
+        if time.monotonic() - self._compacted > COMPACT_S:
+            self.save()
 
     @property
     def trials(self) -> dict[str, dict[str, Any]]:
@@ -104,10 +162,91 @@ class SweepState:
                 "ended": None, "path": path, "node_ip": None}
         return self.trials[trial_id]
 
+    # --- the driver's writes: a log line first, then the in-memory record ------------------
+
+    def _append(self, name: str, line: dict[str, Any]) -> None:
+        path = self.sweep_dir / name
+        try:
+            with open(path, "ab") as f:
+                if name not in self._closed:
+                    self._closed.add(name)
+                    if f.tell() and not _ends_with_newline(path):
+                        f.write(b"\n")  # a line cut short by a crash: closed, it is skipped
+                f.write(json.dumps(line).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+                self.data["offsets"]["events" if name == EVENTS_FILE else "results"] = f.tell()
+        except OSError as e:
+            raise storage_error(self.sweep_dir, e) from None
+
+    def event(self, kind: str, trial_id: str, **fields: Any) -> dict[str, Any]:
+        """Record a lifecycle event (start, end, error, recover) of a trial."""
+        line = {"event": kind, "trial_id": trial_id, "time": time.time(), **fields}
+        self._append(EVENTS_FILE, line)
+        return self._apply_event(line)
+
+    def result(self, trial_id: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Record one evaluation a trial reported."""
+        line = {**result, "trial_id": trial_id, "time": time.time()}
+        self._append(RESULTS_FILE, line)
+        return self._apply_result(line)
+
+    def _apply_event(self, e: dict[str, Any]) -> dict[str, Any]:
+        rec = self.trial(e["trial_id"], e["config"], e.get("path")) if "config" in e else \
+            self.trials[e["trial_id"]]
+        kind = e["event"]
+        if kind == "start" and rec["status"] not in DONE:
+            rec["status"] = "running"
+            rec["starts"].append({"time": e["time"], "iteration": rec["iteration"]})
+        elif kind == "end":
+            rec["ended"] = e["time"]
+            if rec["status"] not in DONE:
+                rec["status"] = e["status"]
+        elif kind == "error":
+            rec["status"], rec["ended"], rec["error"] = "errored", e["time"], e["error"]
+        elif kind == "recover":
+            rec["failures"] += 1
+            rec["error"] = e["error"]
+        return rec
+
+    def _apply_result(self, r: dict[str, Any]) -> dict[str, Any] | None:
+        rec = self.trials.get(r["trial_id"])
+        if rec is None:
+            return None
+        rec["iteration"] = int(r.get("iteration", rec["iteration"]))
+        rec["reports"] += 1
+        rec["time_total_s"] = float(r.get("time_total_s") or 0.0)
+        rec["node_ip"] = r.get("node_ip")
+        rec["last"] = {k: r.get(k) for k in LAST_KEYS}
+        for m in ("fid", "kid", *HIGHER_IS_BETTER):
+            value, best = r.get(m), rec["best"].get(m)
+            sign = -1 if m in HIGHER_IS_BETTER else 1
+            if value is not None and (best is None or sign * value < sign * best):
+                rec["best"][m] = value
+        if r.get("diverged"):
+            rec["status"], rec["error"] = "diverged", r.get("error")
+        return rec
+
+    def mark_done(self, trial_id: str) -> None:
+        """The end marker the trial itself reads (``done_record``) if Tune starts it again."""
+        rec = self.trials[trial_id]
+        atomic_write_text(self.sweep_dir / DONE_DIR / f"{trial_id}.json", json.dumps(
+            {"status": rec["status"], "iteration": rec["iteration"], "last": rec["last"]}))
+
+    # --- reading -----------------------------------------------------------------------
+
+    @property
+    def results_path(self) -> Path:
+        return self.sweep_dir / RESULTS_FILE
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every evaluation appended so far; a line cut short by a crash is skipped."""
+        return _lines(self.results_path, 0)[0]
+
     @property
     def confirm_trials(self) -> list[dict[str, Any]]:
         """The confirmation phase's trials (empty until the search has ended)."""
-        path = self.path.parent / Path(CONFIRM_FILE).name
+        path = self.sweep_dir / CONFIRM_FILE
         return json.loads(path.read_text())["trials"] if path.is_file() else []
 
     @property
@@ -115,36 +254,26 @@ class SweepState:
         """Trials of the search grid plus, once selected, of the confirmation phase."""
         return self.data["expected"] + len(self.confirm_trials)
 
-    @property
-    def results_path(self) -> Path:
-        return self.path.parent / Path(RESULTS_FILE).name
-
-    def append_result(self, record: dict[str, Any]) -> None:
-        """Append one evaluation to results.jsonl, durable at once (Tune's own result.json
-        reaches the storage only at its next sync)."""
-        try:
-            with open(self.results_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise storage_error(self.path.parent.parent, e) from None
-
-    def results(self) -> list[dict[str, Any]]:
-        """Every evaluation appended so far; a line cut short by a crash is skipped."""
-        out = []
-        if self.results_path.is_file():
-            for line in self.results_path.read_text().splitlines():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
-
     def counts(self) -> dict[str, int]:
         c = Counter(t["status"] for t in self.trials.values())
         c["pending"] += self.expected - len(self.trials)
         return {s: c[s] for s in STATUSES}
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def done_record(sweep_dir: Path, trial_id: str) -> dict[str, Any] | None:
+    """A trial's end marker: its final status, iteration and last result, if it ended."""
+    path = Path(sweep_dir) / DONE_DIR / f"{trial_id}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def status_text(sweep_dir: Path) -> str:

@@ -1,15 +1,21 @@
 """Image loading, subsets, batching, quantisation and augmentation."""
 import io
+from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import save_image
 
-from gansweep.core.augment import diff_augment, parse_augment
+from gansweep.core.augment import diff_augment, jitter, mild_params, parse_augment, rotate
 from gansweep.core.data import BatchSampler, load_folder, load_image, quantize
 from gansweep.core.errors import GansweepError
+
+from .conftest import EMOJI
 
 
 def _save(im: Image.Image, path, **kw):
@@ -94,11 +100,7 @@ def test_quantize_matches_saved_png(tmp_path):
 
 
 def test_augmentations():
-    imgs = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
-    mild = parse_augment("mild")
-    out = mild.real_batch(imgs)
-    assert out.dtype == torch.uint8 and out.shape == imgs.shape
-    assert not parse_augment("none").differentiable
+    assert not parse_augment("none").differentiable and not parse_augment("none").image
     assert parse_augment("flip+diffaug").differentiable
     x = torch.randn(4, 3, 16, 16, requires_grad=True)
     y = diff_augment(x)
@@ -106,3 +108,59 @@ def test_augmentations():
     assert y.shape == x.shape and x.grad is not None
     with pytest.raises(GansweepError, match="valid: none, flip, mild, diffaug"):
         parse_augment("cutmix")
+
+
+def _emoji(n: int = 24) -> torch.Tensor:
+    return load_folder(EMOJI / "twemoji-faces", 32).images[:n]
+
+
+def test_mild_is_torchvisions_transform_for_a_batch():
+    """For the same parameters, the batched rotation and colour jitter give exactly the
+    pixels of torchvision's per-image functions (what 'mild' used to run image by image)."""
+    images = _emoji()
+    torch.manual_seed(3)
+    p = mild_params(len(images))
+    ours = jitter(rotate(images, p["degrees"]), p["factors"], p["order"])
+    ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+    for img, degrees, factors, order, out in zip(images, p["degrees"], p["factors"],
+                                                 p["order"], ours):
+        ref = TF.rotate(img, float(degrees), fill=255)
+        for k in order.tolist():
+            ref = ops[k](ref, float(factors[k]))
+        assert torch.equal(out, ref)
+    assert not torch.equal(ours, images)
+
+
+def test_mild_parameters_have_torchvisions_distributions():
+    torch.manual_seed(0)
+    p = mild_params(4000)
+    rotation = v2.RandomRotation(10, fill=255)
+    jitter_tv = v2.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1)
+    theirs = [rotation.make_params([]) for _ in range(4000)]
+    tv_jitter = [jitter_tv.make_params([]) for _ in range(4000)]
+    assert stats.ks_2samp(p["degrees"], [t["angle"] for t in theirs]).pvalue > 1e-3
+    for k, name in enumerate(("brightness_factor", "contrast_factor", "saturation_factor")):
+        assert stats.ks_2samp(p["factors"][:, k], [t[name] for t in tv_jitter]).pvalue > 1e-3
+    assert abs(p["flip"].float().mean().item() - 0.5) < 0.03
+    # The jitter's order: each of the 6 orders of the 3 operations equally likely.
+    ours = Counter(tuple(o) for o in p["order"].tolist())
+    tv = Counter(tuple(i for i in t["fn_idx"].tolist() if i < 3) for t in tv_jitter)
+    assert set(ours) == set(tv) and len(ours) == 6
+    assert stats.chisquare(list(ours.values())).pvalue > 1e-3
+
+
+def test_batched_augmentations_are_deterministic_and_change_the_batch():
+    images = _emoji(16)
+    for name in ("flip", "mild"):
+        aug = parse_augment(name)
+        torch.manual_seed(7)
+        first = aug.real_batch(images)
+        torch.manual_seed(7)
+        assert torch.equal(aug.real_batch(images), first)  # the run's stream: resume is exact
+        assert first.dtype == torch.uint8 and first.shape == images.shape
+        assert not torch.equal(first, images)
+    torch.manual_seed(1)
+    flipped = parse_augment("flip").real_batch(images)
+    same = [torch.equal(a, b) for a, b in zip(flipped, images)]
+    mirrored = [torch.equal(a, b.flip(-1)) for a, b in zip(flipped, images)]
+    assert all(s or m for s, m in zip(same, mirrored)) and any(mirrored) and any(same)

@@ -146,6 +146,6 @@ def test_shipped_specs_by_name(tmp_path, monkeypatch):
     shutil.copy(shipped_dir() / "emoji_study.yaml", own)
     assert find_spec(own)[1] == own.parent.resolve()  # a user's spec: its own folder
     dry = cli_in_process("launch", "emoji_study", "--dry-run")
-    assert dry.returncode == 0 and "# 41 trials" in dry.stdout, dry.stderr
+    assert dry.returncode == 0 and "# 123 trials" in dry.stdout, dry.stderr
     bad = cli_in_process("launch", "no_such_spec")
     assert bad.returncode == 2 and "shipped: demo, " in bad.stderr

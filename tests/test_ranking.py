@@ -142,3 +142,26 @@ def test_replay_variant_errors():
                            ("bogus", "give 'today', 'spec'")):
         with pytest.raises(GansweepError, match=fragment):
             parse_variant(text, base)
+
+
+def test_verdict_states_the_interval_and_when_the_runner_up_is_a_tie():
+    from gansweep.results.summary import Verdict
+
+    win, second = interval([280.0, 284.0, 282.0]), interval([281.0, 290.0, 283.0])
+    tie = Verdict(True, "fid", "fid (mean of the last 2 evaluations)",
+                  [("D(1,0,4)G(1,2,2)", win), ("fine-tune", second)],
+                  {"fine-tune": paired({0: 280, 1: 284, 2: 282}, {0: 281, 1: 290, 2: 283}),
+                   "scratch": paired({0: 280, 1: 284, 2: 282}, {0: 320, 1: 330, 2: 325}),
+                   "runner-up": paired({0: 280, 1: 284, 2: 282}, {0: 281, 1: 290, 2: 283})}, 0)
+    text = tie.text()
+    assert text.startswith("Winner on the confirmation seeds: D(1,0,4)G(1,2,2), fid (mean")
+    assert f"{win}" in text and "[95% interval]" in text
+    assert "Against scratch on the same seeds: -43.00" in text and "(a real difference)" in text
+    assert "cannot be told apart from the runner-up, fine-tune" in text
+    clear = Verdict(True, "fid", "fid", [("a", win), ("b", second)],
+                    {"runner-up": paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 9.0, 1: 10.5, 2: 11.0})},
+                    2)
+    assert "It beats the runner-up, b, by 8.17" in clear.text()
+    assert "2 confirmation trials have no final score yet" in clear.text()
+    unconfirmed = Verdict(False, "fid", "fid", [("a", interval([300.0]))], {}, 0)
+    assert "Not confirmed" in unconfirmed.text() and "no interval" in unconfirmed.text()

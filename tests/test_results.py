@@ -148,9 +148,9 @@ def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
 
 
 def recorded_sweep(root: Path) -> Path:
-    """A sweep directory as the driver records it, written through the driver's own state
-    API without training: fine-tune with G/D each pretrained or scratch at two target
-    sizes, plus a diverged and an errored trial."""
+    """A sweep directory as the driver records it, written through the driver's own log API
+    without training: fine-tune with G/D each pretrained or scratch at two target sizes,
+    plus a diverged and an errored trial."""
     sweep_dir = root / "init"
     state = SweepState.create(sweep_dir, "init", 10, 4)
     state.save()
@@ -161,23 +161,23 @@ def recorded_sweep(root: Path) -> Path:
                 n += 1
                 trial = Trial("fine-tune", "/src.pt", "/target", None, None, "fine-tune",
                               "adafm", None, size, "none", None, None, g_init, d_init, 0)
-                rec = state.trial(f"t{n:02d}", trial.to_dict(), None)
-                fids = [300 - 10 * n, 280 - 9 * n]
-                for it, fid in zip((2, 4), fids):
-                    state.append_result({"trial_id": f"t{n:02d}", "iteration": it, "fid": fid,
-                                         "kid": fid / 1000, "time_total_s": it * 1.5})
-                rec.update(status="finished", iteration=4, reports=2, time_total_s=6.0,
-                           best={"fid": min(fids), "kid": min(fids) / 1000},
-                           last={"fid": fids[-1], "kid": fids[-1] / 1000,
-                                 "trainable_g": 1000, "trainable_d": 500})
+                state.event("start", f"t{n:02d}", config=trial.to_dict(), path=None)
+                for it, fid in zip((2, 4), (300 - 10 * n, 280 - 9 * n)):
+                    state.result(f"t{n:02d}", {"iteration": it, "fid": fid, "kid": fid / 1000,
+                                               "score": fid, "time_total_s": it * 1.5,
+                                               "trainable_g": 1000, "trainable_d": 500})
+                state.event("end", f"t{n:02d}", status="finished")
     for tid, status in (("t09", "diverged"), ("t10", "errored")):
         trial = Trial("D(1,2,2)G(1,2,2)", "/src.pt", "/target", "D(1,2,2)", "G(1,2,2)", None,
                       "adafm", None, None, "none", None, 1e30 if status == "diverged" else None,
                       "pretrained", "pretrained", int(tid[1:]))
-        rec = state.trial(tid, trial.to_dict(), None)
-        rec.update(status=status, iteration=2, error=f"{status}: made up for the test")
+        state.event("start", tid, config=trial.to_dict(), path=None)
         if status == "diverged":
-            rec.update(best={"fid": float("inf")}, last={"fid": float("inf")})
+            state.result(tid, {"iteration": 2, "fid": float("inf"), "diverged": 1,
+                               "error": "diverged: made up for the test"})
+            state.event("end", tid, status="diverged")
+        else:
+            state.event("error", tid, error="errored: made up for the test")
     state.save()
     return sweep_dir
 
