@@ -9,10 +9,13 @@ and several concurrency levels: the compute spent as a fraction of the grid, the
 90th-percentile regret of the pick against the grid's best setting (seed means), and how
 often the best was picked.
 
-    python -m benchmarks.bench_search [--storage runs/sweeps] [--orders 100]
+    python -m benchmarks.bench_search [--storage runs/sweeps] [--orders 100] [--seeds 0,1,2]
 
-Grids already complete in the storage are reused; interrupted ones are resumed. Recording
-takes about 3 hours on 2 CPU cores; the replays take a minute.
+Each seed of the EMA grid is its own sweep (``emoji-study-s<seed>``), so the recording can
+be made one seed at a time; the replays read the seeds recorded so far as one grid. Grids
+already complete in the storage are reused; interrupted ones are resumed. One seed's grid
+takes about an hour on 2 CPU cores, the seed-0 grid without EMA a little less; the replays
+take a minute.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from gansweep.sweep.ranking import ScoreRule, score
 from gansweep.sweep.replay import Recording, load_recording, parse_variant, replay_many
 from gansweep.sweep.runner import launch, resume
 from gansweep.sweep.spec import find_spec, parse_spec
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.state import SPEC_FILE, SweepState
 
 # Scheduler settings compared on the recordings (NAME:key=value over the spec's scheduler).
 VARIANTS = [
@@ -40,8 +43,8 @@ VARIANTS = [
     "mean2-noise1:score=mean,window=2,noise=1",
     "mean3-noise1:score=mean,window=3,noise=1",
     "best:score=best",
-    "rung256:score=last,rung=1",
-    "rung256-noise1:score=last,rung=1,noise=1",
+    "rung128:score=last,rung=1",
+    "rung128-noise1:score=last,rung=1,noise=1",
     "grace40-rf3:grace=40,rf=3,score=last",
     "grace40-rf3-mean2-noise1:grace=40,rf=3,score=mean,window=2,noise=1",
     "spec",
@@ -60,6 +63,13 @@ def record(spec_path: Path, data: dict, storage: Path) -> Path:
         launch(spec, str(storage))
     write_results(sweep_dir)
     return sweep_dir
+
+
+def combined(recordings: list[Recording]) -> Recording:
+    """Per-seed grids of one spec read as one grid with several seeds."""
+    first = recordings[0]
+    return Recording(first.name, first.metric, first.max_iters,
+                     [t for r in recordings for t in r.trials])
 
 
 def rank_correlations(rec: Recording, rule: ScoreRule) -> dict[int, float]:
@@ -84,27 +94,32 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=100)
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--record-only", action="store_true")
-    ap.add_argument("--only", choices=["noema"], help="record only the grid without EMA")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the EMA grid to record")
+    ap.add_argument("--no-twin", action="store_true", help="skip the grid without EMA")
     a = ap.parse_args()
     spec_path, _ = find_spec("emoji_study")
     grid = yaml.safe_load(spec_path.read_text())
-    plain = copy.deepcopy(grid)
-    plain.update(name=f"{grid['name']}-noema", seed=[0], ema_kimg="off")
-    plain["scheduler"] = {k: v for k, v in grid["scheduler"].items() if k != "rung_fid_samples"}
     storage = Path(a.storage)
-    dirs = {"no EMA, seed 0": record(spec_path, plain, storage)}
-    if a.only != "noema":
-        dirs = {"EMA, 3 seeds": record(spec_path, grid, storage), **dirs}
+    seeds = [int(s) for s in a.seeds.split(",")]
+    ema = [record(spec_path, {**grid, "name": f"{grid['name']}-s{s}", "seed": [s]}, storage)
+           for s in seeds]
+    dirs = {f"EMA, seeds {a.seeds}": ema}
+    if not a.no_twin:
+        plain = copy.deepcopy(grid)
+        plain.update(name=f"{grid['name']}-noema", seed=[0], ema_kimg="off")
+        plain["scheduler"] = {k: v for k, v in grid["scheduler"].items()
+                              if k != "rung_fid_samples"}
+        dirs["no EMA, seed 0"] = [record(spec_path, plain, storage)]
     if a.record_only:
         return
     print(machine())
-    recordings = {k: load_recording(d) for k, d in dirs.items()}
+    recordings = {k: combined([load_recording(d) for d in ds]) for k, ds in dirs.items()}
     concurrency = [int(c) for c in a.concurrency.split(",")]
     for name, rec in recordings.items():
         rhos = rank_correlations(rec, ScoreRule())
         print(f"rho(FID_t, final FID), {name}: " + ", ".join(f"t={t}: {r:.2f}"
                                                             for t, r in rhos.items()))
-        base = parse_spec(yaml.safe_load((dirs[name] / "gansweep" / "sweep.yaml").read_text()),
+        base = parse_spec(yaml.safe_load((dirs[name][0] / SPEC_FILE).read_text()),
                           Path.cwd()).scheduler
         names = VARIANTS if name.startswith("EMA") else ["today"]
         for v in names:

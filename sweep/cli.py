@@ -139,6 +139,14 @@ def _dry_run(spec) -> None:
           f"({', '.join(spec.baselines) or 'none'}){plans}, "
           f"over {len(spec.sources)} source(s), {len(spec.targets)} target(s) and the axes "
           + ", ".join(f"{k}={v}" for k, v in spec.axes.items() if len(v) > 1 or v[0] is not None))
+    if spec.confirm is not None:
+        from gansweep.sweep.spec import setting_key
+
+        baselines = {setting_key(t.to_dict()) for t in trials if t.baseline is not None}
+        settings = spec.confirm.top + len(baselines)
+        print(f"# then the confirmation phase: {settings * len(spec.confirm.seeds)} trials "
+              f"(the {spec.confirm.top} best settings of the search and every baseline, on "
+              f"seeds {list(spec.confirm.seeds)}, each to the full budget)")
     for problem in spec.problems:
         print(f"warning: {problem} (a real launch refuses this)", file=sys.stderr)
 

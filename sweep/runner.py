@@ -44,6 +44,7 @@ from gansweep.core.metrics import (
 )
 from gansweep.core.models import unit_names
 from gansweep.core.train import TrainState, final_summary, setup, train
+from gansweep.sweep import tune_state
 from gansweep.sweep.ranking import ScoreRule, rank_settings, score
 from gansweep.sweep.scheduler import RobustASHA
 from gansweep.sweep.spec import SweepSpec, Trial, parse_spec, setting_key
@@ -194,11 +195,13 @@ RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "fid_
 class Recorder(tune.Callback):
     """Records the trials from the driver into the sweep's logs (``sweep.state``): starts,
     results, ends, errors; compacts ``trials.json`` now and then and when the phase ends.
-    ``gansweep status`` and the results read them without Ray."""
+    ``gansweep status`` and the results read them without Ray. Also keeps a whole copy of
+    Tune's own snapshot of the phase's experiment (``sweep.tune_state``)."""
 
-    def __init__(self, sweep_dir: str, max_iters: int):
-        self.sweep_dir, self.max_iters = sweep_dir, max_iters
+    def __init__(self, sweep_dir: str, max_iters: int, experiment: str):
+        self.sweep_dir, self.max_iters, self.experiment = sweep_dir, max_iters, experiment
         self._state: SweepState | None = None
+        self._backed_up = 0.0
 
     @property
     def state(self) -> SweepState:
@@ -240,6 +243,11 @@ class Recorder(tune.Callback):
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self.state.event("recover", trial.trial_id, error=_error_text(trial))
         self.state.compact_if_due()
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() - self._backed_up >= tune_state.BACKUP_EVERY_S:
+            self._backed_up = time.monotonic()
+            tune_state.back_up(Path(self.experiment))
 
     def on_experiment_end(self, trials, **info) -> None:
         self.state.save()
@@ -420,6 +428,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
 def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str | None) -> None:
     """Everything of a launch after the sweep directory is claimed and recorded; a launch
     that failed in here (no Inception weights, say) is started again by ``resume``."""
+    resolve_weights(spec.inception_weights)  # before Ray starts: one line if missing
     _init_ray(address)
     prepared = _prepare(spec, sweep_dir)
     _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
@@ -450,7 +459,7 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=False), progress_reporter=_reporter(spec),
             verbose=1,
-            callbacks=[Recorder(str(sweep_dir), spec.budget.iters)]))
+            callbacks=[Recorder(str(sweep_dir), spec.budget.iters, str(experiment))]))
 
 
 def confirmation_trials(spec: SweepSpec, state: SweepState) -> tuple[list[str], list[Trial]]:
@@ -474,6 +483,7 @@ def _confirmation(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
     if spec.confirm is None:
         return
     experiment = sweep_dir / CONFIRM_DIR
+    tune_state.repair(experiment)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec),
                                    resume_unfinished=True, resume_errored=retry_errored,
@@ -516,6 +526,7 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     """Continue a sweep: finished trials stay finished, unfinished ones continue from their
     last checkpoint, errored ones are retried unless ``retry_errored`` is False."""
     spec = load_sweep_spec(sweep_dir)
+    tune_state.repair(sweep_dir)
     if not tune.Tuner.can_restore(str(sweep_dir)):
         # The launch stopped before Tune started (no trial ran): start it now, on the grid
         # recorded at launch.

@@ -59,6 +59,7 @@ class RobustASHA(ASHAScheduler):
         self.noise = noise
         self._rung_file = rung_file
         self._loaded = rung_file is None
+        self._saved: tuple[int, int] | None = None
 
     def _load(self) -> None:
         self._loaded = True
@@ -72,10 +73,19 @@ class RobustASHA(ASHAScheduler):
                 assert milestone == saved_milestone, "rung layout changed between runs"
                 recorded.update(saved_recorded)
         self._num_stopped = saved["num_stopped"]
+        self._saved = (self._num_stopped, sum(len(rec) for b in self._brackets
+                                              for _, rec in b._rungs))
 
     def _save(self) -> None:
+        """Write the rung records when they changed (a result at a rung, a stop): not at
+        every result, whose driver cost must not grow with the sweep."""
         if self._rung_file is None:
             return
+        signature = (self._num_stopped, sum(len(rec) for b in self._brackets
+                                            for _, rec in b._rungs))
+        if signature == self._saved:
+            return
+        self._saved = signature
         data = {"brackets": [[[m, rec] for m, rec in b._rungs] for b in self._brackets],
                 "num_stopped": self._num_stopped}
         atomic_write_text(Path(self._rung_file), json.dumps(data))

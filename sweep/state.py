@@ -167,6 +167,8 @@ class SweepState:
     def _append(self, name: str, line: dict[str, Any]) -> None:
         path = self.sweep_dir / name
         try:
+            if name not in self._closed:
+                path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as f:
                 if name not in self._closed:
                     self._closed.add(name)

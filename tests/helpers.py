@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from gansweep.sweep import tune_state
 from gansweep.sweep.state import SweepState
 
 MAX_ITERS = 6
@@ -73,6 +74,7 @@ def results(sweep_dir: Path, trial_id: str) -> list[dict]:
 
 
 def tune_trial_count(sweep_dir: Path) -> int:
-    """How many trials Ray Tune's own newest experiment snapshot holds."""
-    newest = max(sweep_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    return len(json.loads(newest.read_text())["trial_data"])
+    """How many trials Ray Tune's own newest experiment snapshot holds, as a resume reads it
+    (a snapshot cut short by the kill replaced by the driver's backup)."""
+    tune_state.repair(sweep_dir)
+    return len(json.loads(tune_state.newest(sweep_dir).read_text())["trial_data"])

@@ -108,6 +108,21 @@ def test_fid_sd_matches_the_spread_over_fresh_samples():
     assert boot > 2 * fresh
 
 
+def test_kid_equals_torch_fidelity():
+    """With one subset holding every image (so the random subsets cannot differ), our KID
+    equals torch-fidelity's kid_features_to_metric on the same features (its polynomial
+    kernel of degree 3, gamma 1/d, coef0 1, unbiased MMD^2)."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(60, 2048)).astype(np.float32)
+    b = (rng.normal(size=(60, 2048)) * 1.2 + 0.2).astype(np.float32)
+    theirs = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=3,
+                                    kid_subset_size=60, verbose=False)[KEY_METRIC_KID_MEAN]
+    ours = kid(FeatureStats(a), FeatureStats(b), subsets=3, subset_size=60)
+    assert ours > 0.05 and ours == pytest.approx(theirs, rel=1e-5)  # theirs: float32 kernel
+
+
 def test_kid_unbiased_and_ordered():
     rng = np.random.default_rng(0)
     a = FeatureStats(rng.normal(size=(120, 64)).astype(np.float32))

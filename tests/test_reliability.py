@@ -195,26 +195,33 @@ slow = pytest.mark.slow
 
 @slow
 def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
-    """SIGKILL `gansweep report` at several points: the Parquet files and the report are
+    """SIGKILL `gansweep report` the moment one of its files is being written (a temporary
+    file exists): the kill lands mid-write, yet every Parquet file and the report are
     either absent or whole (atomic rename), and the next report succeeds."""
     sweep = tmp_path / "tiny"
     shutil.copytree(tiny_sweep[0], sweep)
     outputs = [sweep / "gansweep" / "trials.parquet", sweep / "gansweep" / "metrics.parquet"]
     for path in [*outputs, sweep / "report.html"]:
         path.unlink()
-    for delay in (0.8, 1.4, 1.8, 2.2, 2.6):
+    mid_write = []
+    for _ in range(4):
         proc = subprocess.Popen([sys.executable, "-m", "gansweep", "report", sweep],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        writing: list[Path] = []
+        while proc.poll() is None and not writing:
+            writing = [*sweep.glob("*.tmp"), *(sweep / "gansweep").glob("*.parquet*.tmp")]
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        mid_write += [w for w in writing if w.exists()]  # killed before its rename
         for path in outputs:
             if path.exists():
                 assert pq.read_table(path).num_rows > 0
         if (sweep / "report.html").exists():
             assert (sweep / "report.html").read_text().rstrip().endswith("</html>")
+    assert mid_write, "no kill landed while a file was being written"
     finish(gansweep("report", sweep))
     assert len(pd.read_parquet(outputs[0])) == 11
+    assert (sweep / "report.html").read_text().rstrip().endswith("</html>")
 
 
 @slow

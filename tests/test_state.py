@@ -1,0 +1,105 @@
+"""The sweep's trial record: append-only logs as the truth, a compacted snapshot, end
+markers; readers always see every event."""
+import json
+
+from gansweep.sweep.spec import Trial
+from gansweep.sweep.state import (
+    EVENTS_FILE,
+    RESULTS_FILE,
+    TRIALS_FILE,
+    SweepState,
+    done_record,
+)
+
+
+def _trial(seed: int = 0) -> dict:
+    return Trial("fine-tune", "/src.pt", "/t", None, None, "fine-tune", "adafm", None, None,
+                 "none", None, None, "pretrained", "pretrained", seed).to_dict()
+
+
+def _run(state: SweepState, tid: str, fids: list[float], status: str = "finished") -> None:
+    state.event("start", tid, config=_trial(), path=tid)
+    for k, fid in enumerate(fids, start=1):
+        state.result(tid, {"iteration": 2 * k, "fid": fid, "score": fid, "time_total_s": k})
+    state.event("end", tid, status=status)
+    state.mark_done(tid)
+
+
+def test_readers_see_every_event_without_a_compaction(tmp_path):
+    state = SweepState.create(tmp_path, "s", 3, 4)
+    state.save()
+    _run(state, "a", [300.0, 290.0])
+    state.event("start", "b", config=_trial(1), path="b")
+    state.result("b", {"iteration": 2, "fid": 310.0, "time_total_s": 1.0})
+    state.event("recover", "b", error="node lost")
+    state.event("start", "b", config=_trial(1), path="b")
+    # trials.json was written before any event: a reader folds the logs in.
+    assert json.loads((tmp_path / TRIALS_FILE).read_text())["trials"] == {}
+    seen = SweepState.load(tmp_path)
+    assert seen.trials == state.trials
+    a, b = seen.trials["a"], seen.trials["b"]
+    assert a["status"] == "finished" and a["iteration"] == 4 and a["reports"] == 2
+    assert a["best"]["fid"] == 290.0 and a["last"]["score"] == 290.0
+    assert b["status"] == "running" and b["failures"] == 1 and len(b["starts"]) == 2
+    assert b["starts"][1]["iteration"] == 2
+    assert seen.counts() == {"pending": 1, "running": 1, "finished": 1, "stopped": 0,
+                             "diverged": 0, "errored": 0}
+    assert done_record(tmp_path, "a")["status"] == "finished"
+    assert done_record(tmp_path, "b") is None
+
+
+def test_compaction_covers_what_it_says_and_the_logs_stay(tmp_path):
+    state = SweepState.create(tmp_path, "s", 2, 4)
+    _run(state, "a", [300.0, 290.0])
+    state.save()
+    snapshot = json.loads((tmp_path / TRIALS_FILE).read_text())
+    assert snapshot["offsets"] == {"events": (tmp_path / EVENTS_FILE).stat().st_size,
+                                   "results": (tmp_path / RESULTS_FILE).stat().st_size}
+    _run(state, "b", [280.0], status="stopped")
+    seen = SweepState.load(tmp_path)  # a does not count twice, b is folded in
+    assert seen.trials["a"]["reports"] == 2 and seen.trials["b"]["status"] == "stopped"
+    assert len(seen.results()) == 3
+
+
+def test_a_line_cut_by_a_crash_is_skipped_and_closed(tmp_path):
+    state = SweepState.create(tmp_path, "s", 1, 4)
+    state.save()
+    state.event("start", "a", config=_trial(), path="a")
+    with open(tmp_path / RESULTS_FILE, "a") as f:
+        f.write('{"trial_id": "a", "iteration": 2, "fi')  # the driver died mid-line
+    assert SweepState.load(tmp_path).trials["a"]["reports"] == 0
+    resumed = SweepState.load(tmp_path)
+    resumed.result("a", {"iteration": 2, "fid": 300.0, "time_total_s": 1.0})
+    seen = SweepState.load(tmp_path)
+    assert seen.trials["a"]["reports"] == 1 and seen.trials["a"]["last"]["fid"] == 300.0
+    assert len(seen.results()) == 1
+
+
+def test_a_snapshot_of_gansweep_0_1_is_not_counted_twice(tmp_path):
+    state = SweepState.create(tmp_path, "s", 1, 4)
+    _run(state, "a", [300.0, 290.0])
+    old = {k: v for k, v in state.data.items() if k != "offsets"}  # 0.1 had no offsets
+    (tmp_path / TRIALS_FILE).write_text(json.dumps(old))
+    (tmp_path / EVENTS_FILE).unlink()
+    assert SweepState.load(tmp_path).trials["a"]["reports"] == 2
+
+
+def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_path, capsys):
+    """Tune copies its snapshot into the sweep from a thread; a killed driver can leave it
+    truncated. The driver's last whole copy replaces it; with no copy it is set aside."""
+    from gansweep.sweep import tune_state
+    whole = json.dumps({"trial_data": [[str(i), "{}"] for i in range(50)]})
+    path = tmp_path / "experiment_state-2026-11-24_01-00-00.json"
+    path.write_text(whole)
+    tune_state.back_up(tmp_path)
+    path.write_text(whole[:len(whole) // 2])
+    tune_state.back_up(tmp_path)  # a truncated file never overwrites the copy
+    tune_state.repair(tmp_path)
+    assert path.read_text() == whole
+    assert "cut short" in capsys.readouterr().err
+    older = tmp_path / "experiment_state-2026-11-23_01-00-00.json"
+    older.write_text(whole)
+    (tmp_path / tune_state.BACKUP_DIR / path.name).unlink()
+    path.write_text(whole[:10])
+    tune_state.repair(tmp_path)
+    assert not path.exists() and tune_state.newest(tmp_path) == older
