@@ -3,7 +3,11 @@ from Tune starting the trial to the worker running our code, our setup until the
 training step, and the time spent per report (checkpoint + tune.report), as fractions of
 the trial's wall time.
 
-    python benchmarks/bench_tune_overhead.py [--out DIR]
+    python -m benchmarks.bench_tune_overhead [--out DIR] [--no-reuse]
+
+``--no-reuse`` runs the same sweep with a new worker process per trial (Tune's
+``reuse_actors=False``, what gansweep did before it reused them), for the idle slot time
+before and after.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import train
+from gansweep.sweep import runner
 from gansweep.sweep.runner import launch
 from gansweep.sweep.spec import load_spec
 from gansweep.sweep.state import SweepState
@@ -29,7 +34,20 @@ from gansweep.sweep.state import SweepState
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", help="keep the sweep here (default: a temporary folder)")
+    ap.add_argument("--no-reuse", action="store_true", help="a new worker per trial")
     a = ap.parse_args()
+    if a.no_reuse:
+        tune = runner.tune
+
+        class NoReuse:  # the runner's `tune`, with reuse_actors forced off
+            def __getattr__(self, name):
+                return getattr(tune, name)
+
+            @staticmethod
+            def TuneConfig(**kw):  # noqa: N802 (tune's name)
+                return tune.TuneConfig(**{**kw, "reuse_actors": False})
+
+        runner.tune = NoReuse()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.out or tmp).resolve()
         faces = make_domain(root / "faces", "faces", 64, 32, seed=1)
@@ -63,7 +81,7 @@ def main() -> None:
                          "start_frac": (to_worker + setup) / wall})
     print(machine())
     print(f"{len(rows)} trials of 150 iterations (3 reports each), dcgan 32px width 16, "
-          f"batch 32, 1 CPU each, 2 at a time")
+          f"batch 32, 1 CPU each, 2 at a time; actors {'not ' if a.no_reuse else ''}reused")
     for key, unit in (("wall", " s"), ("to_worker", " s"), ("setup", " s"),
                       ("per_report", " s")):
         print(f"{key:11s} {summary([r[key] for r in rows], unit)}")

@@ -1,25 +1,21 @@
-"""Figure 6, the emoji transfer study: after the grid sweep (bench_asha.py runs it), rerun
-the five baselines and the three best partitions with two more seeds, then print the
-table (best FID mean ± sd over 3 seeds, KID, trainable parameters, iterations to reach the
-scratch baseline's FID) and how it compares with the dissertation and Wang et al.
+"""Figure 6, the emoji transfer study, from the grid benchmarks/bench_search.py records (the
+6 x 6 partitions and the 5 baselines, every trial to the end, one sweep per seed): the
+table of the baselines and the best partitions (best FID mean +- sd over the seeds, KID,
+trainable parameters, iterations to reach the scratch baseline's FID) and how it compares
+with the dissertation and Wang et al.
 
-    python benchmarks/study_emoji.py [--grid runs/sweeps/emoji-study] [--storage runs/sweeps]
-
-It writes search_spaces/emoji_study_seeds.yaml (the seeds sweep's spec) and launches it,
-or reuses/resumes it when it is already in the storage.
+    python -m benchmarks.study_emoji [--grids 'runs/sweeps/emoji-study-s*']
 """
 from __future__ import annotations
 
 import argparse
-import os
+import glob
 import statistics
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from benchmarks._common import ROOT, machine
-from benchmarks.bench_asha import run
 from gansweep.results.tables import load_tables
 
 ORDER = ["combination", "fine-tune", "freeze", "scale-shift"]  # the dissertation's, best first
@@ -36,30 +32,18 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--grid", default=str(ROOT / "runs" / "sweeps" / "emoji-study"))
-    ap.add_argument("--storage", default=str(ROOT / "runs" / "sweeps"))
+    ap.add_argument("--grids", default=str(ROOT / "runs" / "sweeps" / "emoji-study-s*"))
     ap.add_argument("--top", type=int, default=3)
     a = ap.parse_args()
-    grid = load_tables(a.grid)
-    spec = yaml.safe_load((Path(a.grid) / "gansweep" / "sweep.yaml").read_text())
-    pairs = grid.trials[grid.trials["d_partition"].notna()].nsmallest(a.top, "best_fid")
-    seeds_spec = {**spec, "name": f"{spec['name']}-seeds", "seed": [1, 2],
-                  "partitions": [[d, g] for d, g in zip(pairs["d_partition"],
-                                                        pairs["g_partition"])]}
-    seeds_spec.pop("arch", None)
-    path = ROOT / "search_spaces" / "emoji_study_seeds.yaml"
-    for key in ("source", "target"):  # relative to the spec, like the shipped specs
-        seeds_spec[key] = os.path.relpath(seeds_spec[key], path.parent)
-    path.write_text("# Written by benchmarks/study_emoji.py: the emoji study's baselines and "
-                    "top partitions with two more seeds.\n" + yaml.safe_dump(seeds_spec,
-                                                                              sort_keys=False))
-    seeds = load_tables(run(path, seeds_spec, Path(a.storage)))
-
-    labels = [*spec["baselines"], *pairs["label"]]
-    trials = pd.concat([grid.trials, seeds.trials])
+    dirs = [Path(d) for d in sorted(glob.glob(a.grids))]
+    trials = pd.concat([load_tables(d).trials for d in dirs])
+    pairs = trials[trials["d_partition"].notna()].groupby("label")["best_fid"].mean()
+    top = list(pairs.nsmallest(a.top).index)
+    baselines = list(trials[trials["baseline"].notna()]["label"].unique())
     scratch = trials[trials["label"] == "scratch"]["best_fid"].mean()
-    # Both sweeps again, with one threshold: scratch's mean best FID over all its seeds.
-    trials = pd.concat([load_tables(s.sweep_dir, scratch).trials for s in (grid, seeds)])
+    # Again, with one threshold: scratch's mean best FID over all its seeds.
+    trials = pd.concat([load_tables(d, scratch).trials for d in dirs])
+    labels = [*baselines, *top]
     trials = trials[trials["label"].isin(labels)]
     rows = []
     for label in labels:
@@ -74,11 +58,11 @@ def main() -> None:
                                              f"never (0/{len(t)})"})
     table = pd.DataFrame(rows).sort_values("FID mean")
     print(machine())
-    print(f"grid: {grid.sweep_dir} ({len(grid.trials)} trials); seeds: {seeds.sweep_dir}")
+    print(f"grids: {', '.join(map(str, dirs))} ({len(trials)} trials)")
     print(f"threshold for 'iters to scratch FID': scratch's mean best FID {scratch:.2f}")
     print(markdown(table))
     fid = dict(zip(table["setting"], table["FID mean"]))
-    fid["combination"] = min(fid[x] for x in pairs["label"])
+    fid["combination"] = min(fid[x] for x in top)
     observed = sorted(ORDER, key=fid.get)
     print(f"dissertation's order {' < '.join(ORDER)}: observed {' < '.join(observed)} -> "
           f"{'agrees' if observed == ORDER else 'disagrees'}")

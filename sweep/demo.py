@@ -48,7 +48,10 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     while (storage / spec.name).exists():
         n += 1
         spec.name = spec.raw["name"] = f"demo-{n}"
-    print(f"[demo] launching {len(spec.trials())} trials with ASHA on a local Ray", flush=True)
+    confirm = "" if spec.confirm is None else \
+        f", then confirming the best on seeds {list(spec.confirm.seeds)}"
+    print(f"[demo] launching {len(spec.trials())} trials with ASHA on a local Ray{confirm}",
+          flush=True)
     sweep_dir = launch(spec, str(storage))
     print(f"\n[demo] done in {time.time() - t0:.0f} s. Results: {sweep_dir}")
     print(status_text(sweep_dir))

@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -90,21 +91,38 @@ ITERATION_FILE = "iteration.txt"
 
 
 def _newest_checkpoint(trial_dir: Path) -> Path | None:
-    """The checkpoint of the highest iteration persisted in a trial's folder.
-
-    Tune restores from the checkpoint its last experiment snapshot knew of, which can lag
-    the checkpoints a trial had already persisted when the driver died; the files on the
-    (shared) storage are the truth. Only works where the trial folder is a filesystem path.
-    """
+    """The checkpoint of the highest iteration in a trial's folder (None: none yet)."""
     best: tuple[int, Path] | None = None
     for d in trial_dir.glob("checkpoint_*"):
         try:
             iteration = int((d / ITERATION_FILE).read_text())
         except (OSError, ValueError):
-            continue  # incomplete: the trial died while writing it
+            continue
         if (d / "checkpoint.pt").is_file() and (best is None or iteration > best[0]):
             best = (iteration, d / "checkpoint.pt")
     return None if best is None else best[1]
+
+
+def _save_checkpoint(s: TrainState, trial_dir: Path) -> None:
+    """The trial's checkpoints are its own, not Tune's: each is written into a temporary
+    folder beside the others and renamed into place (a reader never sees half of one),
+    then the older ones are deleted. Tune holds none, so its experiment snapshot (which can
+    lag, and which Tune would rewrite after every checkpoint to track them, a cost that grows
+    with the number of trials: benchmarks/RESULTS.md section 8c) never points at a deleted
+    one; a restarted trial resumes from the newest one here, on the shared storage."""
+    final = trial_dir / f"checkpoint_{s.iteration:06d}"
+    tmp = Path(tempfile.mkdtemp(dir=trial_dir, prefix=".checkpoint-"))
+    try:
+        snapshot(s, tmp / "checkpoint.pt", lean=True)
+        (tmp / ITERATION_FILE).write_text(str(s.iteration))
+        shutil.rmtree(final, ignore_errors=True)  # a repeat after a restart
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for d in trial_dir.glob("checkpoint_*"):
+        if d != final:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def trial_dirname(trial_id: str, label: str) -> str:
@@ -144,15 +162,8 @@ def run_trial(config: dict[str, Any]) -> None:
     device, gpu_ids = trial_device()
     folder = trial_folder(sweep_dir, trial_id, Trial(**config["trial"]))
     cfg = _trial_config(config, str(folder), device)
-    newest = _newest_checkpoint(folder)
-    checkpoint = tune.get_checkpoint()
-    if newest is not None:
-        state = setup(cfg, resume=newest)
-    elif checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = setup(cfg, resume=Path(d) / "checkpoint.pt")
-    else:
-        state = setup(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = setup(cfg, resume=_newest_checkpoint(folder))
 
     node_id = ray.get_runtime_context().get_node_id()
     metric, rule = common["metric"], ScoreRule(**common["score_rule"])
@@ -169,10 +180,8 @@ def run_trial(config: dict[str, Any]) -> None:
         value, sd = score(s.history, metric, rule)
         metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
                    "report_s": report_s, "score": value, "score_sd": sd}
-        with tempfile.TemporaryDirectory() as d:
-            snapshot(s, Path(d) / "checkpoint.pt", lean=True)
-            (Path(d) / ITERATION_FILE).write_text(str(s.iteration))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        _save_checkpoint(s, folder)
+        tune.report(metrics)
         report_s += time.perf_counter() - t0
 
     try:
@@ -389,6 +398,9 @@ def asha(spec: SweepSpec, rung_file: str | None) -> RobustASHA:
 def _init_ray(address: str | None) -> None:
     # The classic progress table, which shows each trial's setting (the new one cannot).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default per-result loggers (JSON, CSV, TensorBoard files in every trial folder)
+    # cost the driver time per result and duplicate our logs (sweep.state): off.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if ray.is_initialized():
         return
     if address:
@@ -454,9 +466,8 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            # One checkpoint: the next is persisted before the last is deleted. Samples and
-            # metrics go straight to the trial's folder, so Tune syncs no artifacts.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # Checkpoints, samples and metrics go straight to the trial's folder
+            # (_save_checkpoint): Tune tracks and syncs none of them.
             sync_config=tune.SyncConfig(sync_artifacts=False), progress_reporter=_reporter(spec),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters, str(experiment))]))

@@ -115,16 +115,18 @@ def _emoji(n: int = 24) -> torch.Tensor:
 
 
 def test_mild_is_torchvisions_transform_for_a_batch():
-    """For the same parameters, the batched rotation and colour jitter give exactly the
-    pixels of torchvision's per-image functions (what 'mild' used to run image by image)."""
+    """For the same parameters, the batched flip, rotation and colour jitter give exactly
+    the pixels of torchvision's per-image functions (what 'mild' used to run image by
+    image)."""
     images = _emoji()
     torch.manual_seed(3)
     p = mild_params(len(images))
-    ours = jitter(rotate(images, p["degrees"]), p["factors"], p["order"])
+    assert 0 < p["flip"].sum() < len(images)
+    ours = jitter(rotate(images, p["degrees"], flip=p["flip"]), p["factors"], p["order"])
     ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
-    for img, degrees, factors, order, out in zip(images, p["degrees"], p["factors"],
-                                                 p["order"], ours):
-        ref = TF.rotate(img, float(degrees), fill=255)
+    for img, flip, degrees, factors, order, out in zip(images, p["flip"], p["degrees"],
+                                                       p["factors"], p["order"], ours):
+        ref = TF.rotate(TF.hflip(img) if flip else img, float(degrees), fill=255)
         for k in order.tolist():
             ref = ops[k](ref, float(factors[k]))
         assert torch.equal(out, ref)

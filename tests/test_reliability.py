@@ -244,10 +244,13 @@ def test_diverged_and_errored_trials(sources, faces, weights, tmp_path):
             t["status"] == "running" for t in SweepState.load(sweep_dir).trials.values()):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.2)
-    second = cli("launch", spec, "--storage", tmp_path / "sweeps")
-    assert_one_clear_line(second, "launch", "already exists")
     good = bad_source.read_bytes()
     bad_source.write_bytes(good[:1000])  # trials run in order: the good source's first
+    # The same name again (a spec without the now corrupt source, which it would refuse).
+    again = write_spec(tmp_path / "again.yaml", [str(sources["dcgan"])], faces, weights,
+                       partitions=[], baselines=["fine-tune"])
+    assert_one_clear_line(cli("launch", again, "--storage", tmp_path / "sweeps"), "launch",
+                          "already exists")
     finish(proc)
 
     state = SweepState.load(sweep_dir)

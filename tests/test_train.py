@@ -43,6 +43,24 @@ def test_resume_continues_identically(sources, faces, tmp_path, source, loss, au
     assert [r["iteration"] for r in history] == [2, 4]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_deterministic_resume_on_a_gpu_is_bit_exact(sources, faces, tmp_path):
+    """On a GPU, 'deterministic' makes a resumed run continue bit for bit (without it,
+    autotuned and TF32 convolutions need not), and the run records what it used."""
+    def cfg(out, iters):
+        return transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path / out),
+                               d="D(1,1,3)", g="G(1,1,3)", iters=iters, eval_every=2,
+                               batch_size=8, metrics=[], seed=3, ema_kimg=0.1,
+                               device="cuda", deterministic=True)
+    straight = train(cfg("a", 4))
+    train(cfg("b", 2))
+    resumed = train(cfg("b", 4), resume=tmp_path / "b" / "checkpoint.pt")
+    assert _states_equal(straight.G.state_dict(), resumed.G.state_dict())
+    assert _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
+    assert resumed.numerics["device"].startswith("cuda") and resumed.numerics["deterministic"]
+    assert not resumed.numerics["tf32"]
+
+
 def test_divergence_raises_specific_error(sources, faces, tmp_path):
     cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path),
                           baseline="fine-tune", iters=3, batch_size=8, metrics=[])

@@ -1,0 +1,80 @@
+"""Bytes a trial writes in checkpoints (GPU/scale issue, item 2): a 64 x 64 DCGAN (width 64,
+L = 5 units per net), fine-tune vs AdaFM-heavy trials, before and after lean checkpoints.
+
+Before (gansweep 0.2.0): every report wrote the full state (G, D, both optimisers) and Tune
+kept every checkpoint. After: the EMA generator is added, frozen tensors are left out of
+G, D and the EMA (a transfer's frozen weights are its source's), and Tune keeps one. Both
+are measured by writing the checkpoint of a real run after a few steps.
+
+    python -m benchmarks.bench_checkpoint [--reports 10]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks._common import machine
+from gansweep.core.checkpoint import checkpoint_state, snapshot
+from gansweep.core.config import TrainConfig, transfer_config
+from gansweep.core.models import ArchConfig
+from gansweep.core.synthetic import make_domain
+from gansweep.core.train import setup, train, train_step
+
+ARCH = ArchConfig("dcgan", 64, 64, 100, "batch")
+TRIALS = {"fine-tune": {"baseline": "fine-tune"},
+          "scale-shift (all AdaFM)": {"baseline": "scale-shift"},
+          "D(1,3,1)G(1,3,1) (AdaFM-heavy)": {"d": "D(1,3,1)", "g": "G(1,3,1)"}}
+
+
+def nbytes(state: dict) -> int:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer().nbytes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reports", type=int, default=10, help="reports (checkpoints) per trial")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        blobs = make_domain(root / "blobs", "blobs", 32, 64, seed=0)
+        faces = make_domain(root / "faces", "faces", 16, 64, seed=1)
+        source = root / "source.pt"
+        snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=8,
+                                   arch=ARCH, iters=1, metrics=[])), source)
+        for name, how in TRIALS.items():
+            sizes = {}
+            for when, ema, lean in (("before", None, False), ("lean", None, True),
+                                    ("after", 10.0, True)):
+                cfg = transfer_config(str(source), str(faces), str(root / name), batch_size=8,
+                                      iters=2, metrics=[], ema_kimg=ema, **how)
+                s = setup(cfg)
+                for _ in range(2):  # optimiser states exist from the first step on
+                    train_step(s)
+                    s.iteration += 1
+                sizes[when] = nbytes(checkpoint_state(s, lean=lean))
+            rows.append((name, sizes["before"], sizes["lean"], sizes["after"]))
+    print(machine())
+    print(f"dcgan 64 px, width 64; {a.reports} reports per trial")
+    mib = 2 ** 20
+    print("| trial | checkpoint before | lean, no EMA | lean + EMA (after) | written per trial "
+          "before / after | less written | kept on disk before / after |")
+    print("|---|---|---|---|---|---|---|")
+    for name, before, lean, after in rows:
+        print(f"| {name} | {before / mib:.2f} MiB | {lean / mib:.2f} MiB ({before / lean:.1f}x) "
+              f"| {after / mib:.2f} MiB | {a.reports * before / mib:.0f} / "
+              f"{a.reports * after / mib:.0f} MiB | {before / after:.1f}x | "
+              f"{a.reports * before / mib:.0f} / {after / mib:.1f} MiB |")
+    print("FIGURE checkpoint: " + "; ".join(f"{n} {b / a:.1f}x less written ({b / le:.1f}x "
+                                            f"without the EMA)" for n, b, le, a in rows))
+
+
+if __name__ == "__main__":
+    main()
