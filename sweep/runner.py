@@ -5,7 +5,10 @@ Layout of a sweep directory ``STORAGE/NAME`` (besides Ray Tune's own files):
 - ``gansweep/trials.json``: every trial's status, written by the driver (see ``state``);
 - ``gansweep/asha_rungs.json``: ASHA's rung records, so decisions after a resume use the
   results seen before it (Ray forgets them on restore: ray-project/ray#30838);
-- ``fid-stats/``: real-data FID statistics, computed once by the driver before trials.
+- ``fid-stats/``: real-data FID statistics, computed once by the driver before trials;
+- ``.tune-state/``: the last whole copy of Tune's experiment snapshot (``tune_state``);
+- one folder per trial: its newest checkpoint (written by the trial, not Tune), samples,
+  metrics and config.
 Our files live in a subfolder because Tune's restore copies every top-level .json/.pkl of
 the experiment folder to its staging folder and later syncs them back, which would
 overwrite live files with the copies taken at restore time.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -401,6 +405,9 @@ def _init_ray(address: str | None) -> None:
     # Tune's default per-result loggers (JSON, CSV, TensorBoard files in every trial folder)
     # cost the driver time per result and duplicate our logs (sweep.state): off.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # ...which the Tuner's result grid then looks for, warning once per trial: we read
+    # ours, not its grid.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     if address:
