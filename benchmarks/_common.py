@@ -63,3 +63,20 @@ class Timer:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.seconds = time.perf_counter() - self.t0
+
+
+def synthetic_source(root: Path, arch, *, sources: int, targets: int, iters: int,
+                     batch_size: int) -> tuple[Path, Path]:
+    """A synthetic source domain ('blobs'), a target ('faces') and a source GAN pretrained
+    on the first for ``iters`` iterations, under ``root``: (source checkpoint, target)."""
+    from gansweep.core.checkpoint import snapshot
+    from gansweep.core.config import TrainConfig
+    from gansweep.core.synthetic import make_domain
+    from gansweep.core.train import train
+
+    faces = make_domain(root / "faces", "faces", targets, arch.resolution, seed=1)
+    blobs = make_domain(root / "blobs", "blobs", sources, arch.resolution, seed=0)
+    source = root / "source.pt"
+    snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=batch_size,
+                               arch=arch, iters=iters, metrics=[])), source)
+    return source, faces

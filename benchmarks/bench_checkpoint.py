@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import machine
-from gansweep.core.checkpoint import checkpoint_state, snapshot
-from gansweep.core.config import TrainConfig, transfer_config
+from benchmarks._common import machine, synthetic_source
+from gansweep.core.checkpoint import checkpoint_state
+from gansweep.core.config import transfer_config
 from gansweep.core.models import ArchConfig
-from gansweep.core.synthetic import make_domain
-from gansweep.core.train import setup, train, train_step
+from gansweep.core.train import setup, train_step
 
 ARCH = ArchConfig("dcgan", 64, 64, 100, "batch")
 TRIALS = {"fine-tune": {"baseline": "fine-tune"},
@@ -44,11 +43,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        blobs = make_domain(root / "blobs", "blobs", 32, 64, seed=0)
-        faces = make_domain(root / "faces", "faces", 16, 64, seed=1)
-        source = root / "source.pt"
-        snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=8,
-                                   arch=ARCH, iters=1, metrics=[])), source)
+        source, faces = synthetic_source(root, ARCH, sources=32, targets=16, iters=1,
+                                         batch_size=8)
         for name, how in TRIALS.items():
             sizes = {}
             for when, ema, lean in (("before", None, False), ("lean", None, True),

@@ -22,12 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks._common import WEIGHTS, machine
-from gansweep.core.checkpoint import snapshot
-from gansweep.core.config import TrainConfig
+from benchmarks._common import WEIGHTS, machine, synthetic_source
 from gansweep.core.models import ArchConfig
-from gansweep.core.synthetic import make_domain
-from gansweep.core.train import train
 from gansweep.results.report import write_results
 from gansweep.sweep import runner
 from gansweep.sweep.state import status_text
@@ -49,7 +45,7 @@ def reporting_trial(config: dict) -> None:
                      "score": fid, "score_sd": 3.0, "images_per_s": 0.0})
 
 
-FIT_CPU = [0.0]
+FIT, FIT_CPU = runner._fit, [0.0]
 
 
 def timed_fit(tuner, sweep_dir) -> None:
@@ -61,8 +57,6 @@ def timed_fit(tuner, sweep_dir) -> None:
     finally:
         FIT_CPU[0] += time.process_time() - cpu0
 
-
-FIT = runner._fit
 
 
 class TimedRecorder(runner.Recorder):
@@ -127,12 +121,8 @@ def main() -> None:
     runner._fit = timed_fit
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        faces = make_domain(root / "faces", "faces", 16, 32, seed=1)
-        blobs = make_domain(root / "blobs", "blobs", 64, 32, seed=0)
-        source = root / "source.pt"
-        snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=8,
-                                   arch=ArchConfig("dcgan", 32, 16, 32, "batch"), iters=2,
-                                   metrics=[])), source)
+        source, faces = synthetic_source(root, ArchConfig("dcgan", 32, 16, 32, "batch"),
+                                         sources=64, targets=16, iters=2, batch_size=8)
         rows = [run(root, source, faces, int(s), a.concurrency) for s in a.sizes.split(",")]
     print(machine())
     print(f"{a.reports} reports per trial, {a.interval} s apart, {a.concurrency} trials at a "

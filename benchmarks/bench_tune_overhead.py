@@ -19,12 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks._common import WEIGHTS, machine, summary
-from gansweep.core.checkpoint import snapshot
-from gansweep.core.config import TrainConfig
+from benchmarks._common import WEIGHTS, machine, summary, synthetic_source
 from gansweep.core.models import ArchConfig
-from gansweep.core.synthetic import make_domain
-from gansweep.core.train import train
 from gansweep.sweep import runner
 from gansweep.sweep.runner import launch
 from gansweep.sweep.spec import load_spec
@@ -50,12 +46,8 @@ def main() -> None:
         runner.tune = NoReuse()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.out or tmp).resolve()
-        faces = make_domain(root / "faces", "faces", 64, 32, seed=1)
-        blobs = make_domain(root / "blobs", "blobs", 200, 32, seed=0)
-        source = root / "source.pt"
-        snapshot(train(TrainConfig(data=str(blobs), out=str(root / "src"), batch_size=32,
-                                   arch=ArchConfig("dcgan", 32, 16, 32, "batch"), iters=50,
-                                   metrics=[])), source)
+        source, faces = synthetic_source(root, ArchConfig("dcgan", 32, 16, 32, "batch"),
+                                         sources=200, targets=64, iters=50, batch_size=32)
         spec = {"name": "overhead", "source": str(source), "target": str(faces),
                 "partitions": [["D(1,2,2)", "G(1,2,2)"], ["D(3,0,2)", "G(3,0,2)"]],
                 "baselines": ["fine-tune", "freeze", "scale-shift", "freeze-d"],
