@@ -18,6 +18,7 @@ from gansweep.core.metrics import METRICS
 from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
 from gansweep.core.treatments import (
     BN_STATS,
+    TREATMENTS,
     PlanPair,
     baseline_pair,
     check_plan,
@@ -47,10 +48,16 @@ class TrainConfig:
     label: str = "run"
     loss: str = "wgan"
     lr: float | None = None  # None: the loss's default
+    # Multiplier of lr per treatment (Denton: transferred layers fine-tuned more slowly than
+    # re-initialised ones); treatments not named train at lr.
+    lr_mult: dict[str, float] = field(default_factory=dict)
+    label_smoothing: float = 0.0  # bce only: D's targets drawn from 1 +- s and 0 +- s
+    label_noise: float = 0.0  # bce only: fraction of D's targets swapped
     n_critic: int | None = None  # None: the loss's default
     batch_size: int = 64
     iters: int = 1000
     eval_every: int = 0  # 0: evaluate only at the end
+    eval_at_start: bool = False  # also evaluate iteration 0 (the source before training)
     fid_samples: int = 256
     fid_real: int | None = None  # cap on real reference images (deterministic subset)
     metrics: list[str] = field(default_factory=lambda: ["fid", "kid"])
@@ -79,6 +86,21 @@ class TrainConfig:
         if isinstance(self.arch, dict):
             self.arch = ArchConfig(**self.arch)
         LOSSES.get(self.loss)
+        for name in ("label_smoothing", "label_noise"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or not 0 <= value < 1:
+                raise GansweepError(f"{name}: {value!r} must be a number in [0, 1)")
+            if value and self.loss != "bce":
+                raise GansweepError(f"{name}: {value!r} needs loss 'bce', not {self.loss!r}")
+        if not isinstance(self.lr_mult, dict):
+            raise GansweepError(f"lr_mult: {self.lr_mult!r} must map treatments to numbers")
+        for name, value in self.lr_mult.items():
+            if name not in TREATMENTS:
+                raise GansweepError(f"lr_mult: unknown treatment {name!r}; valid: "
+                                    f"{', '.join(sorted(TREATMENTS))}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise GansweepError(f"lr_mult.{name}: {value!r} must be a positive number")
         parse_augment(self.augment)
         for name in self.metrics:
             METRICS.get(name)
@@ -118,8 +140,9 @@ class TrainConfig:
                                     f"integer larger than fid_samples ({self.fid_samples})")
             if "fid" not in self.metrics:
                 raise GansweepError("rung_fid_samples: needs 'fid' among the metrics")
-        if not isinstance(self.deterministic, bool):
-            raise GansweepError(f"deterministic: {self.deterministic!r} is not true or false")
+        for name in ("deterministic", "eval_at_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise GansweepError(f"{name}: {getattr(self, name)!r} is not true or false")
         if any(not isinstance(m, int) or m < 1 for m in self.rung_milestones):
             raise GansweepError(f"rung_milestones: {self.rung_milestones!r} must be positive "
                                 f"integers")

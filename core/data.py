@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,43 @@ def load_folder(root: str | Path, resolution: int | None, alpha: str = "white",
                             f"give a resolution to resize them")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return ImageSet(images, [str(p) for p in paths], labels, classes)
+
+
+SPLIT_FILE = "split.json"
+
+
+def split_folder(root: str | Path, fraction: float, seed: int, out: str | Path
+                 ) -> dict[str, list[str]]:
+    """Split the images under ``root`` into two disjoint parts, ``out/A`` (a ``fraction`` of
+    them, at least one) and ``out/B`` (the rest), by a permutation drawn from ``seed``
+    (Yosinski et al.'s A/B split, as Denton et al. split ImageNet). The parts are folders of
+    symbolic links mirroring ``root``'s sub-folders (classes stay classes), so A can be
+    pretrained on and B be a sweep's target, whose FID reference is then B's images only.
+    ``out/split.json`` records the source, fraction, seed and both file lists."""
+    if not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
+        raise GansweepError(f"split fraction: {fraction!r} must be strictly between 0 and 1")
+    root = Path(root).resolve()
+    files = list_images(root)
+    n_a = round(fraction * len(files))
+    if not 1 <= n_a <= len(files) - 1:
+        raise GansweepError(f"{root}: {len(files)} images cannot be split {fraction} / "
+                            f"{1 - fraction} with an image in each part")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise GansweepError(f"{out}: exists and is not empty")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    parts = {"A": sorted(order[:n_a]), "B": sorted(order[n_a:])}
+    listing = {}
+    for name, idx in parts.items():
+        rel = [str(files[i].relative_to(root)) for i in idx]
+        for r in rel:
+            link = out / name / r
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(root / r)
+        listing[name] = rel
+    (out / SPLIT_FILE).write_text(json.dumps({"source": str(root), "fraction": fraction,
+                                              "seed": seed, **listing}, indent=1))
+    return listing
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

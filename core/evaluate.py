@@ -3,6 +3,7 @@ samples (from the EMA generator when the run keeps one), the metrics with FID's 
 noise, a larger FID at the scheduler's rungs, and a sample grid."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,10 @@ from gansweep.core.metrics import (
     fid,
     fid_sd,
     get_extractor,
+    inception_score,
     per_class_fid,
     real_stats,
+    require_classifier,
     resolve_weights,
 )
 
@@ -40,10 +43,12 @@ def reference_set(target: ImageSet, fid_real: int | None) -> ImageSet:
 
 
 def reference_stats(reference: ImageSet, weights: str | None, cache_dir: str | None,
-                    device: torch.device) -> FeatureStats:
+                    device: torch.device, metrics: Sequence[str] = ()) -> FeatureStats:
     """Real-data statistics for FID/KID, from the cache under ``cache_dir/fid-stats`` when
-    present."""
+    present; refuses weights without a classifier when ``metrics`` include IS."""
     extractor = get_extractor(resolve_weights(weights), device)
+    if "is" in metrics:
+        require_classifier(extractor)
     return real_stats(reference.images, reference.digest(), extractor,
                       Path(cache_dir or default_cache_dir()) / "fid-stats")
 
@@ -112,10 +117,12 @@ def evaluate(s: TrainState) -> dict[str, float]:
         labels = balanced_labels(s, n)
         fake = generate(s, n, seed=s.cfg.seed + FID_SEED, labels=labels)
         extractor = get_extractor(resolve_weights(s.cfg.inception_weights), s.device)
-        stats = FeatureStats(extractor(fake))
+        stats = FeatureStats(*extractor.run(fake))
         evaluation = Evaluation(s.real, stats, s.reference.images, fake, labels, s.classifier,
                                 s.cfg.iw_steps, s.cfg.seed, s.device)
         record.update(compute_metrics(evaluation, s.cfg.metrics))
+        if "is" in s.cfg.metrics:
+            record["is_sd"] = inception_score(stats.logits)[1]
         if "fid" in s.cfg.metrics:
             noise_seed = s.cfg.seed + s.iteration
             record["fid_sd"] = _finite_or_none(fid_sd(s.real, stats, seed=noise_seed))

@@ -6,9 +6,10 @@ to give it a weights file. ``FIDInception`` builds the same modules from pytorch
 block classes, loads the given state dict (``load_weights``: a file, or pytorch-fid's
 download when there is none) and runs pytorch-fid's forward pass: bilinear resize to 299,
 scale to [-1, 1], the layers up to the final average pool. It returns the 2048-d pool3
-features (FID, KID) and, from the same pass, the 1008 logits of the network's ``fc`` (the
-Inception Score). Its features equal pytorch-fid's ``InceptionV3`` bit for bit
-(tests/test_metrics.py).
+features (FID, KID) and, from the same pass, the 1008 logits of the network's ``fc`` without
+its bias (the Inception Score: the original TensorFlow code multiplies pool3 by the softmax
+weights only, and torch-fidelity's ``logits_unbiased`` does the same). Its features equal
+pytorch-fid's ``InceptionV3`` bit for bit (tests/test_metrics.py).
 """
 from __future__ import annotations
 
@@ -56,10 +57,15 @@ class FIDInception(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N x 2048 pool3 features, N x 1008 logits)."""
+        """(N x 2048 pool3 features, N x 1008 logits without fc's bias)."""
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         for name in self.LAYERS:
             x = self.pool(x) if name == "pool" else getattr(self.net, name)(x)
         pool3 = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
-        return pool3, self.net.fc(pool3)
+        return pool3, pool3 @ self.net.fc.weight.T
+
+    @property
+    def has_classifier(self) -> bool:
+        """False for pytorch-fid-style FID weights whose ``fc`` was zero-filled."""
+        return bool(self.net.fc.weight.abs().sum() > 0)

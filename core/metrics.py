@@ -1,4 +1,5 @@
-"""FID and KID on pytorch-fid's Inception pool3 features, with cached real-data statistics.
+"""FID and KID on pytorch-fid's Inception pool3 features, with cached real-data statistics;
+the Inception Score on the same network's logits.
 
 Weights: ``--inception-weights PATH`` or ``$GANSWEEP_INCEPTION_WEIGHTS`` (a state dict in
 pytorch-fid's layout), else pytorch-fid's own download.
@@ -80,6 +81,8 @@ class InceptionFeatures:
             first = str(e).strip().splitlines()
             raise GansweepError(f"Inception weights {weights}: do not fit pytorch-fid's FID "
                                 f"Inception ({' '.join(first[:2])[:200]})") from None
+        self.weights = weights or DOWNLOAD_NAME
+        self.has_classifier = model.has_classifier
         self.model = model.eval().requires_grad_(False).to(device)
         if channels_last:  # a memory layout: FID within 1e-7, not part of the identity
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -132,9 +135,10 @@ def release_extractors() -> None:
 
 @dataclass
 class FeatureStats:
-    """Everything FID and KID need from one image set."""
+    """Everything FID, KID and IS need from one image set."""
 
     features: np.ndarray  # N x 2048 float32
+    logits: np.ndarray | None = None  # N x 1008 (generated images only: IS)
 
     @cached_property
     def mu(self) -> np.ndarray:
@@ -188,7 +192,7 @@ class Evaluation:
 MetricFn = Callable[[Evaluation], float]
 METRICS: Registry[MetricFn] = Registry("metric")
 register_metric = METRICS.register
-HIGHER_IS_BETTER = ("iw", "classifier")
+HIGHER_IS_BETTER = ("iw", "classifier", "is")
 
 
 def worst_value(name: str) -> float:
@@ -303,8 +307,39 @@ def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size:
     return float(total / subsets)
 
 
+def require_classifier(extractor: InceptionFeatures) -> None:
+    """Refuse the Inception Score with weights whose classifier was removed."""
+    if not extractor.has_classifier:
+        raise GansweepError(f"Inception weights {extractor.weights}: fc is all zeros (FID-only "
+                            f"weights), so the Inception Score cannot be computed; use "
+                            f"weights with the classifier, e.g. pytorch-fid's download")
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """Inception Score (Salimans et al.): exp(E_x KL(p(y|x) || p(y))) on each of ``splits``
+    consecutive chunks, (mean, population sd) over the chunks, in float64."""
+    x = torch.from_numpy(np.asarray(logits, dtype=np.float64))
+    if len(x) < splits:
+        raise GansweepError(f"metric 'is': {len(x)} images cannot make {splits} splits")
+    log_p = x.log_softmax(dim=1)
+    n = len(x)
+    scores = []
+    for i in range(splits):
+        chunk = log_p[i * n // splits:(i + 1) * n // splits]
+        log_q = chunk.exp().mean(dim=0).log()
+        scores.append(math.exp(float((chunk.exp() * (chunk - log_q)).sum(dim=1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
 register_metric("fid")(lambda e: fid(e.real, e.fake))
 register_metric("kid")(lambda e: kid(e.real, e.fake))
+
+
+@register_metric("is")
+def _is(e: Evaluation) -> float:
+    if e.fake.logits is None:
+        raise GansweepError("metric 'is' needs the generated images' Inception logits")
+    return inception_score(e.fake.logits)[0]
 
 
 @register_metric("iw")

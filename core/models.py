@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from gansweep.core.errors import GansweepError
 from gansweep.core.registry import Registry
 
-NORMS = ("batch", "layer", "none")
+NORMS = ("batch", "layer", "none", "spectral")  # D's normalisation; spectral: sngan only
 RESOLUTIONS = (32, 64)
 COND_HEADS = ("projection", "ac")
 
@@ -32,12 +32,22 @@ class ArchConfig:
     resolution: int = 32
     width: int = 64
     z_dim: int = 100
-    d_norm: str = "batch"
+    d_norm: str | None = None  # None: the architecture's own (spectral for sngan, else batch)
     num_classes: int = 0  # > 0: class-conditional (Wang et al. section 5); dcgan only
     cond_head: str = "projection"  # D's class head when conditional: projection | ac
+    d_width: int | None = None  # D's base channels where they differ from G's (sngan)
 
     def __post_init__(self) -> None:
         ARCHITECTURES.get(self.name)
+        if self.d_norm is None:
+            object.__setattr__(self, "d_norm", "spectral" if self.name == "sngan" else "batch")
+        if (self.name == "sngan") != (self.d_norm == "spectral"):
+            raise GansweepError(f"arch.d_norm: {self.d_norm!r}: sngan's D is spectrally "
+                                f"normalised, and only sngan's is")
+        if self.d_width is not None and (self.name != "sngan" or not isinstance(
+                self.d_width, int) or self.d_width < 1):
+            raise GansweepError(f"arch.d_width: {self.d_width!r} must be a positive integer, "
+                                f"for sngan only")
         if self.resolution not in RESOLUTIONS:
             raise GansweepError(f"arch.resolution: {self.resolution!r} is not one of {RESOLUTIONS}")
         for field in ("width", "z_dim"):
@@ -444,3 +454,6 @@ def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
     """(L_G, L_D): the number of transfer units of G and D."""
     g, d = unit_names(cfg)
     return len(g), len(d)
+
+
+from gansweep.core import sngan  # noqa: E402,F401  (registers 'sngan'; it builds on this module)

@@ -32,11 +32,17 @@ from gansweep.core.evaluate import (
     reference_stats,
     target_classifier,
 )
-from gansweep.core.losses import Loss, get_loss
+from gansweep.core.losses import LOSSES, Loss, get_loss
 from gansweep.core.metrics import FeatureStats
 from gansweep.core.models import ArchConfig, ClassHead, FilterShift, TransferNet, build_models
 from gansweep.core.numerics import numerics_record, pick_device, set_training_numerics
-from gansweep.core.treatments import AdaFM, apply_plan, count_trainable, trainable_parameters
+from gansweep.core.treatments import (
+    AdaFM,
+    apply_plan,
+    count_trainable,
+    param_groups,
+    trainable_parameters,
+)
 
 
 @dataclass
@@ -84,7 +90,7 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
     if source is not None:
         load_source(g, source["G"], "G", cfg.source)
         load_source(d, source["D"], "D", cfg.source)
-    loss = get_loss(cfg.loss)
+    loss = LOSSES.get(cfg.loss)
     if loss.needs_norm_free_critic and arch.d_norm == "batch":
         raise GansweepError(f"loss: {cfg.loss!r} needs a critic without batch norm; this "
                             f"architecture has d_norm='batch' (use 'layer' or 'none')")
@@ -112,11 +118,12 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     g, d, arch = _init_models(cfg)
     g.to(device).train()
     d.to(device).train()
-    loss = get_loss(cfg.loss)
+    loss = get_loss(cfg.loss, cfg.label_smoothing, cfg.label_noise)
     lr = cfg.lr if cfg.lr is not None else loss.lr
-    g_params, d_params = trainable_parameters(g), trainable_parameters(d)
-    opt_g = loss.optimizer(g_params, lr) if g_params else None
-    opt_d = loss.optimizer(d_params, lr) if d_params else None
+    g_groups = param_groups(g, cfg.g_plan or ["finetune"] * g.num_units, lr, cfg.lr_mult)
+    d_groups = param_groups(d, cfg.d_plan or ["finetune"] * d.num_units, lr, cfg.lr_mult)
+    opt_g = loss.optimizer(g_groups, lr) if g_groups else None
+    opt_d = loss.optimizer(d_groups, lr) if d_groups else None
 
     # Class sub-folders are read even for an unconditional run: the classifier metric and
     # the reference set then match those of the conditional runs on the same target.
@@ -130,7 +137,8 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     reference = reference_set(target, cfg.fid_real)
     real = classifier = None
     if cfg.metrics:
-        real = reference_stats(reference, cfg.inception_weights, cfg.cache_dir, device)
+        real = reference_stats(reference, cfg.inception_weights, cfg.cache_dir, device,
+                               cfg.metrics)
     if "classifier" in cfg.metrics:
         classifier = target_classifier(target, cfg.classifier_negatives, cfg.classifier_steps,
                                        cfg.cache_dir, device)
@@ -188,7 +196,8 @@ def train_step(s: TrainState) -> dict[str, float]:
     g_loss = torch.zeros((), device=s.device)
     if s.opt_g is not None:
         # D's parameters need no gradient for the generator update.
-        d_params = s.opt_d.param_groups[0]["params"] if s.opt_d is not None else []
+        d_params = [p for group in s.opt_d.param_groups for p in group["params"]] \
+            if s.opt_d is not None else []
         for p in d_params:
             p.requires_grad_(False)
         y = None if s.labels is None else s.labels[
@@ -224,16 +233,21 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
     s = state or setup(cfg, resume)
     s.out.mkdir(parents=True, exist_ok=True)
     every = cfg.eval_every or cfg.iters
+
+    def evaluate_and_report() -> bool:
+        record = evaluate(s)
+        if save:
+            snapshot(s)
+        return callback is not None and bool(callback(s, record))
+
+    if cfg.eval_at_start and s.iteration == 0 and not s.history and evaluate_and_report():
+        return s
     while s.iteration < cfg.iters:
         t0 = time.perf_counter()
         train_step(s)  # ends with a host sync (the loss check), so the timing is honest
         s.train_seconds += time.perf_counter() - t0
-        if s.iteration % every == 0 or s.iteration == cfg.iters:
-            record = evaluate(s)
-            if save:
-                snapshot(s)
-            if callback is not None and callback(s, record):
-                break
+        if (s.iteration % every == 0 or s.iteration == cfg.iters) and evaluate_and_report():
+            break
     return s
 
 

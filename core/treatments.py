@@ -41,6 +41,7 @@ from torch.nn.utils import parametrize
 from gansweep.core.errors import GansweepError
 from gansweep.core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
 from gansweep.core.registry import Registry
+from gansweep.core.sngan import SpectralNorm
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm)
@@ -103,9 +104,11 @@ def adafm(net: TransferNet, unit: nn.Module) -> None:
     _set_trainable(unit, False)
     for m in list(unit.modules()):
         if isinstance(m, WEIGHT_LAYERS):
+            # A spectrally normalised layer is modulated before its normalisation (core.sngan).
+            name = "weight_orig" if isinstance(m, SpectralNorm) else "weight"
             parametrize.register_parametrization(
-                m, "weight", AdaFM(m.weight, isinstance(m, nn.ConvTranspose2d)))
-            m.parametrizations.weight.original.requires_grad_(False)
+                m, name, AdaFM(getattr(m, name), isinstance(m, nn.ConvTranspose2d)))
+            getattr(m.parametrizations, name).original.requires_grad_(False)
 
 
 @register_treatment("filter-shift")
@@ -140,6 +143,27 @@ def apply_plan(net: TransferNet, plan: Sequence[str], bn_stats: str = "adapt") -
 
 def trainable_parameters(net: nn.Module) -> list[nn.Parameter]:
     return [p for p in net.parameters() if p.requires_grad]
+
+
+def param_groups(net: TransferNet, plan: Sequence[str], lr: float,
+                 lr_mult: dict[str, float]) -> list[dict]:
+    """The optimiser's parameter groups: without ``lr_mult``, one group at ``lr``; with it,
+    one group per treatment (in plan order) at ``lr`` times that treatment's multiplier
+    (1 if not named), each group tagged with its ``treatment``. Class tables, trained
+    whatever their unit's treatment, train at ``lr`` (group ``other``)."""
+    params = trainable_parameters(net)
+    if not lr_mult:
+        return [{"params": params, "lr": lr}] if params else []
+    other = {id(p) for m in net.modules() if isinstance(m, ClassTable) for p in m.parameters()}
+    owner: dict[int, str] = {}
+    for (_, unit), treatment in zip(net.transfer_units, plan):
+        for p in unit.parameters():
+            owner.setdefault(id(p), "other" if id(p) in other else treatment)
+    groups: dict[str, list[nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault(owner.get(id(p), "other"), []).append(p)
+    return [{"params": ps, "lr": lr * lr_mult.get(t, 1.0), "treatment": t}
+            for t, ps in groups.items()]
 
 
 def count_trainable(net: nn.Module) -> int:

@@ -32,6 +32,29 @@ def _add_fid_options(p: argparse.ArgumentParser, samples: int) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:N]")
 
 
+def _add_loss_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="loss bce: D's targets drawn from 1 +- S and 0 +- S (Price: 0.2)")
+    p.add_argument("--label-noise", type=float, default=0.0,
+                   help="loss bce: fraction of D's targets swapped")
+
+
+def _lr_mult(text: str | None) -> dict[str, float]:
+    """'finetune=0.1,reinit=1' -> {'finetune': 0.1, 'reinit': 1.0}."""
+    out = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise GansweepError(f"--lr-mult: {item!r} is not TREATMENT=NUMBER")
+    return out
+
+
 def _metrics(text: str) -> list[str]:
     return [] if text.strip() == "none" else [m.strip() for m in text.split(",") if m.strip()]
 
@@ -47,10 +70,11 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         # Absolute: the checkpoint records its data, which a source-choice sweep reads back.
         data=str(Path(a.data).resolve()), out=str(out.with_name(out.stem + "_run")),
-        arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm),
+        arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm, d_width=a.d_width),
         loss=a.loss, lr=a.lr, batch_size=a.batch_size, iters=a.iters,
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
+        label_smoothing=a.label_smoothing, label_noise=a.label_noise,
         inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device)
     state = train(cfg, resume=a.resume)
     snapshot(state, out)
@@ -74,7 +98,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         augment=a.augment, iters=a.iters, eval_every=a.eval_every,
         fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
         bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
-        device=a.device, **overrides)
+        device=a.device, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
+        label_smoothing=a.label_smoothing, label_noise=a.label_noise, **overrides)
     resume = Path(a.out) / "checkpoint.pt" if a.resume else None
     print(json.dumps(final_summary(train(cfg, resume=resume))))
     return 0
@@ -88,18 +113,32 @@ def cmd_fid(a: argparse.Namespace) -> int:
         FeatureStats,
         compute_metrics,
         get_extractor,
+        require_classifier,
         resolve_weights,
     )
     from gansweep.core.numerics import pick_device
 
     device = pick_device(a.device)
     extractor = get_extractor(resolve_weights(a.inception_weights), device)
+    metrics = _metrics(a.metrics)
+    if "is" in metrics:
+        require_classifier(extractor)
     sets = [load_folder(d, a.resolution, a.alpha) for d in (a.dir_a, a.dir_b)]
-    stats = [FeatureStats(extractor(s.images)) for s in sets]
+    stats = [FeatureStats(*extractor.run(s.images)) for s in sets]
     # DIR_A plays the real images, DIR_B the generated ones (IW's sign depends on it).
     evaluation = Evaluation(stats[0], stats[1], sets[0].images, sets[1].images, device=device)
-    values = compute_metrics(evaluation, _metrics(a.metrics))
+    values = compute_metrics(evaluation, metrics)
     print(json.dumps({**values, "n_a": len(sets[0]), "n_b": len(sets[1])}))
+    return 0
+
+
+@command("split")
+def cmd_split(a: argparse.Namespace) -> int:
+    from gansweep.core.data import split_folder
+
+    parts = split_folder(a.folder, a.fraction, a.seed, a.out)
+    print(json.dumps({"A": str(Path(a.out) / "A"), "n_a": len(parts["A"]),
+                      "B": str(Path(a.out) / "B"), "n_b": len(parts["B"])}))
     return 0
 
 
@@ -263,11 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a source GAN; saves G and D with metadata")
     p.add_argument("--data", required=True, help="source image folder")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
-    p.add_argument("--arch", default="dcgan")
+    p.add_argument("--arch", default="dcgan", help="dcgan, resnet or sngan")
+    p.add_argument("--d-width", type=int, help="sngan: D's base channels (default --width)")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--z-dim", type=int, default=100)
-    p.add_argument("--d-norm", default="batch", help="batch, layer or none")
+    p.add_argument("--d-norm", help="D's normalisation: batch, layer, none or spectral "
+                                    "(default: the architecture's: spectral for sngan, else batch)")
     p.add_argument("--loss", default="wgan")
     p.add_argument("--lr", type=float)
     p.add_argument("--iters", type=int, default=2000)
@@ -278,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default="none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    _add_loss_options(p)
     _add_fid_options(p, 256)
 
     p = sub.add_parser("transfer", help="one transfer trial (the sweep's code path)")
@@ -301,9 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'other' images of the classifier metric (default: the source's data)")
     p.add_argument("--loss", help="default: the source's pretraining loss")
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-mult", metavar="T=X,...",
+                   help="learning-rate multiplier per treatment, e.g. finetune=0.1,reinit=1")
+    _add_loss_options(p)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--iters", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--eval-at-start", action="store_true",
+                   help="also evaluate iteration 0 (the source before any training)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bn-stats", default="adapt", help="frozen units' norm statistics: "
                                                        "adapt or fixed")
@@ -321,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
     p.add_argument("--metrics", default="fid,kid")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("split", help="split an image folder into disjoint parts A and B "
+                                     "(symbolic links), e.g. to pretrain on A, transfer to B")
+    p.add_argument("folder")
+    p.add_argument("--fraction", type=float, default=0.5, help="A's share (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/A, DIR/B and "
+                                                              "DIR/split.json")
 
     p = sub.add_parser("launch", help="run a sweep spec on Ray Tune")
     p.add_argument("spec", help="sweep spec: a YAML file, or the name of a shipped spec "

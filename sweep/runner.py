@@ -82,7 +82,10 @@ def _trial_config(config: dict[str, Any], out: str, device: str):
         augment=trial.augment, lr=trial.lr, seed=trial.seed,
         iters=common["iters"], eval_every=common["eval_every"],
         fid_samples=common["fid_samples"], batch_size=common["batch_size"],
-        fid_real=common["fid_real"], metrics=common["metrics"], iw_steps=common["iw_steps"],
+        fid_real=common["fid_real"], eval_at_start=common["eval_at_start"],
+        lr_mult=common["lr_mult"], label_smoothing=common["label_smoothing"],
+        label_noise=common["label_noise"],
+        metrics=common["metrics"], iw_steps=common["iw_steps"],
         classifier_steps=common["classifier_steps"],
         classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],
         inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
@@ -174,6 +177,8 @@ def run_trial(config: dict[str, Any]) -> None:
     # Costs outside training, for the Tune-overhead benchmark: when the worker began,
     # how long setup took, and the time spent in reports (checkpoint + tune.report).
     fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr, "gpu_ids": gpu_ids,
+             "lr_mult": json.dumps(cfg.lr_mult, sort_keys=True) if cfg.lr_mult else None,
+             "label_smoothing": cfg.label_smoothing, "label_noise": cfg.label_noise,
              **state.numerics, "worker_start": worker_start,
              "setup_s": time.time() - worker_start}
     report_s = 0.0
@@ -197,12 +202,12 @@ def run_trial(config: dict[str, Any]) -> None:
                      "diverged": 1, "error": str(e)})
 
 
-RESULT_KEYS = ("iteration", "fid", "kid", "iw", "classifier", "class_fid", "fid_sd", "fid_rung",
-               "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
+RESULT_KEYS = ("iteration", "fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd",
+               "fid_rung", "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
                "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
-               "trainable_g", "trainable_d", "loss", "lr", "gpu_ids", "device", "device_name",
-               "cuda_visible_devices", "deterministic", "tf32", "worker_start", "setup_s",
-               "report_s")
+               "trainable_g", "trainable_d", "loss", "lr", "lr_mult", "label_smoothing",
+               "label_noise", "gpu_ids", "device", "device_name", "cuda_visible_devices",
+               "deterministic", "tf32", "worker_start", "setup_s", "report_s")
 
 
 class Recorder(tune.Callback):
@@ -323,7 +328,8 @@ def _make_references(spec: SweepSpec, sweep_dir: Path, device: torch.device) -> 
     for target in spec.targets:
         images = load_folder(target, spec.arch.resolution, labelled=None)
         ref = reference_set(images, spec.budget.fid_real)
-        real = reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
+        real = reference_stats(ref, spec.inception_weights, str(sweep_dir), device,
+                               spec.metrics)
         if negatives is not None:
             classifier = target_classifier(images, negatives, spec.classifier_steps,
                                            str(sweep_dir), device)
@@ -354,7 +360,8 @@ def _source_stats(spec: SweepSpec, sweep_dir: Path, source: str,
 def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             phase: str = "search") -> dict[str, Any]:
     rung = spec.scheduler.rung_fid_samples if phase == "search" else None
-    return {**asdict(spec.budget), **prepared, "bn_stats": spec.bn_stats,
+    return {**asdict(spec.budget), **asdict(spec.training), **prepared,
+            "bn_stats": spec.bn_stats,
             "metric": spec.metric, "score_rule": asdict(spec.scheduler.rule),
             "ema_kimg": spec.ema_kimg, "ema_rampup": spec.ema_rampup,
             "rung_fid_samples": rung,

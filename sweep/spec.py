@@ -18,7 +18,7 @@ import yaml
 
 from gansweep.core.augment import parse_augment
 from gansweep.core.checkpoint import load_checkpoint
-from gansweep.core.config import INITS
+from gansweep.core.config import INITS, TrainConfig
 from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
@@ -76,6 +76,16 @@ class Budget:
     fid_samples: int = 256
     batch_size: int = 64
     fid_real: int | None = None
+    eval_at_start: bool = False  # also evaluate iteration 0 (the source, before training)
+
+
+@dataclass(frozen=True)
+class Training:
+    """Optimiser and loss options shared by every trial (core.config.TrainConfig)."""
+
+    lr_mult: dict = field(default_factory=dict)  # treatment -> multiplier of lr
+    label_smoothing: float = 0.0  # loss 'bce' only
+    label_noise: float = 0.0  # loss 'bce' only
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,7 @@ class SweepSpec:
     metric: str
     metrics: list[str]
     resources: Resources
+    training: Training = field(default_factory=Training)
     modulation: str = "adafm"
     freeze_d_depth: int | None = None
     bn_stats: str = "adapt"
@@ -218,8 +229,8 @@ AXES: dict[str, Any] = {  # axis -> default values
     "target_size": [None], "augment": ["none"], "loss": [None], "lr": [None],
     "g_init": ["pretrained"], "d_init": ["pretrained"], "conditional": [None], "seed": [0],
 }
-TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines",
-            "plans", "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "scheduler",
+TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines", "plans",
+            "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
             "resources", "max_concurrent", "max_failures", "inception_weights", "ema_kimg",
             "ema_rampup", "confirm", "deterministic"]
@@ -270,6 +281,10 @@ def _section(where: str, data: Any, cls: type) -> Any:
             value = float(value)
         elif f.type == "str":
             _typed(f"{where}.{f.name}", value, (str,), "a string")
+        elif f.type == "bool":
+            _typed(f"{where}.{f.name}", value, (bool,), "true or false")
+        elif f.type == "dict":
+            _typed(f"{where}.{f.name}", value, (dict,), "a mapping")
         kwargs[f.name] = value
     try:
         return cls(**kwargs)
@@ -403,6 +418,14 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     if bn_stats not in BN_STATS:
         raise GansweepError(f"bn_stats: {bn_stats!r} is not one of {BN_STATS}")
     budget = _section("budget", data["budget"], Budget)
+    training = _section("training", data.get("training"), Training)
+    for loss in axes["loss"]:  # the trial's own checks (core.config), once per loss
+        try:
+            TrainConfig(data="", out="", loss=loss or "bce", lr_mult=training.lr_mult,
+                        label_smoothing=training.label_smoothing,
+                        label_noise=training.label_noise)
+        except GansweepError as e:
+            raise GansweepError(f"training.{e}") from None
     scheduler = _section("scheduler", data.get("scheduler"), Scheduler)
     if scheduler.type not in ("asha", "none"):
         raise GansweepError(f"scheduler.type: {scheduler.type!r} is not 'asha' or 'none'")
@@ -442,7 +465,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
         if value is not None:
             raw[key] = value
     spec = SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
-                     scheduler, metric, metrics, resources, modulation, bn_stats=bn_stats,
+                     scheduler, metric, metrics, resources, training, modulation,
+                     bn_stats=bn_stats,
                      ema_kimg=ema_kimg, ema_rampup=ema_rampup, deterministic=deterministic,
                      inception_weights=weights, classifier_negatives=negatives,
                      problems=problems, raw=raw, **ints)

@@ -285,11 +285,12 @@ def status_text(sweep_dir: Path) -> str:
     lines = [f"sweep {state.data['name']} at {sweep_dir}",
              f"trials: {state.expected} expected; " +
              ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
-    for metric in ("fid", "kid"):
+    for metric in ("fid", "kid", "is"):
         scored = [(t["best"][metric], t) for t in state.trials.values()
                   if t["best"].get(metric) is not None]
         if scored:
-            value, t = min(scored, key=lambda x: x[0])
+            pick = max if metric in HIGHER_IS_BETTER else min
+            value, t = pick(scored, key=lambda x: x[0])
             lines.append(f"best {metric}: {value:.4g}  {t['label']}  "
                          f"(trial {t['trial_id']}, iteration {t['iteration']})")
     seconds = sum(t["time_total_s"] for t in state.trials.values())

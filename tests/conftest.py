@@ -49,14 +49,15 @@ def make_source(out: Path, data: Path, arch: ArchConfig, loss: str = "wgan",
 
 TINY = {"dcgan": ArchConfig("dcgan", 32, 8, 16, "batch"),
         "dcgan64": ArchConfig("dcgan", 64, 4, 16, "batch"),
-        "resnet": ArchConfig("resnet", 32, 4, 16, "layer")}
+        "resnet": ArchConfig("resnet", 32, 4, 16, "layer"),
+        "sngan": ArchConfig("sngan", 32, 8, 16)}
+LOSS_OF_NORM = {"batch": "wgan", "layer": "wgan-gp", "spectral": "hinge"}
 
 
 @pytest.fixture(scope="session")
 def sources(tmp_path_factory, blobs) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sources")
-    return {name: make_source(root / f"{name}.pt", blobs, arch,
-                              loss="wgan-gp" if arch.d_norm != "batch" else "wgan")
+    return {name: make_source(root / f"{name}.pt", blobs, arch, loss=LOSS_OF_NORM[arch.d_norm])
             for name, arch in TINY.items()}
 
 
@@ -66,6 +67,7 @@ def tiny_sweep(sources, faces, weights, tmp_path_factory) -> tuple[Path, str]:
     plans), shared by the tests that read its results."""
     root = tmp_path_factory.mktemp("tiny_sweep")
     spec = write_spec(root / "spec.yaml", sources["dcgan"], faces, weights,
-                      plans=[{"family": "forward", "mode": "freeze", "n": [1, 3]}])
+                      plans=[{"family": "forward", "mode": "freeze", "n": [1, 3]}],
+                      training={"lr_mult": {"finetune": 1.0, "adafm": 1.0}})
     out = finish(gansweep("launch", spec, "--storage", root / "sweeps"))
     return root / "sweeps" / "tiny", out

@@ -1,5 +1,6 @@
-"""Image loading, subsets, batching, quantisation and augmentation."""
+"""Image loading, subsets, A/B splits, batching, quantisation and augmentation."""
 import io
+import json
 from collections import Counter
 
 import numpy as np
@@ -12,8 +13,16 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import save_image
 
 from gansweep.core.augment import diff_augment, jitter, mild_params, parse_augment, rotate
-from gansweep.core.data import BatchSampler, load_folder, load_image, quantize
+from gansweep.core.data import (
+    BatchSampler,
+    list_images,
+    load_folder,
+    load_image,
+    quantize,
+    split_folder,
+)
 from gansweep.core.errors import GansweepError
+from tests.helpers import assert_one_clear_line, cli_in_process
 
 from .conftest import EMOJI
 
@@ -166,3 +175,24 @@ def test_batched_augmentations_are_deterministic_and_change_the_batch():
     same = [torch.equal(a, b) for a, b in zip(flipped, images)]
     mirrored = [torch.equal(a, b.flip(-1)) for a, b in zip(flipped, images)]
     assert all(s or m for s, m in zip(same, mirrored)) and any(mirrored) and any(same)
+
+
+def test_ab_split_is_disjoint_complete_and_deterministic(faces, tmp_path):
+    parts = split_folder(faces, 0.25, 3, tmp_path / "s")
+    files = {str(p.relative_to(faces)) for p in list_images(faces)}
+    assert len(parts["A"]) == 10 and len(parts["B"]) == 30
+    assert set(parts["A"]).isdisjoint(parts["B"]) and set(parts["A"]) | set(parts["B"]) == files
+    assert split_folder(faces, 0.25, 3, tmp_path / "again") == parts
+    assert split_folder(faces, 0.25, 4, tmp_path / "other")["A"] != parts["A"]
+    b = load_folder(tmp_path / "s" / "B", 32)  # a target like any folder: B's images only
+    assert b.paths == [str(tmp_path / "s" / "B" / r) for r in parts["B"]]
+    assert torch.equal(b.images[0], load_folder(faces, 32).select(
+        torch.tensor([sorted(files).index(parts["B"][0])])).images[0])
+    assert json.loads((tmp_path / "s" / "split.json").read_text())["B"] == parts["B"]
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1])
+def test_split_fraction_outside_the_open_interval(faces, tmp_path, fraction):
+    assert_one_clear_line(cli_in_process("split", faces, "--fraction", fraction, "--out",
+                                         tmp_path / "s"), "split",
+                          f"split fraction: {float(fraction)} must be strictly between 0 and 1")

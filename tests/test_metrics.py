@@ -1,4 +1,5 @@
-"""FID equals pytorch-fid on the same files; KID is unbiased; real statistics are cached."""
+"""FID equals pytorch-fid on the same files; KID and IS equal torch-fidelity's; KID is
+unbiased; real statistics are cached."""
 import shutil
 from pathlib import Path
 from unittest import mock
@@ -18,11 +19,13 @@ from gansweep.core.metrics import (
     fid,
     fid_sd,
     get_extractor,
+    inception_score,
     kid,
     real_stats,
     resampled_fids,
     resolve_weights,
 )
+from tests.helpers import assert_one_clear_line, cli_in_process
 
 from .conftest import EMOJI
 
@@ -225,3 +228,44 @@ def test_classifier_score_and_cache(tmp_path):
                              cache_dir=cache)
     assert torch.equal(again.predict(faces), clf.predict(faces))
     assert again.accuracy == clf.accuracy and list(cache.iterdir()) == [cached]
+
+
+@pytest.fixture(scope="module")
+def classifier_weights(weights, tmp_path_factory) -> str:
+    """The shared FID weights with a random classifier put into a copy: that file's ``fc``
+    is zero-filled (FID-only weights); pytorch-fid's download has the trained one."""
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    state["fc.weight"] = torch.randn(state["fc.weight"].shape, generator=gen) * 0.05
+    state["fc.bias"] = torch.randn(state["fc.bias"].shape, generator=gen)
+    path = tmp_path_factory.mktemp("is") / "inception-random-fc.pth"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_inception_score_equals_torch_fidelity(classifier_weights):
+    """On the same images and weights, our IS equals torch-fidelity's ISC on the same logits
+    (fc without its bias, as its ``logits_unbiased``; 10 consecutive splits). Its own
+    Inception preprocesses differently (TF1-style resize, (x - 128) / 128), so only the
+    score, not its feature extractor, is compared."""
+    from torch_fidelity.metric_isc import (
+        KEY_METRIC_ISC_MEAN,
+        KEY_METRIC_ISC_STD,
+        isc_features_to_metric,
+    )
+
+    images = load_folder(EMOJI / "twemoji-faces", None).images[:30]
+    pool3, logits = InceptionFeatures(classifier_weights, torch.device("cpu")).run(images)
+    fc = torch.load(classifier_weights, weights_only=True)["fc.weight"].double().numpy()
+    assert np.allclose(logits, pool3.astype(np.float64) @ fc.T, rtol=1e-4, atol=1e-4)
+    theirs = isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=False)
+    mean, sd = inception_score(logits)
+    assert mean > 1.05 and sd > 0
+    assert mean == pytest.approx(theirs[KEY_METRIC_ISC_MEAN], rel=1e-4)
+    assert sd == pytest.approx(theirs[KEY_METRIC_ISC_STD], rel=1e-4)
+
+
+def test_inception_score_refuses_fid_only_weights(weights, faces, tmp_path):
+    assert_one_clear_line(cli_in_process("fid", faces, faces, "--metrics", "fid,is",
+                                         "--inception-weights", weights),
+                          "fid", "fc is all zeros (FID-only weights)")

@@ -56,6 +56,7 @@ def test_tables_match_the_sweep(tiny_sweep, tmp_path):
         else:
             assert pd.isna(row["d_i"]) and pd.isna(row["d_partition"])
         assert row["loss"] == "wgan" and row["lr"] == 5e-5  # resolved, not the spec's null
+        assert row["lr_mult"] == '{"adafm": 1.0, "finetune": 1.0}'  # the spec's training
         assert row["trainable_g"] > 0 and row["wall_s"] > 0
     scratch = trials[trials["baseline"] == "scratch"].iloc[0]
     assert (trials["fid_threshold"] == scratch["best_fid"]).all()

@@ -120,7 +120,13 @@ def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):
     ({"arch": {"name": "dcgan", "resolution": 64}}, "has arch.resolution = 32, but the spec "
                                                       "requires 64"),
     ({"scheduler": {"type": "hyperband"}}, "scheduler.type: 'hyperband'"),
-    ({"loss": ["hinge"]}, "unknown loss 'hinge'"),
+    ({"loss": ["hnge"]}, "unknown loss 'hnge'"),
+    ({"training": {"lr_mult": {"fine-tune": 0.1}}},
+     "training.lr_mult: unknown treatment 'fine-tune'; valid: adafm, filter-shift, finetune"),
+    ({"training": {"label_smoothing": 0.2}, "loss": ["wgan"]},
+     "training.label_smoothing: 0.2 needs loss 'bce', not 'wgan'"),
+    ({"budget": {"iters": 4, "eval_every": 2, "eval_at_start": "yes"}},
+     "budget.eval_at_start: 'yes' is not true or false"),
 ])
 def test_spec_errors_name_the_field(sources, faces, tmp_path, over, fragment):
     with pytest.raises(GansweepError) as e:

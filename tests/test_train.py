@@ -122,8 +122,8 @@ def test_wgan_gp_refuses_batch_norm_critic(sources, faces, tmp_path):
 
 
 def test_config_errors_name_the_field(faces, tmp_path):
-    for kwargs, fragment in [({"batch_size": 0}, "batch_size: 0"), ({"loss": "hinge"},
-                             "unknown loss 'hinge'; valid: wgan, wgan-gp"),
+    for kwargs, fragment in [({"batch_size": 0}, "batch_size: 0"), ({"loss": "hnge"},
+                             "unknown loss 'hnge'; valid: bce, hinge, wgan, wgan-gp"),
                              ({"augment": "flip+rot"}, "augment: unknown preset 'rot'"),
                              ({"arch": {"name": "dcgan", "resolution": 48}},
                               "arch.resolution: 48")]:
@@ -151,3 +151,18 @@ def test_pretrain_wgan_gp_resnet(blobs, tmp_path):
     path = make_source(tmp_path / "src.pt", blobs, ArchConfig("resnet", 32, 2, 8, "none"),
                        loss="wgan-gp", iters=2)
     assert load_checkpoint(path)["iteration"] == 2
+
+
+def test_eval_at_start_records_iteration_zero_once(sources, faces, tmp_path):
+    """Denton's 'score before any training': iteration 0 is evaluated and recorded; a
+    resumed run does not evaluate it again."""
+    def cfg(iters):
+        return transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path / "run"),
+                               baseline="fine-tune", iters=iters, eval_every=2, batch_size=8,
+                               metrics=[], eval_at_start=True)
+    state = train(cfg(2))
+    assert [r["iteration"] for r in state.history] == [0, 2]
+    train(cfg(4), resume=tmp_path / "run" / "checkpoint.pt")
+    history = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["iteration"] for r in history] == [0, 2, 4]
+    assert (tmp_path / "run" / "samples" / "iter_0000000.png").is_file()

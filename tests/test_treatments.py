@@ -1,6 +1,7 @@
 """Treatments: exactly the intended parameters learn, modulation starts as the identity,
 frozen units stay bit-identical through real training steps."""
 import copy
+import re
 
 import pytest
 import torch
@@ -8,14 +9,20 @@ from torch import nn
 
 from gansweep.core.checkpoint import load_checkpoint
 from gansweep.core.config import transfer_config
-from gansweep.core.models import ArchConfig, FilterShift, build_models
+from gansweep.core.errors import GansweepError
+from gansweep.core.models import ARCHITECTURES, ArchConfig, FilterShift, build_models
 from gansweep.core.train import setup, train
-from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan
+from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan, param_groups
 
 from .conftest import TINY
 
 ARCHS = {"dcgan": ArchConfig("dcgan", 32, 4, 8), "dcgan64": ArchConfig("dcgan", 64, 4, 8),
-         "resnet": ArchConfig("resnet", 32, 2, 8, "layer")}
+         "resnet": ArchConfig("resnet", 32, 2, 8, "layer"), "sngan": ArchConfig("sngan", 32, 4, 8),
+         "sngan64": ArchConfig("sngan", 64, 16, 8, d_width=16)}
+
+
+def test_every_architecture_is_tested():
+    assert {a.name for a in ARCHS.values()} == set(ARCHITECTURES.names())
 
 
 def expected_trainable(unit: nn.Module, treatment: str) -> set[int]:
@@ -72,6 +79,9 @@ def test_modulation_at_init_reproduces_pretrained(arch, treatment, mode):
     g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
     apply_plan(g2, [treatment] * g2.num_units)
     apply_plan(d2, [treatment] * d2.num_units)
+    if treatment == "filter-shift":  # weights frozen: the reference is the frozen source (a
+        g.requires_grad_(False)  # frozen spectral norm runs no power iteration, core.sngan)
+        d.requires_grad_(False)
     for net in (g, d, g2, d2):
         net.train(mode == "train")
     z = torch.randn(5, g.z_dim)
@@ -102,11 +112,18 @@ def test_adafm_shapes_and_transposed_layout():
     assert fc.parametrizations.weight[0].gamma.shape == (1, 1)  # one per output feature
 
 
-@pytest.mark.parametrize("bn_stats", ["adapt", "fixed"])
-def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, bn_stats):
-    src = sources["dcgan"]
+@pytest.mark.parametrize("source, bn_stats", [("dcgan", "adapt"), ("dcgan", "fixed"),
+                                              ("sngan", "adapt")])
+def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, source, bn_stats):
+    """Frozen units keep every parameter; their batch-norm statistics adapt unless fixed,
+    their spectral-norm vectors stay (core.sngan). Modulated units change only gamma and
+    beta (and, spectrally normalised, their u and v, which follow the modulated weight)."""
+    src = sources[source]
+    # The hinge loss has no gradient where D already separates the batch, as a 2-iteration
+    # SNGAN source can: WGAN-GP's never vanishes.
     cfg = transfer_config(str(src), str(faces), str(tmp_path / "run"), d="D(1,2,2)",
-                          g="G(1,1,3)", iters=3, batch_size=8, metrics=[], bn_stats=bn_stats)
+                          g="G(1,1,3)", iters=3, batch_size=8, metrics=[], bn_stats=bn_stats,
+                          loss="wgan-gp" if source == "sngan" else "wgan")
     state = setup(cfg)
     before_g = {k: v.clone() for k, v in state.G.state_dict().items()}
     before_d = {k: v.clone() for k, v in state.D.state_dict().items()}
@@ -115,10 +132,16 @@ def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, bn_
         after = net.state_dict()
         for (name, _unit), t in zip(net.transfer_units, plan):
             keys = [k for k in after if k.startswith(f"units.{name}.")]
+            vectors = [k for k in keys if k.endswith(("weight_u", "weight_v"))]
             params = [k for k in keys if not k.endswith(("running_mean", "running_var",
-                                                        "num_batches_tracked"))]
-            stats = [k for k in keys if k not in params]
+                                                        "num_batches_tracked"))
+                      and k not in vectors]
+            stats = [k for k in keys if k not in params and k not in vectors]
             changed = {k for k in params if not torch.equal(after[k], before[k])}
+            moved = {k for k in vectors if not torch.equal(after[k], before[k])}
+            # (a vector of one entry is +-1 whatever the iteration)
+            assert moved == (set() if t == "freeze" else
+                             {k for k in vectors if before[k].numel() > 1}), (name, t, moved)
             if t == "freeze":
                 assert not changed, (name, changed)
                 if bn_stats == "fixed":
@@ -127,8 +150,9 @@ def test_frozen_units_bit_identical_after_training(sources, faces, tmp_path, bn_
                     assert any(not torch.equal(after[k], before[k]) for k in stats)
             elif t == "adafm":
                 assert all(".original" in k or "parametrizations" not in k for k in params
-                           if k not in changed)
-                assert all("parametrizations.weight.0." in k for k in changed) and changed
+                           if k not in changed), [k for k in params if k not in changed]
+                assert all(re.search(r"parametrizations\.weight(_orig)?\.0\.", k)
+                           for k in changed) and changed
             else:
                 assert changed
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
@@ -143,3 +167,36 @@ def test_reinit_differs_from_source(sources, faces, tmp_path):
     weights = [k for k in src["G"] if k.endswith("layer.weight")]
     assert weights and all(not torch.equal(state.G.state_dict()[k], src["G"][k]) for k in weights)
     assert TINY["dcgan"] == state.cfg.arch
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_lr_mult_puts_each_treatment_in_its_group(arch, faces, tmp_path):
+    """One optimiser group per treatment, holding exactly that treatment's trainable
+    parameters, at lr times its multiplier (1 where not named); none without lr_mult."""
+    lr_mult = {"finetune": 0.1, "adafm": 3.0}
+    g, d = build_models(ARCHS[arch])
+    plan = ["reinit", "finetune", "adafm"] + ["freeze"] * (g.num_units - 3)
+    apply_plan(g, plan)
+    groups = param_groups(g, plan, 2e-4, lr_mult)
+    assert [x["treatment"] for x in groups] == ["reinit", "finetune", "adafm"]
+    for group in groups:
+        t = group["treatment"]
+        assert {id(p) for p in group["params"]} == set().union(
+            *(expected_trainable(u, t) for (_, u), x in zip(g.transfer_units, plan) if x == t))
+        assert group["lr"] == pytest.approx(2e-4 * lr_mult.get(t, 1.0))
+    single = param_groups(g, plan, 2e-4, {})
+    assert len(single) == 1 and len(single[0]["params"]) == sum(len(x["params"]) for x in groups)
+
+
+def test_lr_mult_in_a_run_and_bad_names(sources, faces, tmp_path):
+    cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), d="D(1,0,4)",
+                          g="G(2,1,2)", iters=1, batch_size=8, metrics=[],
+                          lr_mult={"finetune": 0.1, "adafm": 2.0})
+    s = setup(cfg)
+    lrs = {x["treatment"]: x["lr"] for x in s.opt_g.param_groups}
+    assert lrs == pytest.approx({"finetune": 5e-6, "adafm": 1e-4})  # wgan's lr is 5e-5
+    assert [x["treatment"] for x in s.opt_d.param_groups] == ["finetune"]
+    with pytest.raises(GansweepError, match="lr_mult: unknown treatment 'frozen'; valid: "
+                                            "adafm, filter-shift, finetune, freeze, reinit"):
+        transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path), baseline="freeze",
+                        lr_mult={"frozen": 0.1})

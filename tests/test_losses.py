@@ -1,0 +1,68 @@
+"""Every registered loss equals its closed form on fixed critic outputs; bce's label
+smoothing and noise draw from their configured ranges."""
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from gansweep.core.config import TrainConfig
+from gansweep.core.errors import GansweepError
+from gansweep.core.losses import BCE, LOSSES, get_loss
+
+REAL = torch.tensor([2.0, -0.5, 0.3, 1.5])
+FAKE = torch.tensor([-1.0, 0.7, -2.5, 0.1])
+W = torch.tensor([0.6, -0.8, 1.2])  # a linear critic's weights: |grad| = |W| = 1.562...
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+r, f = REAL.numpy().astype(np.float64), FAKE.numpy().astype(np.float64)
+CLOSED_FORMS = {  # name -> (D's loss, G's loss) on critic outputs r (real), f (fake)
+    "wgan": (f.mean() - r.mean(), -f.mean()),
+    "wgan-gp": (f.mean() - r.mean() + 10 * (np.linalg.norm(W.numpy()) - 1) ** 2, -f.mean()),
+    "hinge": (np.maximum(0, 1 - r).mean() + np.maximum(0, 1 + f).mean(), -f.mean()),
+    "bce": (softplus(-r).mean() + softplus(f).mean(), softplus(-f).mean()),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_loss_equals_its_closed_form(name):
+    """The critic is linear in its input (x . W): its outputs on the chosen inputs are REAL
+    and FAKE, and its input gradient has norm |W| everywhere (WGAN-GP's penalty term)."""
+    assert name in CLOSED_FORMS, f"loss {name!r} has no closed form in this test"
+    def inputs(out):  # images x (N x 3 x 1 x 1) with x . W = out
+        return (out[:, None] * W / W.dot(W))[:, :, None, None]
+    critic = lambda x: x.flatten(1) @ W  # noqa: E731
+    loss = get_loss(name)
+    d = loss.d_loss(critic, inputs(REAL), inputs(FAKE)).item()
+    g = loss.g_loss(critic, inputs(FAKE)).item()
+    assert d == pytest.approx(CLOSED_FORMS[name][0], rel=1e-5)
+    assert g == pytest.approx(CLOSED_FORMS[name][1], rel=1e-5)
+
+
+def test_label_smoothing_and_noise_draw_from_their_ranges():
+    torch.manual_seed(0)
+    n = 20_000
+    smooth = BCE(label_smoothing=0.2)
+    real, fake = smooth.targets(n, True, "cpu"), smooth.targets(n, False, "cpu")
+    assert 0.8 <= real.min() < 0.81 and 1.19 < real.max() <= 1.2  # Price: 0.8 - 1.2 for 1
+    assert -0.2 <= fake.min() < -0.19 and 0.19 < fake.max() <= 0.2  # and -0.2 - 0.2 for 0
+    noisy = BCE(label_noise=0.1).targets(n, True, "cpu")
+    assert set(noisy.unique().tolist()) == {0.0, 1.0}
+    assert abs((noisy == 0).float().mean().item() - 0.1) < 0.01  # 4.7 sd of a binomial
+    both = BCE(label_smoothing=0.2, label_noise=0.1).targets(n, False, "cpu")
+    assert abs((both > 0.5).float().mean().item() - 0.1) < 0.01
+    assert ((both.abs() <= 0.2) | ((both - 1).abs() <= 0.2)).all()
+    assert BCE().targets(4, True, "cpu").tolist() == [1.0] * 4  # off by default
+
+
+@pytest.mark.parametrize("over, fragment", [
+    ({"loss": "wgan", "label_smoothing": 0.2}, "label_smoothing: 0.2 needs loss 'bce'"),
+    ({"loss": "bce", "label_noise": 1.5}, "label_noise: 1.5 must be a number in [0, 1)"),
+])
+def test_bad_label_options(over, fragment):
+    with pytest.raises(GansweepError, match=re.escape(fragment)):
+        TrainConfig(data="x", out="y", **over)
