@@ -15,7 +15,13 @@ from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
-from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
+from gansweep.core.models import (
+    COND_HEADS,
+    ArchConfig,
+    cross_resolution,
+    unit_counts,
+    unit_names,
+)
 from gansweep.core.treatments import (
     BN_STATS,
     TREATMENTS,
@@ -45,6 +51,9 @@ class TrainConfig:
     source: str | None = None  # checkpoint to transfer from; None = train from scratch
     g_plan: list[str] | None = None  # one treatment per unit; None = fine-tune all
     d_plan: list[str] | None = None
+    # Units the source does not have ('G.rgb', ...): a transfer to a lower resolution
+    # (models.cross_resolution); re-initialised, the rest loaded from the source.
+    new_units: list[str] = field(default_factory=list)
     label: str = "run"
     loss: str = "wgan"
     lr: float | None = None  # None: the loss's default
@@ -166,7 +175,7 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
                     g_init: str = "pretrained", d_init: str = "pretrained",
                     plans: tuple[Sequence[str], Sequence[str]] | None = None,
                     conditional: str | None = None, expect_arch: str | None = None,
-                    expect_resolution: int | None = None,
+                    resolution: int | None = None,
                     **overrides: Any) -> TrainConfig:
     """The config of one transfer trial: a D/G partition pair, a baseline preset, or
     explicit per-unit ``plans`` (G's, D's), from a source checkpoint. ``g_init``/``d_init =
@@ -176,13 +185,17 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
     may be unconditional (Wang et al. section 5).
     Settings not given (loss, ...) default to the source's pretraining config, and the
     classifier metric's negatives to the source's training images.
-    ``expect_arch``/``expect_resolution`` refuse a source of another architecture."""
+    ``expect_arch`` refuses a source of another architecture. ``resolution`` below the
+    source's transfers across resolutions (``models.cross_resolution``): the new units it
+    adds are re-initialised, whatever the partition says, and recorded in ``new_units``."""
     ckpt = load_checkpoint(source)
     arch = ArchConfig(**ckpt["arch"])
-    for what, want, have in (("architecture", expect_arch, arch.name),
-                             ("resolution", expect_resolution, arch.resolution)):
-        if want is not None and want != have:
-            raise GansweepError(f"checkpoint {source}: {what} is {have!r}, expected {want!r}")
+    if expect_arch is not None and expect_arch != arch.name:
+        raise GansweepError(f"checkpoint {source}: architecture is {arch.name!r}, expected "
+                            f"{expect_arch!r}")
+    new_units: list[str] = []
+    if resolution is not None and resolution != arch.resolution:
+        arch, new_units = cross_resolution(arch, resolution)
     lg, ld = unit_counts(arch)
     if modulation not in ("adafm", "filter-shift"):
         raise GansweepError(f"modulation: {modulation!r} is not 'adafm' or 'filter-shift'")
@@ -208,6 +221,10 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
                 raise GansweepError(f"{net}_init: 'scratch' needs {net.upper()} fully "
                                     f"fine-tuned, but {pair.label} freezes or modulates it")
             plans[net] = ["reinit"] * len(plans[net])
+    g_names, d_names = unit_names(arch)
+    for net, names in (("g", g_names), ("d", d_names)):
+        plans[net] = ["reinit" if f"{net.upper()}.{n}" in new_units else t
+                      for n, t in zip(names, plans[net])]
     if conditional is not None:
         if conditional not in COND_HEADS:
             raise GansweepError(f"conditional: {conditional!r} is not one of {COND_HEADS}")
@@ -215,6 +232,9 @@ def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
     overrides.setdefault("loss", ckpt["config"]["loss"])
     if "classifier" in overrides.get("metrics", ()) and \
             overrides.get("classifier_negatives") is None:
+        if ckpt["config"]["data"] is None:
+            raise GansweepError(f"classifier_negatives: the source {source} records no "
+                                f"training data (imported); give the classifier's negatives")
         overrides["classifier_negatives"] = str(Path(ckpt["config"]["data"]).resolve())
     return TrainConfig(data=data, out=out, arch=arch, source=source, g_plan=plans["g"],
-                       d_plan=plans["d"], label=pair.label, **overrides)
+                       d_plan=plans["d"], label=pair.label, new_units=new_units, **overrides)

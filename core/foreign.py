@@ -1,17 +1,32 @@
-"""Networks of other codebases loaded into ours: their state-dict keys mapped onto our
-transfer units, every key and shape checked.
+"""Checkpoints of other codebases turned into gansweep sources (``gansweep import``): their
+state-dict keys mapped onto our transfer units, every key and shape checked, the origin
+recorded. Formats (``IMPORTERS``):
 
-- ``mimicry-sngan``: torch-mimicry's SNGANGenerator32/64 and SNGANDiscriminator32/64
-  (``core.sngan``); its spectral-norm buffers included.
+- ``pytorch-examples-dcgan``: ``netG_epoch_N.pth`` / ``netD_epoch_N.pth`` of pytorch/examples'
+  DCGAN (64 px): our ``dcgan`` at 64 px, width ngf (= ndf), z_dim nz; D's final 4 x 4 conv
+  is our linear ``fc`` unit (its weight flattened, a zero bias), D's sigmoid becomes the
+  ``bce`` loss's logit.
+- ``mimicry``: torch-mimicry's SNGAN 32/64 (``SNGANGenerator32`` ...): our ``sngan``, spectral-
+  norm buffers included; a training checkpoint (``model_state_dict``) or a bare state dict.
+
+Files are read with ``torch.load(weights_only=True)``; one that needs arbitrary Python
+objects unpickled is refused unless the caller trusts it (``trust_pickle``): unpickling runs
+code from the file.
 """
 from __future__ import annotations
 
+import pickle
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from gansweep.core.checkpoint import CHECKPOINT_FORMAT
 from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, build_models
+from gansweep.core.registry import Registry
 
 _MIMICRY_SNGAN = {  # net -> [(their key pattern, our key template)]
     "G": [(r"l1\.(.+)", r"units.fc.l1.\1"), (r"(block\d)\.(.+)", r"units.\1.\2"),
@@ -69,3 +84,95 @@ def load_mimicry_sngan(g_state: dict[str, torch.Tensor], d_state: dict[str, torc
         mapped = {mimicry_sngan_key(net, k, where): v for k, v in state.items()}
         _load_exact(module, mapped, net, where, dict(zip(mapped, state)))
     return g, d, arch
+
+
+_EXAMPLES_DCGAN = {
+    "G": {"main.0": "b4.layer", "main.1": "b4.norm", "main.3": "b8.layer", "main.4": "b8.norm",
+          "main.6": "b16.layer", "main.7": "b16.norm", "main.9": "b32.layer",
+          "main.10": "b32.norm", "main.12": "b64.layer"},
+    "D": {"main.0": "b64.layer", "main.2": "b32.layer", "main.3": "b32.norm",
+          "main.5": "b16.layer", "main.6": "b16.norm", "main.8": "b8.layer",
+          "main.9": "b8.norm", "main.11": "fc.layer"},
+}
+
+
+def examples_dcgan_key(net: str, key: str, where: str = "pytorch-examples") -> str:
+    """Our state-dict key for pytorch/examples' DCGAN ``key`` of ``net`` (G or D)."""
+    prefix, _, rest = key.rpartition(".")
+    if prefix not in _EXAMPLES_DCGAN[net]:
+        raise GansweepError(f"{where}: {net} key {key!r} has no place in our network")
+    return f"units.{_EXAMPLES_DCGAN[net][prefix]}.{rest}"
+
+
+def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
+                        where: str) -> tuple[TransferNet, TransferNet, ArchConfig]:
+    """(G, D, arch) holding a pytorch/examples DCGAN's weights exactly."""
+    try:
+        nz, ngf8 = g_state["main.0.weight"].shape[:2]
+        ndf = d_state["main.0.weight"].shape[0]
+    except KeyError:
+        raise GansweepError(f"{where}: not a pytorch/examples DCGAN (no main.0.weight)") from None
+    if ngf8 != 8 * ndf:
+        raise GansweepError(f"{where}: ngf = {ngf8 // 8} and ndf = {ndf} differ; our dcgan has "
+                            f"one width for G and D")
+    arch = ArchConfig("dcgan", 64, ndf, nz, "batch")
+    g, d = build_models(arch)
+    for net, module, state in (("G", g, g_state), ("D", d, d_state)):
+        mapped, names = {}, {}
+        for key, value in state.items():
+            ours = examples_dcgan_key(net, key, where)
+            if ours == "units.fc.layer.weight":  # the final 4 x 4 conv as a linear map
+                value = value.reshape(value.shape[0], -1)
+                mapped["units.fc.layer.bias"] = torch.zeros(value.shape[0])
+                names["units.fc.layer.bias"] = "(none: a zero bias)"
+            mapped[ours], names[ours] = value, key
+        _load_exact(module, mapped, net, where, names)
+    return g, d, arch
+
+
+def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """A file's state dict (a mimicry training checkpoint's ``model_state_dict`` too)."""
+    if not path.is_file():
+        raise GansweepError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0][:120]
+        raise GansweepError(f"{path}: needs arbitrary Python objects unpickled ({first}); "
+                            f"if you trust the file, pass --trust-pickle") from None
+    except Exception as e:  # noqa: BLE001 -- truncated, not a torch file, ...
+        raise GansweepError(f"{path}: not a readable PyTorch file ({type(e).__name__})") from None
+    if isinstance(obj, dict) and "model_state_dict" in obj:
+        obj = obj["model_state_dict"]
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise GansweepError(f"{path}: not a state dict of tensors")
+    return obj
+
+
+Loader = Callable[[dict, dict, str], tuple[TransferNet, TransferNet, ArchConfig]]
+IMPORTERS: Registry[tuple[Loader, str]] = Registry("import format")
+IMPORTERS.register("pytorch-examples-dcgan")((load_examples_dcgan, "bce"))
+IMPORTERS.register("mimicry")((load_mimicry_sngan, "hinge"))
+
+
+def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path, out: str | Path,
+                      trust_pickle: bool = False) -> dict:
+    """Write a gansweep source checkpoint at ``out`` from another codebase's G and D files
+    (format ``fmt``); returns what was made. Its G and D are plain (every unit fine-tuned),
+    its loss the codebase's, its training data unknown (None), its origin recorded."""
+    load, loss = IMPORTERS.get(fmt)
+    g_path, d_path = Path(g_path), Path(d_path)
+    g, d, arch = load(_state_dict(g_path, trust_pickle), _state_dict(d_path, trust_pickle),
+                      f"{g_path.name}/{d_path.name}")
+    origin = {"format": fmt, "files": {"G": {"path": str(g_path.resolve()),
+                                             "sha256": file_sha256(g_path)},
+                                       "D": {"path": str(d_path.resolve()),
+                                             "sha256": file_sha256(d_path)}}}
+    ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch.to_dict(),
+            "plans": {"g": ["finetune"] * g.num_units, "d": ["finetune"] * d.num_units},
+            "config": {"label": f"imported ({fmt})", "loss": loss, "data": None,
+                       "arch": arch.to_dict()},
+            "origin": origin, "G": g.state_dict(), "D": d.state_dict(), "G_ema": None,
+            "iteration": 0, "history": []}
+    atomic_write(Path(out), lambda f: torch.save(ckpt, f))
+    return {"checkpoint": str(out), "arch": arch.to_dict(), "loss": loss, **origin}

@@ -20,7 +20,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.registry import Registry
 
 NORMS = ("batch", "layer", "none", "spectral")  # D's normalisation; spectral: sngan only
-RESOLUTIONS = (32, 64)
+RESOLUTIONS = (32, 64)  # what every architecture builds; dcgan also 128
 COND_HEADS = ("projection", "ac")
 
 
@@ -38,7 +38,7 @@ class ArchConfig:
     d_width: int | None = None  # D's base channels where they differ from G's (sngan)
 
     def __post_init__(self) -> None:
-        ARCHITECTURES.get(self.name)
+        builder = ARCHITECTURES.get(self.name)
         if self.d_norm is None:
             object.__setattr__(self, "d_norm", "spectral" if self.name == "sngan" else "batch")
         if (self.name == "sngan") != (self.d_norm == "spectral"):
@@ -48,8 +48,9 @@ class ArchConfig:
                 self.d_width, int) or self.d_width < 1):
             raise GansweepError(f"arch.d_width: {self.d_width!r} must be a positive integer, "
                                 f"for sngan only")
-        if self.resolution not in RESOLUTIONS:
-            raise GansweepError(f"arch.resolution: {self.resolution!r} is not one of {RESOLUTIONS}")
+        if self.resolution not in builder.resolutions:
+            raise GansweepError(f"arch.resolution: {self.resolution!r} is not one of "
+                                f"{builder.resolutions} ({self.name})")
         for field in ("width", "z_dim"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
@@ -157,7 +158,14 @@ class ConvUnit(nn.Module):
         self.act = act
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.layer(x.flatten(1) if self.flatten else x)
+        if self.flatten and x.dim() == 4:
+            # The linear map over the whole feature map, computed as the convolution it
+            # equals: pytorch/examples' DCGAN ends in that conv, and its checkpoints then
+            # give its outputs bit for bit (core.foreign).
+            w = self.layer.weight
+            h = F.conv2d(x, w.view(w.shape[0], *x.shape[1:]), self.layer.bias).flatten(1)
+        else:
+            h = self.layer(x.flatten(1) if self.flatten else x)
         h = self.norm(h, y) if isinstance(self.norm, CondBatchNorm2d) else self.norm(h)
         return self.act(self.shift(h))
 
@@ -252,27 +260,42 @@ def _no_init(m: nn.Module) -> None:
 
 ARCHITECTURES: Registry[Callable[[ArchConfig], tuple[TransferNet, TransferNet]]] = Registry(
     "architecture")
-register_arch = ARCHITECTURES.register
+
+
+def register_arch(name: str, resolutions: tuple[int, ...] = RESOLUTIONS,
+                  shorten: Callable[[ArchConfig, int], ArchConfig] | None = None):
+    """Register a (G, D) builder for its resolutions. ``shorten(source arch, resolution)``:
+    the architecture a source is cut down to for a lower target resolution (Price's
+    cross-resolution transfer; ``cross_resolution``), for an architecture that can."""
+    def deco(fn):
+        fn.resolutions, fn.shorten = resolutions, shorten
+        return ARCHITECTURES.register(name)(fn)
+    return deco
 
 
 def _dcgan_widths(cfg: ArchConfig) -> list[int]:
-    """Channels from the 4x4 end to the image end: 8w 4w 2w w at 64 px, and half that at
-    32 px, where one more unit is needed at the image end to keep L = 5."""
+    """Channels from the 4x4 end to the image end: 8w 4w 2w w at 64 px (16w ... w at 128),
+    and 4w 2w w w/2 at 32 px, where one more unit is needed at the image end to keep
+    L = 5."""
     w = cfg.width
-    return [8 * w, 4 * w, 2 * w, w] if cfg.resolution == 64 else [4 * w, 2 * w, w, max(w // 2, 1)]
+    if cfg.resolution == 32:
+        return [4 * w, 2 * w, w, max(w // 2, 1)]
+    n = cfg.resolution.bit_length() - 3  # 64: 4 up-sampling units, 128: 5
+    return [w * 2 ** (n - 1 - i) for i in range(n)]
 
 
 class DCGANGenerator(TransferNet):
-    """z -> 4x4 -> 8 -> 16 -> 32 -> RGB. At 64 px the last unit upsamples to 64; at 32 px it
-    is a stride-1 3x3 unit, so both resolutions have L = 5 as in the dissertation and the
-    same partitions apply."""
+    """z -> 4x4 -> 8 -> 16 -> 32 (-> 64 -> 128) -> RGB. At 64 and 128 px the last unit
+    upsamples to the image; at 32 px it is a stride-1 3x3 unit, so 32 and 64 px both have
+    L = 5 as in the dissertation and the same partitions apply (L = 6 at 128 px). Units are
+    named by the resolution they output."""
 
     def __init__(self, cfg: ArchConfig):
         c = _dcgan_widths(cfg)
-        specs = [(cfg.z_dim, c[0], 4, 1, 0, "b4"), (c[0], c[1], 4, 2, 1, "b8"),
-                 (c[1], c[2], 4, 2, 1, "b16"), (c[2], c[3], 4, 2, 1, "b32")]
-        specs.append((c[3], 3, 4, 2, 1, "b64") if cfg.resolution == 64 else
-                     (c[3], 3, 3, 1, 1, "rgb"))
+        specs = [(cfg.z_dim, c[0], 4, 1, 0, "b4")]
+        specs += [(c[i - 1], c[i], 4, 2, 1, f"b{4 * 2 ** i}") for i in range(1, len(c))]
+        specs.append((c[-1], 3, 3, 1, 1, "rgb") if cfg.resolution == 32 else
+                     (c[-1], 3, 4, 2, 1, f"b{cfg.resolution}"))
         units: list[tuple[str, nn.Module]] = []
         for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
             last = n == len(specs) - 1
@@ -289,20 +312,22 @@ class DCGANGenerator(TransferNet):
 
 
 class DCGANDiscriminator(TransferNet):
-    """RGB -> 32 -> 16 -> 8 -> 4 -> linear logit, mirroring G (a stride-1 first unit at
-    32 px)."""
+    """RGB (-> 64 -> 32) -> 16 -> 8 -> 4 -> linear logit, mirroring G (a stride-1 first
+    unit at 32 px). Units are named by the resolution they take in."""
 
     def __init__(self, cfg: ArchConfig):
         c = _dcgan_widths(cfg)[::-1]
-        first = (3, c[0], 4, 2, 1, "b64") if cfg.resolution == 64 else (3, c[0], 3, 1, 1, "rgb")
-        specs = [first, (c[0], c[1], 4, 2, 1, "b32"), (c[1], c[2], 4, 2, 1, "b16"),
-                 (c[2], c[3], 4, 2, 1, "b8")]
+        specs = [(3, c[0], 3, 1, 1, "rgb") if cfg.resolution == 32 else
+                 (3, c[0], 4, 2, 1, f"b{cfg.resolution}")]
+        first_down = cfg.resolution if cfg.resolution == 32 else cfg.resolution // 2
+        specs += [(c[i - 1], c[i], 4, 2, 1, f"b{first_down // 2 ** (i - 1)}")
+                  for i in range(1, len(c))]
         units: list[tuple[str, nn.Module]] = []
         for n, (c_in, c_out, k, stride, pad, name) in enumerate(specs):
             norm = nn.Identity() if n == 0 else _d_norm(cfg.d_norm, c_out)
             layer = nn.Conv2d(c_in, c_out, k, stride, pad, bias=False)
             units.append((name, ConvUnit(layer, norm, nn.LeakyReLU(0.2), c_out)))
-        features = c[3] * 4 * 4
+        features = c[-1] * 4 * 4
         units.append(("fc", ClassHead(features, cfg.num_classes, cfg.cond_head)
                       if cfg.num_classes else
                       ConvUnit(nn.Linear(features, 1), nn.Identity(), nn.Identity(), 1,
@@ -317,7 +342,15 @@ class DCGANDiscriminator(TransferNet):
         return head.class_logits(x)
 
 
-@register_arch("dcgan")
+def shorten_dcgan(source: ArchConfig, resolution: int) -> ArchConfig:
+    """A dcgan source cut down to ``resolution``: the same channels up to there (width
+    scaled by the resolution ratio), so G keeps every unit but its output one and D every
+    unit but its input one (``cross_resolution``)."""
+    return replace(source, resolution=resolution,
+                   width=source.width * source.resolution // resolution)
+
+
+@register_arch("dcgan", resolutions=(32, 64, 128), shorten=shorten_dcgan)
 def build_dcgan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """The dissertation's DCGAN-style WGAN (after pytorch/examples dcgan)."""
     return DCGANGenerator(cfg), DCGANDiscriminator(cfg)
@@ -441,6 +474,34 @@ def load_source_state(net: TransferNet, state: dict[str, torch.Tensor]) -> list[
     if absent or unexpected:
         raise RuntimeError(f"missing keys {absent[:3]}, unexpected keys {unexpected[:3]}")
     return sorted(tables - given)
+
+
+def cross_resolution(source: ArchConfig, resolution: int) -> tuple[ArchConfig, list[str]]:
+    """Price's transfer to a lower resolution ("shortening the model down to the 32x32
+    layer"): the target architecture and its new units (``G.<unit>``, ``D.<unit>``): G's
+    output unit and D's input unit, which a transfer re-initialises; every other unit of the
+    target is the source's unit of the same name and shapes."""
+    builder = ARCHITECTURES.get(source.name)
+    if builder.shorten is None:
+        raise GansweepError(f"resolution: {source.name} cannot transfer across resolutions "
+                            f"(the source is {source.resolution} px, the target {resolution})")
+    if resolution >= source.resolution:
+        raise GansweepError(f"resolution: a {source.resolution} px source transfers to a lower "
+                            f"resolution only, not {resolution}")
+    target = builder.shorten(source, resolution)  # validates the resolution
+    with torch.device("meta"):
+        nets = zip(("G", "D"), build_models(source), build_models(target))
+    new = []
+    for net, src, tgt in nets:
+        src_units, tgt_units = dict(src.transfer_units), list(tgt.transfer_units)
+        fresh = tgt_units[-1][0] if net == "G" else tgt_units[0][0]
+        for name, unit in tgt_units:
+            shapes = {k: v.shape for k, v in unit.state_dict().items()}
+            same = name in src_units and shapes == {
+                k: v.shape for k, v in src_units[name].state_dict().items()}
+            assert same or name == fresh, (net, name)  # shorten keeps the channels
+        new.append(f"{net}.{fresh}")
+    return target, new
 
 
 def unit_names(cfg: ArchConfig) -> tuple[list[str], list[str]]:

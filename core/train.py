@@ -34,7 +34,14 @@ from gansweep.core.evaluate import (
 )
 from gansweep.core.losses import LOSSES, Loss, get_loss
 from gansweep.core.metrics import FeatureStats
-from gansweep.core.models import ArchConfig, ClassHead, FilterShift, TransferNet, build_models
+from gansweep.core.models import (
+    ArchConfig,
+    ClassHead,
+    FilterShift,
+    TransferNet,
+    build_models,
+    cross_resolution,
+)
 from gansweep.core.numerics import numerics_record, pick_device, set_training_numerics
 from gansweep.core.treatments import (
     AdaFM,
@@ -80,7 +87,8 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
     source = load_checkpoint(cfg.source) if cfg.source else None
     if source is not None:
         src_arch = ArchConfig(**source["arch"])
-        if src_arch not in (arch, arch.unconditional):
+        expected = cross_resolution(src_arch, arch.resolution)[0] if cfg.new_units else src_arch
+        if expected not in (arch, arch.unconditional):
             raise GansweepError(f"checkpoint {cfg.source}: architecture {src_arch} does not "
                                 f"match the requested {arch}")
         if any(t in ("adafm", "filter-shift") for p in source["plans"].values() for t in p):
@@ -88,8 +96,14 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
                                 f"transfer source; use a pretrained or fine-tuned one")
     g, d = build_models(arch)
     if source is not None:
-        load_source(g, source["G"], "G", cfg.source)
-        load_source(d, source["D"], "D", cfg.source)
+        for net, module in (("G", g), ("D", d)):
+            state = source[net]
+            if cfg.new_units:  # the source's tensors of the units kept; new units as built
+                new = tuple(f"units.{u.split('.', 1)[1]}." for u in cfg.new_units
+                            if u[0] == net)
+                state = {k: v if k.startswith(new) else state[k]
+                         for k, v in module.state_dict().items()}
+            load_source(module, state, net, cfg.source)
     loss = LOSSES.get(cfg.loss)
     if loss.needs_norm_free_critic and arch.d_norm == "batch":
         raise GansweepError(f"loss: {cfg.loss!r} needs a critic without batch norm; this "

@@ -133,6 +133,12 @@ def section_summary(t: SweepTables) -> str:
     if len(threshold):
         lines.append(f"<p>FID threshold for 'iterations to threshold': {threshold.iloc[0]:.2f} "
                      f"(the scratch baseline's best FID unless given).</p>")
+    new_units = t.trials["new_units"].dropna().unique()
+    if len(new_units):
+        lines.append(f"<p>Transfer to a lower resolution: the new units "
+                     f"<b>{html.escape(', '.join(new_units))}</b> are re-initialised in every "
+                     f"trial, every other unit is the source's (column <code>new_units</code>)."
+                     f"</p>")
     varying = varying_axes(t.trials)
     if varying:
         lines.append(f"<p>Axes varied (figures average over them per setting): "

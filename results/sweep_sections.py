@@ -260,7 +260,8 @@ def section_samples(t: SweepTables) -> str:
 
 TABLE_COLUMNS = ["label", "seed", "status", "best_fid", "best_kid", "last_fid", "iterations",
                  "iters_to_threshold", "wall_s", "images_per_s", "trainable_g", "trainable_d",
-                 "target_size", "augment", "loss", "lr", "g_init", "d_init", "trial_id"]
+                 "target_size", "augment", "loss", "lr", "g_init", "d_init", "new_units",
+                 "trial_id"]
 
 
 def _cell(value: object) -> str:

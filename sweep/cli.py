@@ -94,7 +94,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         a.source, str(Path(a.data).resolve()), a.out, d=a.d, g=a.g, baseline=a.baseline,
         modulation=a.modulation, conditional=a.conditional, freeze_d_depth=a.freeze_d_depth,
         g_init=a.g_init, d_init=a.d_init,
-        expect_arch=a.arch, expect_resolution=a.resolution, target_size=a.target_size,
+        expect_arch=a.arch, resolution=a.resolution, target_size=a.target_size,
         augment=a.augment, iters=a.iters, eval_every=a.eval_every,
         fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
         bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
@@ -129,6 +129,14 @@ def cmd_fid(a: argparse.Namespace) -> int:
     evaluation = Evaluation(stats[0], stats[1], sets[0].images, sets[1].images, device=device)
     values = compute_metrics(evaluation, metrics)
     print(json.dumps({**values, "n_a": len(sets[0]), "n_b": len(sets[1])}))
+    return 0
+
+
+@command("import")
+def cmd_import(a: argparse.Namespace) -> int:
+    from gansweep.core.foreign import import_checkpoint
+
+    print(json.dumps(import_checkpoint(a.format, a.g, a.d, a.out, a.trust_pickle)))
     return 0
 
 
@@ -330,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="fine-tune, freeze, scale-shift, freeze-d or scratch")
     p.add_argument("--modulation", default="adafm", help="what j means: adafm or filter-shift")
     p.add_argument("--arch", help="refuse a source of another architecture")
-    p.add_argument("--resolution", type=int, help="refuse a source of another resolution")
+    p.add_argument("--resolution", type=int, help="target resolution: below the source's, "
+                   "transfer across resolutions (dcgan: G gets a new output unit, D a new "
+                   "input unit)")
     p.add_argument("--freeze-d-depth", type=int)
     p.add_argument("--g-init", default="pretrained")
     p.add_argument("--d-init", default="pretrained")
@@ -368,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
     p.add_argument("--metrics", default="fid,kid")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("import", help="make a gansweep source from another codebase's "
+                                      "checkpoint (G and D files)")
+    p.add_argument("format", help="pytorch-examples-dcgan or mimicry")
+    p.add_argument("g", metavar="G_FILE", help="the generator's file (e.g. netG_epoch_24.pth)")
+    p.add_argument("d", metavar="D_FILE", help="the discriminator's file")
+    p.add_argument("--out", required=True, metavar="CKPT", help="gansweep checkpoint to write")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow files that need arbitrary Python objects unpickled (this runs "
+                        "code from the file: only for files you trust)")
 
     p = sub.add_parser("split", help="split an image folder into disjoint parts A and B "
                                      "(symbolic links), e.g. to pretrain on A, transfer to B")

@@ -82,6 +82,7 @@ def _trial_config(config: dict[str, Any], out: str, device: str):
         augment=trial.augment, lr=trial.lr, seed=trial.seed,
         iters=common["iters"], eval_every=common["eval_every"],
         fid_samples=common["fid_samples"], batch_size=common["batch_size"],
+        resolution=common["resolution"],
         fid_real=common["fid_real"], eval_at_start=common["eval_at_start"],
         lr_mult=common["lr_mult"], label_smoothing=common["label_smoothing"],
         label_noise=common["label_noise"],
@@ -179,6 +180,7 @@ def run_trial(config: dict[str, Any]) -> None:
     fixed = {"loss": cfg.loss, "lr": cfg.lr or LOSSES.get(cfg.loss).lr, "gpu_ids": gpu_ids,
              "lr_mult": json.dumps(cfg.lr_mult, sort_keys=True) if cfg.lr_mult else None,
              "label_smoothing": cfg.label_smoothing, "label_noise": cfg.label_noise,
+             "new_units": ",".join(cfg.new_units) or None,
              **state.numerics, "worker_start": worker_start,
              "setup_s": time.time() - worker_start}
     report_s = 0.0
@@ -206,8 +208,9 @@ RESULT_KEYS = ("iteration", "fid", "kid", "is", "is_sd", "iw", "classifier", "cl
                "fid_rung", "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
                "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
                "trainable_g", "trainable_d", "loss", "lr", "lr_mult", "label_smoothing",
-               "label_noise", "gpu_ids", "device", "device_name", "cuda_visible_devices",
-               "deterministic", "tf32", "worker_start", "setup_s", "report_s")
+               "label_noise", "new_units", "gpu_ids", "device", "device_name",
+               "cuda_visible_devices", "deterministic", "tf32", "worker_start", "setup_s",
+               "report_s")
 
 
 class Recorder(tune.Callback):
@@ -281,10 +284,11 @@ def _error_text(trial) -> str | None:
 
 # --- launch / resume -------------------------------------------------------------------------
 
-def _source_data(source: str) -> str:
+def _source_data(source: str) -> str | None:
     """The folder a source checkpoint was trained on, as its config recorded it (made
-    absolute here: trials run in their own folders)."""
-    return str(Path(load_checkpoint(source)["config"]["data"]).resolve())
+    absolute here: trials run in their own folders); None for an imported source."""
+    data = load_checkpoint(source)["config"]["data"]
+    return None if data is None else str(Path(data).resolve())
 
 
 def _prepare(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any]:
@@ -317,10 +321,10 @@ def _make_references(spec: SweepSpec, sweep_dir: Path, device: torch.device) -> 
     sources = [s for s in spec.sources if s is not None]
     negatives = spec.classifier_negatives
     if "classifier" in spec.metrics and negatives is None:
-        if not sources:
+        negatives = _source_data(sources[0]) if sources else None
+        if negatives is None:
             raise GansweepError("classifier_negatives: needed by the 'classifier' metric when "
                                 "no source gives its training data")
-        negatives = _source_data(sources[0])
     # Each source's data statistics once, whatever the number of targets.
     source_stats = {s: _source_stats(spec, sweep_dir, s, device) for s in sources} \
         if len(sources) > 1 else {}
@@ -339,7 +343,9 @@ def _make_references(spec: SweepSpec, sweep_dir: Path, device: torch.device) -> 
             row = {"source": source, "source_data": data, "target": target,
                    "source_target_fid": None if stats is None else fid(real, stats)}
             if stats is None:
-                row["error"] = f"the source's training data {data} is not on this machine"
+                row["error"] = "the source records no training data (imported)" \
+                    if data is None else \
+                    f"the source's training data {data} is not on this machine"
             gaps.append(row)
     atomic_write_text(sweep_dir / REFERENCES_FILE, json.dumps(
         {"classifier_negatives": negatives, "classifiers": classifiers, "sources": gaps},
@@ -351,7 +357,7 @@ def _source_stats(spec: SweepSpec, sweep_dir: Path, source: str,
                   device: torch.device) -> tuple[str, FeatureStats | None]:
     """A source's training-data folder and its real-data statistics (None: not here)."""
     data = _source_data(source)
-    if not Path(data).is_dir():
+    if data is None or not Path(data).is_dir():
         return data, None
     ref = reference_set(load_folder(data, spec.arch.resolution), spec.budget.fid_real)
     return data, reference_stats(ref, spec.inception_weights, str(sweep_dir), device)
@@ -362,6 +368,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
     rung = spec.scheduler.rung_fid_samples if phase == "search" else None
     return {**asdict(spec.budget), **asdict(spec.training), **prepared,
             "bn_stats": spec.bn_stats,
+            "resolution": spec.arch.resolution if spec.arch else None,
             "metric": spec.metric, "score_rule": asdict(spec.scheduler.rule),
             "ema_kimg": spec.ema_kimg, "ema_rampup": spec.ema_rampup,
             "rung_fid_samples": rung,

@@ -23,7 +23,7 @@ from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
-from gansweep.core.models import COND_HEADS, ArchConfig, unit_counts
+from gansweep.core.models import COND_HEADS, ArchConfig, cross_resolution, unit_counts
 from gansweep.core.treatments import (
     BASELINES,
     BN_STATS,
@@ -537,6 +537,10 @@ def _arch(data: Any, sources: list[str | None], problems: list[str]) -> ArchConf
         except TypeError as e:
             raise GansweepError(f"arch: {e}") from None
         check = data
+        lower = found and want.resolution < found[0][1].resolution
+        if lower:  # a transfer to a lower resolution (models.cross_resolution)
+            want = cross_resolution(found[0][1], want.resolution)[0]
+            check = {k: v for k, v in data.items() if k not in ("resolution", "width")}
     for s, have in found:
         for key, value in check.items():
             if getattr(have, key) != value:

@@ -1,11 +1,23 @@
 """Checkpoints of other codebases load into our networks and reproduce the outputs their
 own code recorded (../shared/reference, made by running that code), bit for bit on one
-CPU thread, as the fixtures were made."""
+CPU thread, as the fixtures were made; ``gansweep import`` makes transfer sources of them."""
+import argparse
+
 import pytest
 import torch
 
+from gansweep.core.checkpoint import load_checkpoint
+from gansweep.core.config import transfer_config
 from gansweep.core.errors import GansweepError
-from gansweep.core.foreign import load_mimicry_sngan, mimicry_sngan_key
+from gansweep.core.foreign import (
+    IMPORTERS,
+    examples_dcgan_key,
+    load_examples_dcgan,
+    load_mimicry_sngan,
+    mimicry_sngan_key,
+)
+from gansweep.core.train import train
+from tests.helpers import assert_one_clear_line, cli_in_process
 
 from .conftest import SHARED
 
@@ -49,3 +61,63 @@ def test_a_misfit_key_names_it_and_both_shapes():
     with pytest.raises(GansweepError, match="D key 'extra.weight' has no place"):
         load_mimicry_sngan(fx["g_state"], {**fx["d_state"], "extra.weight": torch.zeros(1)},
                            "x.pt")
+
+
+def test_pytorch_examples_dcgan_reproduces_its_outputs(one_thread):
+    """D's output there is the sigmoid of our logit; its final 4 x 4 conv is our fc unit."""
+    fx = torch.load(REFERENCE / "dcgan-pytorch-examples-tiny.pt", weights_only=True)
+    for mode in ("eval", "train"):
+        g, d, arch = load_examples_dcgan(fx["netG"], fx["netD"], "fixture")
+        assert (arch.resolution, arch.width, arch.z_dim) == (64, 8, 16)
+        g.train(mode == "train")
+        d.train(mode == "train")
+        with torch.no_grad():
+            assert torch.equal(g(fx["z"]), fx[f"g_out_{mode}"])
+            assert torch.equal(torch.sigmoid(d(fx["d_in"])).view(-1), fx[f"d_out_{mode}"])
+    for net, module in (("G", g), ("D", d)):  # BN buffers after the train-mode forward
+        state = module.state_dict()
+        for theirs, value in fx["bn_after_train"][f"net{net}"].items():
+            assert torch.equal(state[examples_dcgan_key(net, theirs)], value), theirs
+
+
+FILES = {"pytorch-examples-dcgan": ("netG_epoch_0.pth", "netD_epoch_0.pth"),
+         "mimicry": ("mimicry-sngan32-checkpoints/netG/netG_100_steps.pth",
+                     "mimicry-sngan32-checkpoints/netD/netD_100_steps.pth")}
+
+
+@pytest.mark.parametrize("fmt", IMPORTERS.names())
+def test_imported_checkpoint_is_a_transfer_source(fmt, faces, tmp_path):
+    assert fmt in FILES, f"import format {fmt!r} has no files in this test"
+    g_file, d_file = (REFERENCE / f for f in FILES[fmt])
+    out = cli_in_process("import", fmt, g_file, d_file, "--out", tmp_path / "src.pt")
+    assert out.returncode == 0, out.stderr
+    ckpt = load_checkpoint(tmp_path / "src.pt")
+    assert ckpt["origin"]["format"] == fmt and ckpt["config"]["data"] is None
+    assert ckpt["origin"]["files"]["G"]["path"] == str(g_file)
+    cfg = transfer_config(str(tmp_path / "src.pt"), str(faces), str(tmp_path / "run"),
+                          baseline="fine-tune", iters=1, batch_size=8, metrics=[])
+    assert cfg.loss == IMPORTERS.get(fmt)[1]
+    assert train(cfg).iteration == 1
+
+
+def test_import_refuses_pickled_objects_unless_trusted(tmp_path):
+    fx = torch.load(REFERENCE / "dcgan-pytorch-examples-tiny.pt", weights_only=True)
+    g_file = tmp_path / "netG.pth"  # a state dict beside an arbitrary object
+    torch.save({"model_state_dict": fx["netG"], "args": argparse.Namespace(nz=16)}, g_file)
+    d_file = REFERENCE / "netD_epoch_0.pth"
+    assert_one_clear_line(cli_in_process("import", "pytorch-examples-dcgan", g_file, d_file,
+                                         "--out", tmp_path / "x.pt"),
+                          "import", "if you trust the file, pass --trust-pickle")
+    out = cli_in_process("import", "pytorch-examples-dcgan", g_file, d_file, "--out",
+                         tmp_path / "x.pt", "--trust-pickle")
+    assert out.returncode == 0, out.stderr
+
+
+def test_import_misfit_names_the_key_and_both_shapes(tmp_path):
+    state = torch.load(REFERENCE / "netG_epoch_0.pth", weights_only=True)
+    state["main.4.weight"] = torch.ones(5)
+    torch.save(state, tmp_path / "netG.pth")
+    assert_one_clear_line(cli_in_process("import", "pytorch-examples-dcgan",
+                                         tmp_path / "netG.pth", REFERENCE / "netD_epoch_0.pth",
+                                         "--out", tmp_path / "x.pt"),
+                          "import", "G key 'main.4.weight' has shape [5], ours [32]")

@@ -166,3 +166,34 @@ def test_eval_at_start_records_iteration_zero_once(sources, faces, tmp_path):
     history = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["iteration"] for r in history] == [0, 2, 4]
     assert (tmp_path / "run" / "samples" / "iter_0000000.png").is_file()
+
+
+def test_transfer_to_a_lower_resolution_keeps_the_documented_units(sources, faces, tmp_path):
+    """Price's 64 -> 32 px transfer: G keeps b4..b32 and gets a new output unit (rgb), D
+    keeps b32..fc and gets a new input unit (rgb); the kept units hold the source's tensors
+    bit for bit, the new ones are re-initialised whatever the partition says."""
+    source = load_checkpoint(sources["dcgan64"])
+    cfg = transfer_config(str(sources["dcgan64"]), str(faces), str(tmp_path), d="D(1,2,2)",
+                          g="G(1,2,2)", resolution=32, iters=1, batch_size=8, metrics=[])
+    assert cfg.new_units == ["G.rgb", "D.rgb"]
+    assert cfg.arch.resolution == 32 and cfg.arch.width == 2 * source["arch"]["width"]
+    assert cfg.g_plan[-1] == "reinit" and cfg.d_plan[0] == "reinit"  # were freeze / freeze
+    s = setup(cfg)
+    for net, module, kept in (("G", s.G, ["b4", "b8", "b16", "b32"]),
+                              ("D", s.D, ["b32", "b16", "b8", "fc"])):
+        state = {k: v for k, v in module.state_dict().items()
+                 if "parametrizations" not in k or k.endswith(".original")}
+        for key, value in state.items():
+            unit = key.split(".")[1]
+            theirs = key.replace("parametrizations.weight.original", "weight")
+            if unit in kept:
+                assert torch.equal(value, source[net][theirs]), key
+            else:
+                assert unit == "rgb" and theirs not in source[net]
+    assert train(cfg, state=s).iteration == 1 and s.G(torch.randn(2, s.G.z_dim)).shape[-1] == 32
+    with pytest.raises(GansweepError, match="resnet cannot transfer across resolutions"):
+        transfer_config(str(sources["resnet"]), str(faces), str(tmp_path), resolution=64,
+                        baseline="fine-tune")
+    with pytest.raises(GansweepError, match="transfers to a lower resolution only, not 128"):
+        transfer_config(str(sources["dcgan64"]), str(faces), str(tmp_path), resolution=128,
+                        baseline="fine-tune")
