@@ -284,7 +284,19 @@ def _dcgan_widths(cfg: ArchConfig) -> list[int]:
     return [w * 2 ** (n - 1 - i) for i in range(n)]
 
 
-class DCGANGenerator(TransferNet):
+class ConvGenerator(TransferNet):
+    """A generator whose first unit takes z as a 1 x 1 feature map."""
+
+    def __init__(self, units: list[tuple[str, nn.Module]], init: Callable[[nn.Module], None],
+                 z_dim: int):
+        super().__init__(units, init)
+        self.z_dim = z_dim
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(z.view(z.shape[0], -1, 1, 1), y)
+
+
+class DCGANGenerator(ConvGenerator):
     """z -> 4x4 -> 8 -> 16 -> 32 (-> 64 -> 128) -> RGB. At 64 and 128 px the last unit
     upsamples to the image; at 32 px it is a stride-1 3x3 unit, so 32 and 64 px both have
     L = 5 as in the dissertation and the same partitions apply (L = 6 at 128 px). Units are
@@ -304,11 +316,7 @@ class DCGANGenerator(TransferNet):
                 CondBatchNorm2d(c_out, cfg.num_classes) if cfg.num_classes else
                 nn.BatchNorm2d(c_out))
             units.append((name, ConvUnit(layer, norm, nn.Tanh() if last else nn.ReLU(), c_out)))
-        super().__init__(units, _dcgan_init)
-        self.z_dim = cfg.z_dim
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return super().forward(z.view(z.shape[0], -1, 1, 1), y)
+        super().__init__(units, _dcgan_init, cfg.z_dim)
 
 
 class DCGANDiscriminator(TransferNet):
@@ -354,6 +362,49 @@ def shorten_dcgan(source: ArchConfig, resolution: int) -> ArchConfig:
 def build_dcgan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """The dissertation's DCGAN-style WGAN (after pytorch/examples dcgan)."""
     return DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+
+
+class DropoutLinear(nn.Module):
+    """Dropout, then a linear logit over the flattened feature map (Price's D head)."""
+
+    def __init__(self, features: int, p: float):
+        super().__init__()
+        self.dropout = nn.Dropout(p)
+        self.layer = nn.Linear(features, 1)
+        self.shift = FilterShift(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shift(self.layer(self.dropout(x.flatten(1))))
+
+
+@register_arch("dcgan-price", resolutions=(32,))
+def build_dcgan_price(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
+    """Price's Keras DCGAN at 32 px (width 128 gives his channels): G = dense z -> 4x4x4w
+    (as the 4x4 transposed conv it equals, with bias, no norm), three stride-2 transposed
+    convs 4w -> 2w -> w -> w with batch norm, a 3x3 tanh conv to RGB, LeakyReLU(0.2)
+    throughout; D = 3x3 convs w/2 (stride 1) -> w -> w -> 2w (stride 2, batch norm),
+    LeakyReLU(0.2), dropout 0.4 before the dense logit. Keras layers have biases; so do
+    these. L = 5 per net, units named as dcgan's."""
+    w = cfg.width
+    act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+    g_chans = [4 * w, 2 * w, w, w]
+    g_units: list[tuple[str, nn.Module]] = [
+        ("b4", ConvUnit(nn.ConvTranspose2d(cfg.z_dim, g_chans[0], 4, 1, 0), nn.Identity(),
+                        act(), g_chans[0]))]
+    for i in range(1, 4):
+        g_units.append((f"b{4 * 2 ** i}", ConvUnit(
+            nn.ConvTranspose2d(g_chans[i - 1], g_chans[i], 4, 2, 1),
+            nn.BatchNorm2d(g_chans[i]), act(), g_chans[i])))
+    g_units.append(("rgb", ConvUnit(nn.Conv2d(w, 3, 3, 1, 1), nn.Identity(), nn.Tanh(), 3)))
+    d_chans = [max(w // 2, 1), w, w, 2 * w]
+    d_units: list[tuple[str, nn.Module]] = [
+        ("rgb", ConvUnit(nn.Conv2d(3, d_chans[0], 3, 1, 1), nn.Identity(), act(), d_chans[0]))]
+    for i, res in enumerate((32, 16, 8), start=1):
+        d_units.append((f"b{res}", ConvUnit(nn.Conv2d(d_chans[i - 1], d_chans[i], 3, 2, 1),
+                                            _d_norm(cfg.d_norm, d_chans[i]), act(),
+                                            d_chans[i])))
+    d_units.append(("fc", DropoutLinear(d_chans[-1] * 4 * 4, 0.4)))
+    return ConvGenerator(g_units, _dcgan_init, cfg.z_dim), TransferNet(d_units, _dcgan_init)
 
 
 # --- Wang et al.'s WGAN-GP ResNet (Gulrajani et al.'s 64x64 ResNet) -----------------------
