@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+import yaml
 
+from gansweep.core.metrics import HIGHER_IS_BETTER
 from gansweep.results.tables import SweepTables
 
 TOP = 5  # partitions shown next to the baselines
@@ -19,6 +21,17 @@ def finite(frame: pd.DataFrame, column: str = "best_fid") -> pd.DataFrame:
     """Rows whose ``column`` is a finite number (not missing, not a diverged inf)."""
     values = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
     return frame.loc[np.isfinite(values)]
+
+
+def sweep_spec(t: SweepTables) -> dict:
+    """The sweep's spec as written (empty for a sweep without one on record)."""
+    return yaml.safe_load(t.spec_text) if t.spec_text else {}
+
+
+def ranked_metric(t: SweepTables) -> tuple[str, int]:
+    """The metric the sweep ranks by and its sign: +1 lower is better, -1 higher is."""
+    metric = sweep_spec(t).get("metric", "fid")  # the spec's own default
+    return metric, -1 if metric in HIGHER_IS_BETTER else 1
 
 
 def trial_kind(trials: pd.DataFrame) -> pd.Series:

@@ -15,41 +15,68 @@ from gansweep.results.common import (
     best_row,
     figure_html,
     finite,
+    ranked_metric,
     spearman,
     trial_history,
 )
 from gansweep.results.tables import SweepTables
 
 
+def _reached(history: pd.DataFrame, metric: str, sign: int, threshold: float) -> int | None:
+    """The first evaluated iteration at which ``metric`` is at least as good as ``threshold``."""
+    hit = history[sign * history[metric] <= sign * threshold]
+    return None if hit.empty else int(hit["iteration"].min())
+
+
 def section_families(t: SweepTables) -> str:
+    """Denton et al.'s quantities for each plan family, on the sweep's ranked metric: the
+    metric vs iteration, its best vs n units transferred, its value at iteration 0 (when
+    evaluated: ``eval_at_start``) and the iterations to reach the scratch baseline's best."""
     fam = t.trials[t.trials["family"].notna()]
     if fam.empty:
         return "<p>No plan-family trials in this sweep (<code>plans: [{family: ...}]</code>).</p>"
-    fig = go.Figure()
+    metric, sign = ranked_metric(t)
+    best = f"best_{metric}"
+    scratch = finite(t.trials[t.trials["baseline"] == "scratch"], best)[best]
+    given = t.trials["fid_threshold"].dropna() if metric == "fid" else pd.Series(dtype=float)
+    threshold = given.iloc[0] if len(given) else scratch.mean() if len(scratch) else None
+    history = t.metrics[t.metrics[metric].notna()] if metric in t.metrics else t.metrics.iloc[:0]
+    by_n, curves = go.Figure(), go.Figure()
     rows = []
     for (family, mode), part in fam.groupby(["family", "family_mode"]):
-        scored = finite(part).groupby("family_n")["best_fid"].mean()
-        fig.add_trace(go.Scatter(x=scored.index, y=scored.values, mode="lines+markers",
-                                 name=f"{family}, {mode}"))
+        scored = finite(part, best).groupby("family_n")[best].mean()
+        by_n.add_trace(go.Scatter(x=scored.index, y=scored.values, mode="lines+markers",
+                                  name=f"{family}, {mode}"))
         for n, group in part.groupby("family_n"):
-            reached = group["iters_to_threshold"].dropna()
-            rows.append(f"<tr><td>{family}</td><td>{mode}</td><td>{n}</td>"
-                        f"<td>{finite(group)['best_fid'].mean():.2f}</td>"
-                        f"<td>{int(reached.median()) if len(reached) else 'never'}</td></tr>")
-    scratch = finite(t.trials[t.trials["baseline"] == "scratch"])["best_fid"]
-    if len(scratch):
-        fig.add_hline(y=scratch.mean(), line_dash="dot", annotation_text="scratch")
-    fig.update_layout(xaxis_title="units of G transferred (n)", yaxis_title="best FID",
-                      height=420)
-    threshold = t.trials["fid_threshold"].dropna()
-    what = f"FID ≤ {threshold.iloc[0]:.2f}" if len(threshold) else "the threshold"
+            runs = history[history["trial_id"].isin(group["trial_id"])]
+            curve = runs.groupby("iteration")[metric].mean()
+            curves.add_trace(go.Scatter(x=curve.index, y=curve.values, mode="lines+markers",
+                                        name=f"{family} {int(n)} {mode}"))
+            start = runs.loc[runs["iteration"] == 0, metric]
+            reached = [] if threshold is None else [
+                x for _, h in runs.groupby("trial_id")
+                if (x := _reached(h, metric, sign, threshold)) is not None]
+            rows.append(f"<tr><td>{family}</td><td>{mode}</td><td>{int(n)}</td>"
+                        f"<td>{finite(group, best)[best].mean():.3g}</td>"
+                        f"<td>{f'{start.mean():.3g}' if len(start) else '–'}</td>"
+                        f"<td>{int(np.median(reached)) if reached else 'never'}</td></tr>")
+    for fig in (by_n, curves):
+        if len(scratch):
+            fig.add_hline(y=scratch.mean(), line_dash="dot", annotation_text="scratch (best)")
+    by_n.update_layout(xaxis_title="units of G transferred (n)", yaxis_title=f"best {metric}",
+                       height=420)
+    curves.update_layout(xaxis_title="iteration", yaxis_title=metric, height=420)
+    better = "≥" if sign < 0 else "≤"
+    what = f"{metric} {better} {threshold:.3g}" if threshold is not None else "the threshold"
     return ("<p>Denton et al.'s families: <i>forward</i> transfers G's first n units (from "
             "the latent input), <i>backward</i> its last n, frozen or fine-tuned; the other "
-            "units and D start from scratch. Convergence: the first evaluated iteration "
-            f"with {what} (the scratch baseline's best unless given).</p>"
-            + figure_html(fig) + "<table><thead><tr><th>family</th><th>mode</th><th>n</th>"
-            "<th>mean best FID</th><th>iterations to threshold (median)</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            f"units and D start from scratch. Ranked metric: <b>{metric}</b>. At iteration 0: "
+            "the score before any training (with <code>budget.eval_at_start</code>). "
+            f"Convergence: the first evaluated iteration with {what} (the scratch baseline's "
+            "best unless given).</p>" + figure_html(curves) + figure_html(by_n)
+            + f"<table><thead><tr><th>family</th><th>mode</th><th>n</th><th>mean best "
+            f"{metric}</th><th>{metric} at iteration 0</th><th>iterations to threshold "
+            f"(median)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def section_init(t: SweepTables) -> str:
@@ -184,6 +211,21 @@ def section_metrics(t: SweepTables) -> str:
         fig.update_xaxes(title_text="FID", row=1, col=col)
         fig.update_yaxes(title_text=metric, row=1, col=col)
     fig.update_layout(height=400, showlegend=False)
+    over_time = ""
+    if "classifier" in present:  # Price's comparison: the score over training, by setting
+        curves = go.Figure()
+        trials = t.trials.set_index("trial_id")
+        for label, part in m[m["classifier"].notna()].groupby("label"):
+            curve = part.groupby("iteration")["classifier"].mean()
+            kind = trials.loc[part["trial_id"].iloc[0], "baseline"]
+            curves.add_trace(go.Scatter(x=curve.index, y=curve.values, mode="lines+markers",
+                                        name=label, line_dash="dot" if kind == "scratch"
+                                        else "solid"))
+        curves.update_layout(xaxis_title="iteration", yaxis_title="classifier score "
+                             "(mean over seeds)", height=400)
+        over_time = ("<p>The classifier score over training, each setting against scratch "
+                     "(dotted), Price's comparison of transfer with training from "
+                     "scratch.</p>" + figure_html(curves))
     for c in t.references.get("classifiers", []):
         notes.append(f"the classifier of {html.escape(Path(c['target']).name)} "
                      f"({', '.join(map(html.escape, c['classes']))} vs other) has a held-out "
@@ -193,6 +235,6 @@ def section_metrics(t: SweepTables) -> str:
             "generated images, measured on the other half; about 0 when they match, negative "
             "otherwise) and the classifier score (Price: the fraction of generated images a "
             "classifier of the target's classes accepts). " + "; ".join(notes) + ".</p>"
-            + figure_html(fig))
+            + figure_html(fig) + over_time)
 
 

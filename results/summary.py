@@ -13,10 +13,8 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
-import yaml
 
-from gansweep.core.metrics import HIGHER_IS_BETTER
-from gansweep.results.common import varying_axes
+from gansweep.results.common import ranked_metric, sweep_spec, varying_axes
 from gansweep.results.tables import SweepTables
 from gansweep.sweep.ranking import Interval, interval, paired
 from gansweep.sweep.spec import Scheduler
@@ -77,9 +75,8 @@ class Verdict:
 def verdict(t: SweepTables) -> Verdict | None:
     """The winner of the confirmation phase, else of the search; None before any trial of
     the search has a score."""
-    spec = yaml.safe_load(t.spec_text) if t.spec_text else {}
-    metric = spec.get("metric", "fid")
-    sign = -1 if metric in HIGHER_IS_BETTER else 1
+    spec = sweep_spec(t)
+    metric, sign = ranked_metric(t)
     rule = Scheduler(**(spec.get("scheduler") or {})).rule
     what = (f"{metric} (" + ("of the EMA generator, " if spec.get("ema_kimg") != "off" else "")
             + ("last evaluation" if rule.rule == "last" else

@@ -133,11 +133,10 @@ def _threshold_iter(history: pd.DataFrame, threshold: float | None) -> int | Non
 
 def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
     rows = [{"trial_id": r["trial_id"], "label": labels.get(r["trial_id"]),
-             "iteration": r["iteration"], "fid": _float(r.get("fid")),
-             "kid": _float(r.get("kid")), "iw": _float(r.get("iw")),
-             "classifier": _float(r.get("classifier")),
+             "iteration": r["iteration"],
              "class_fid": list(r["class_fid"].items()) if r.get("class_fid") else None,
-             **{k: _float(r.get(k)) for k in ("fid_sd", "fid_rung", "fid_rung_sd", "score",
+             **{k: _float(r.get(k)) for k in ("fid", "kid", "is", "is_sd", "iw", "classifier",
+                                              "fid_sd", "fid_rung", "fid_rung_sd", "score",
                                               "score_sd")},
              "d_loss": r.get("d_loss"),
              "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),

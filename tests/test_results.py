@@ -14,7 +14,7 @@ import pytest
 from gansweep.results.report import SECTIONS
 from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
 from gansweep.sweep.spec import Trial
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.state import SPEC_FILE, SweepState
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -254,3 +254,32 @@ def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, 
         assert sections[name][0] == 1, (name, sections[name])
     text = out.read_text()
     assert "Spearman ρ" in text and "balanced accuracy" in text and "<th>faces</th>" in text
+
+
+def test_denton_quantities_on_the_inception_score(tmp_path):
+    """A sweep ranked by IS (higher is better) with plan families and iteration 0 evaluated:
+    the families section reports IS at iteration 0, the best IS per family and n, and the
+    iterations each needs to reach the scratch baseline's best IS."""
+    from gansweep.results.study_sections import section_families
+
+    sweep_dir = tmp_path / "denton"
+    state = SweepState.create(sweep_dir, "denton", 3, 4)
+    state.save()
+    (sweep_dir / SPEC_FILE).write_text("name: denton\nmetric: is\n")
+    curves = {"scratch": [1.0, 1.5, 2.0], "fwd1": [1.8, 2.1, 2.6], "fwd2": [1.9, 1.9, 1.95]}
+    for n, (tid, values) in enumerate(curves.items()):
+        family = {} if tid == "scratch" else {"family": "forward", "family_mode": "freeze",
+                                               "family_n": n, "g_plan": [], "d_plan": []}
+        trial = Trial(tid, "/src.pt", "/target", None, None, "scratch" if n == 0 else None,
+                      "adafm", None, None, "none", None, None, "pretrained", "pretrained", 0,
+                      **family)
+        state.event("start", tid, config=trial.to_dict(), path=None)
+        for it, value in zip((0, 2, 4), values):
+            state.result(tid, {"iteration": it, "is": value, "is_sd": 0.1, "score": value})
+        state.event("end", tid, status="finished")
+    state.save()
+    html_text = section_families(load_tables(sweep_dir))
+    assert "Ranked metric: <b>is</b>" in html_text and "is ≥ 2" in html_text
+    assert "<td>forward</td><td>freeze</td><td>1</td><td>2.6</td><td>1.8</td><td>2</td>" \
+        in html_text  # best 2.6; 1.8 at iteration 0; reaches scratch's best 2.0 at 2
+    assert "<td>2</td><td>1.95</td><td>1.9</td><td>never</td>" in html_text
