@@ -23,6 +23,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
 from gansweep.core.numerics import fp32_features
+from gansweep.core.progress import Progress
 from gansweep.core.registry import Registry
 
 WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
@@ -89,8 +90,10 @@ class InceptionFeatures:
         self.identity += ":bf16" if bf16 else ":fp32"
 
     @torch.inference_mode()
-    def run(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """N x 3 x H x W uint8 -> (N x 2048 pool3 features, N x 1008 logits), float32."""
+    def run(self, images: torch.Tensor, progress: Progress | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """N x 3 x H x W uint8 -> (N x 2048 pool3 features, N x 1008 logits), float32;
+        ``progress`` counts the images."""
         if images.dtype != torch.uint8:
             raise TypeError("features expect uint8 images; quantise generated images first")
         features, logits = [], []
@@ -103,6 +106,8 @@ class InceptionFeatures:
                     pool3, out = self.model(x)
                 features.append(pool3.float().cpu())
                 logits.append(out.float().cpu())
+                if progress is not None:
+                    progress.update(len(batch))
         return torch.cat(features).numpy(), torch.cat(logits).numpy()
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:

@@ -43,6 +43,7 @@ from gansweep.core.models import (
     cross_resolution,
 )
 from gansweep.core.numerics import numerics_record, pick_device, set_training_numerics
+from gansweep.core.progress import Progress
 from gansweep.core.treatments import (
     AdaFM,
     apply_plan,
@@ -240,10 +241,11 @@ Callback = Callable[[TrainState, dict[str, float]], bool | None]
 
 def train(cfg: TrainConfig, callback: Callback | None = None,
           resume: str | os.PathLike | None = None, state: TrainState | None = None,
-          save: bool = True) -> TrainState:
+          save: bool = True, progress: Progress | None = None) -> TrainState:
     """Run to ``cfg.iters``; evaluate + snapshot (unless ``save`` is False: the caller's
     callback checkpoints) + callback every ``eval_every`` iterations and at the end. The
-    callback returns True to stop early."""
+    callback returns True to stop early. ``progress`` is told every iteration (with the
+    losses) and every evaluation (with the metrics)."""
     s = state or setup(cfg, resume)
     s.out.mkdir(parents=True, exist_ok=True)
     every = cfg.eval_every or cfg.iters
@@ -252,6 +254,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
         record = evaluate(s)
         if save:
             snapshot(s)
+        if progress is not None:
+            progress.milestone(**{m: record.get(m) for m in cfg.metrics})
         return callback is not None and bool(callback(s, record))
 
     if cfg.eval_at_start and s.iteration == 0 and not s.history and evaluate_and_report():
@@ -260,6 +264,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
         t0 = time.perf_counter()
         train_step(s)  # ends with a host sync (the loss check), so the timing is honest
         s.train_seconds += time.perf_counter() - t0
+        if progress is not None:
+            progress.update(1, **s.last_losses)
         if (s.iteration % every == 0 or s.iteration == cfg.iters) and evaluate_and_report():
             break
     return s

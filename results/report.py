@@ -11,6 +11,7 @@ from plotly.offline import get_plotlyjs
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
+from gansweep.core.progress import Progress
 from gansweep.results.study_sections import (
     section_conditional,
     section_families,
@@ -80,10 +81,15 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 """
 
 
-def render(t: SweepTables) -> str:
-    """The report as one HTML string (plotly.js inlined: opens offline)."""
-    body = "".join(f"<section id='{key}'><h2>{title}</h2>{fn(t)}</section>"
-                   for key, title, fn in SECTIONS)
+def render(t: SweepTables, progress: Progress | None = None) -> str:
+    """The report as one HTML string (plotly.js inlined: opens offline); ``progress``
+    counts the sections."""
+    parts = []
+    for key, title, fn in SECTIONS:
+        parts.append(f"<section id='{key}'><h2>{title}</h2>{fn(t)}</section>")
+        if progress is not None:
+            progress.update(1, section=key)
+    body = "".join(parts)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>gansweep report: {html.escape(t.name)}</title><style>{STYLE}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
@@ -93,18 +99,19 @@ def render(t: SweepTables) -> str:
             f"</details><script>{SORT_SCRIPT}</script></body></html>")
 
 
-def write_report(t: SweepTables, out: str | Path) -> Path:
+def write_report(t: SweepTables, out: str | Path, progress: Progress | None = None) -> Path:
     out = Path(out)
-    text = render(t)
+    text = render(t, progress)
     atomic_write(out, lambda f: f.write(text), binary=False)
     return out
 
 
 def write_results(sweep_dir: Path, out: str | None = None,
-                  fid_threshold: float | None = None) -> Path:
+                  fid_threshold: float | None = None, quiet: bool = True) -> Path:
     """Parquet tables into the sweep's gansweep/ folder (skipped, with a warning, where it
     is read-only) and the HTML report to ``out`` (default SWEEP/report.html); prints the
-    sweep's verdict (its winner and how sure it is)."""
+    sweep's verdict (its winner and how sure it is). Progress of the sections unless
+    ``quiet`` (the driver writes the report quietly at the end of a sweep)."""
     tables = load_tables(sweep_dir, fid_threshold)
     try:
         for path in write_tables(tables):
@@ -112,7 +119,8 @@ def write_results(sweep_dir: Path, out: str | None = None,
     except OSError as e:
         print(f"warning: Parquet tables not written ({e})", file=sys.stderr)
     try:
-        path = write_report(tables, out or sweep_dir / "report.html")
+        with Progress(len(SECTIONS), "sections", "report", quiet) as progress:
+            path = write_report(tables, out or sweep_dir / "report.html", progress)
     except OSError as e:
         raise GansweepError(f"cannot write the report: {e}; give --out FILE elsewhere"
                             ) from None

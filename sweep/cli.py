@@ -19,6 +19,11 @@ def command(name: str):
     return deco
 
 
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress output (a bar on a "
+                   "terminal, else one line per evaluation, on stderr)")
+
+
 def _add_fid_options(p: argparse.ArgumentParser, samples: int) -> None:
     p.add_argument("--inception-weights", metavar="PATH",
                    help="FID Inception weights (pytorch-fid layout); default "
@@ -30,6 +35,7 @@ def _add_fid_options(p: argparse.ArgumentParser, samples: int) -> None:
     p.add_argument("--cache-dir", help="where real-data FID statistics are cached "
                                        "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:N]")
+    _add_quiet(p)
 
 
 def _add_loss_options(p: argparse.ArgumentParser) -> None:
@@ -64,7 +70,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     from gansweep.core.checkpoint import snapshot
     from gansweep.core.config import TrainConfig
     from gansweep.core.models import ArchConfig
-    from gansweep.core.train import final_summary, train
+    from gansweep.core.progress import Progress
+    from gansweep.core.train import final_summary, setup, train
 
     out = Path(a.out)
     cfg = TrainConfig(
@@ -76,7 +83,9 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
         label_smoothing=a.label_smoothing, label_noise=a.label_noise,
         inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device)
-    state = train(cfg, resume=a.resume)
+    state = setup(cfg, a.resume)
+    with Progress(cfg.iters, "it", "pretrain", a.quiet, done=state.iteration) as progress:
+        train(cfg, state=state, progress=progress)
     snapshot(state, out)
     print(json.dumps({**final_summary(state), "checkpoint": str(out)}))
     return 0
@@ -85,7 +94,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 @command("transfer")
 def cmd_transfer(a: argparse.Namespace) -> int:
     from gansweep.core.config import transfer_config
-    from gansweep.core.train import final_summary, train
+    from gansweep.core.progress import Progress
+    from gansweep.core.train import final_summary, setup, train
 
     overrides = {k: v for k, v in dict(lr=a.lr, batch_size=a.batch_size, loss=a.loss,
                                        classifier_negatives=a.classifier_negatives).items()
@@ -100,8 +110,10 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
         device=a.device, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
         label_smoothing=a.label_smoothing, label_noise=a.label_noise, **overrides)
-    resume = Path(a.out) / "checkpoint.pt" if a.resume else None
-    print(json.dumps(final_summary(train(cfg, resume=resume))))
+    state = setup(cfg, Path(a.out) / "checkpoint.pt" if a.resume else None)
+    with Progress(cfg.iters, "it", cfg.label, a.quiet, done=state.iteration) as progress:
+        train(cfg, state=state, progress=progress)
+    print(json.dumps(final_summary(state)))
     return 0
 
 
@@ -117,6 +129,7 @@ def cmd_fid(a: argparse.Namespace) -> int:
         resolve_weights,
     )
     from gansweep.core.numerics import pick_device
+    from gansweep.core.progress import Progress
 
     device = pick_device(a.device)
     extractor = get_extractor(resolve_weights(a.inception_weights), device)
@@ -124,7 +137,8 @@ def cmd_fid(a: argparse.Namespace) -> int:
     if "is" in metrics:
         require_classifier(extractor)
     sets = [load_folder(d, a.resolution, a.alpha) for d in (a.dir_a, a.dir_b)]
-    stats = [FeatureStats(*extractor.run(s.images)) for s in sets]
+    with Progress(sum(map(len, sets)), "img", "Inception", a.quiet) as progress:
+        stats = [FeatureStats(*extractor.run(s.images, progress)) for s in sets]
     # DIR_A plays the real images, DIR_B the generated ones (IW's sign depends on it).
     evaluation = Evaluation(stats[0], stats[1], sets[0].images, sets[1].images, device=device)
     values = compute_metrics(evaluation, metrics)
@@ -265,7 +279,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     from gansweep.results.report import write_results
     from gansweep.sweep.state import sweep_dir_of
 
-    out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold)
+    out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold, a.quiet)
     print(f"report: {out}")
     return 0
 
@@ -378,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
     p.add_argument("--metrics", default="fid,kid")
     p.add_argument("--device", default="auto")
+    _add_quiet(p)
 
     p = sub.add_parser("import", help="make a gansweep source from another codebase's "
                                       "checkpoint (G and D files)")
@@ -422,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="HTML file (default SWEEP/report.html)")
     p.add_argument("--fid-threshold", type=float, help="FID for 'iterations to threshold' "
                    "(default: the scratch baseline's best FID)")
+    _add_quiet(p)
 
     p = sub.add_parser("replay", help="measure schedulers on a finished grid by replaying its "
                                       "recorded evaluations (seconds, no GPU)")

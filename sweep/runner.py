@@ -51,6 +51,7 @@ from gansweep.core.models import unit_names
 from gansweep.core.train import TrainState, final_summary, setup, train
 from gansweep.sweep import tune_state
 from gansweep.sweep.ranking import ScoreRule, rank_settings, score
+from gansweep.sweep.reporter import SweepReporter
 from gansweep.sweep.scheduler import RobustASHA
 from gansweep.sweep.spec import SweepSpec, Trial, parse_spec, setting_key
 from gansweep.sweep.state import (
@@ -385,16 +386,6 @@ def _trial_dirname(trial) -> str:
     return trial_dirname(trial.trial_id, trial.config["trial"]["label"])
 
 
-def _reporter(spec: SweepSpec) -> tune.CLIReporter:
-    columns = {"trial/label": "setting", "trial/seed": "seed"}
-    if any(spec.axes["conditional"]):
-        columns["trial/conditional"] = "conditional"
-    return tune.CLIReporter(parameter_columns=columns,
-                            metric_columns={"iteration": "iter", "fid": "FID", "kid": "KID",
-                                            "score": "score", "images_per_s": "img/s"},
-                            max_report_frequency=30)
-
-
 def _trainable(spec: SweepSpec):
     return tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
@@ -414,7 +405,7 @@ def asha(spec: SweepSpec, rung_file: str | None) -> RobustASHA:
 
 
 def _init_ray(address: str | None) -> None:
-    # The classic progress table, which shows each trial's setting (the new one cannot).
+    # The classic progress reporting, which takes our reporter (sweep.reporter).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's default per-result loggers (JSON, CSV, TensorBoard files in every trial folder)
     # cost the driver time per result and duplicate our logs (sweep.state): off.
@@ -489,7 +480,9 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             # Checkpoints, samples and metrics go straight to the trial's folder
             # (_save_checkpoint): Tune tracks and syncs none of them.
-            sync_config=tune.SyncConfig(sync_artifacts=False), progress_reporter=_reporter(spec),
+            sync_config=tune.SyncConfig(sync_artifacts=False),
+            progress_reporter=SweepReporter(spec.name, spec.metric,
+                                            spec.metric in HIGHER_IS_BETTER),
             verbose=1,
             callbacks=[Recorder(str(sweep_dir), spec.budget.iters, str(experiment))]))
 

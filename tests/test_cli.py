@@ -1,11 +1,14 @@
-"""The CLI as a user runs it: results as one JSON line, bad inputs as one clear line."""
+"""The CLI as a user runs it: results as one JSON line, progress on stderr, bad inputs as
+one clear line."""
+import io
 import json
 import os
 
 import pytest
 
 from gansweep.core.checkpoint import load_checkpoint
-from tests.helpers import assert_one_clear_line, cli
+from gansweep.core.progress import Progress
+from tests.helpers import assert_one_clear_line, cli, cli_in_process
 
 
 def test_partitions_lists_21():
@@ -16,14 +19,39 @@ def test_partitions_lists_21():
     assert "G(1,2,2)\tfinetune finetune adafm adafm freeze" in out.stdout
 
 
-def test_transfer_prints_json(sources, faces, tmp_path):
-    out = cli("transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,2)",
-                   "--g", "G(1,2,2)", "--iters", "2", "--batch-size", "8", "--metrics", "none",
-                   "--out", tmp_path / "run")
+def test_transfer_prints_json_and_its_progress(sources, faces, tmp_path):
+    """stdout: the result, one JSON line; stderr, not a terminal: one progress line per
+    evaluation (count, rate, losses); with --quiet, nothing."""
+    args = ["transfer", "--source", sources["dcgan"], "--data", faces, "--d", "D(1,2,2)",
+            "--g", "G(1,2,2)", "--iters", "2", "--eval-every", "1", "--batch-size", "8",
+            "--metrics", "none"]
+    out = cli(*args, "--out", tmp_path / "run")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["iterations"] == 2 and result["label"] == "D(1,2,2)G(1,2,2)"
     assert result["trainable_g"] > 0 and result["images_per_s"] > 0
+    lines = out.stderr.strip().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["D(1,2,2)G(1,2,2): 1/2 it",
+                                                       "D(1,2,2)G(1,2,2): 2/2 it"], lines
+    assert all("it/s" in line and "d_loss" in line and "g_loss" in line for line in lines)
+    quiet = cli_in_process(*args, "--out", tmp_path / "quiet", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_progress_bar_on_a_terminal():
+    """On a terminal: one bar, redrawn, with the latest values; an evaluation's metrics join
+    it instead of printing a line."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    with Progress(3, "it", "run", stream=term) as progress:
+        for _ in range(3):
+            progress.update(1, d_loss=0.5)
+        progress.milestone(fid=123.4)
+    text = term.getvalue()
+    assert "\r" in text and "3/3" in text and "d_loss 0.5 fid 123.4" in text
 
 
 def test_pretrain_records_its_data_absolute(faces, tmp_path):

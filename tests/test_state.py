@@ -1,5 +1,6 @@
 """The sweep's trial record: append-only logs as the truth, a compacted snapshot, end
 markers; readers always see every event."""
+import io
 import json
 
 from gansweep.sweep.spec import Trial
@@ -103,3 +104,30 @@ def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_pat
     path.write_text(whole[:10])
     tune_state.repair(tmp_path)
     assert not path.exists() and tune_state.newest(tmp_path) == older
+
+
+def test_sweep_reporter_prints_a_compact_table():
+    """One line for the sweep (counts, best so far by the ranked metric, higher or lower is
+    better) and one per running trial; nothing between intervals."""
+    from types import SimpleNamespace
+
+    from gansweep.sweep.reporter import SweepReporter
+
+    def trial(status, label, iteration, value):
+        return SimpleNamespace(status=status, config={"trial": {"label": label, "seed": 0}},
+                               last_result={"iteration": iteration, "is": value})
+
+    trials = [trial("TERMINATED", "scratch", 60, 2.5), trial("RUNNING", "G forward 2 freeze",
+                                                             20, 3.1),
+              trial("RUNNING", "G forward 1 freeze", 0, float("nan")),
+              trial("PENDING", "G backward 1 freeze", 0, None)]
+    out = io.StringIO()
+    reporter = SweepReporter("denton", "is", higher_is_better=True, every=60, stream=out)
+    assert not reporter.should_report(trials) and reporter.should_report(trials, done=True)
+    reporter.report(trials, True)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[gansweep denton] ")
+    assert lines[0].endswith("1/4 done, 2 running, 1 pending, 0 failed; best is 3.1: "
+                             "G forward 2 freeze (seed 0)")
+    assert len(lines) == 3 and lines[2].split() == ["G", "forward", "1", "freeze", "seed", "0",
+                                                    "iteration", "0", "is", "-"]

@@ -45,6 +45,7 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
     rungs = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     assert len(rungs["brackets"][0][-1][1]) == 11  # every trial recorded at the grace rung
     assert "best fid" in out and "report: " in out
+    assert "[gansweep tiny] " in out and "== Status ==" not in out  # the compact table
     assert (sweep_dir / "report.html").is_file()  # written when the sweep ends
     status = subprocess.run([sys.executable, "-m", "gansweep", "status", sweep_dir],
                             capture_output=True, text=True)
