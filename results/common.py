@@ -73,10 +73,17 @@ def best_row(t: SweepTables, trial_id: str) -> pd.Series | None:
     return None if history.empty else history.loc[history["fid"].idxmin()]
 
 
-def figure_html(fig: go.Figure) -> str:
+def figure_html(fig: go.Figure, how: str) -> str:
+    """A figure with its one-sentence "how to read" caption above it."""
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 40, "b": 60})
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False,
-                       config={"displaylogo": False, "responsive": True})
+    return (f"<p class='how'>How to read: {how}</p>"
+            + pio.to_html(fig, full_html=False, include_plotlyjs=False,
+                          config={"displaylogo": False, "responsive": True}))
+
+
+class NotHere(str):
+    """A section's one line for a sweep it does not apply to: the report folds these into
+    one paragraph at its end instead of showing empty sections."""
 
 
 AXIS_COLUMNS = ("source", "target", "target_size", "augment", "loss", "lr", "g_init",

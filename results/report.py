@@ -12,6 +12,7 @@ from plotly.offline import get_plotlyjs
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.progress import Progress
+from gansweep.results.common import NotHere
 from gansweep.results.study_sections import (
     section_conditional,
     section_families,
@@ -55,6 +56,8 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
 section{margin:28px 0;border-top:1px solid #ddd}
 .warn{background:#fff3cd;padding:6px 10px}
+.how{color:#555;font-size:13px;font-style:italic}
+.folded{color:#666;font-size:13px}
 .verdict{background:#e7f4e4;padding:8px 12px;font-size:16px}
 .grid{display:flex;flex-wrap:wrap;gap:16px}
 .grid img{image-rendering:pixelated;width:256px}
@@ -84,11 +87,18 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 def render(t: SweepTables, progress: Progress | None = None) -> str:
     """The report as one HTML string (plotly.js inlined: opens offline); ``progress``
     counts the sections."""
-    parts = []
+    parts, folded = [], []
     for key, title, fn in SECTIONS:
-        parts.append(f"<section id='{key}'><h2>{title}</h2>{fn(t)}</section>")
+        content = fn(t)
+        if isinstance(content, NotHere):
+            folded.append(f"<b>{title}</b> ({content})")
+        else:
+            parts.append(f"<section id='{key}'><h2>{title}</h2>{content}</section>")
         if progress is not None:
             progress.update(1, section=key)
+    if folded:
+        parts.append(f"<section id='not-here'><p class='folded'>Not in this sweep: "
+                     f"{'; '.join(folded)}.</p></section>")
     body = "".join(parts)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>gansweep report: {html.escape(t.name)}</title><style>{STYLE}</style>"

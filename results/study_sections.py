@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gansweep.results.common import (
+    NotHere,
     best_row,
     figure_html,
     finite,
@@ -28,13 +29,32 @@ def _reached(history: pd.DataFrame, metric: str, sign: int, threshold: float) ->
     return None if hit.empty else int(hit["iteration"].min())
 
 
+# The one-sentence "how to read" of each figure, by section.
+HOW = {
+    "families_curves": ("each line is the mean ranked metric of one family and n over training; "
+            "the dotted line is the scratch baseline's best."),
+    "families_by_n": ("each line is one family and mode; a point beating the dotted scratch line "
+            "means transferring n units helped."),
+    "init": ("each line is one G/D initialisation; lower is better, and the gap between lines "
+            "shows what initialising from the source is worth at each target size."),
+    "sources": ("each point is one source; if points rise to the right, sources closer to the "
+            "target (lower source-target FID) transfer better."),
+    "conditional": ("each line is one trial's FID over training, all classes together; lower is "
+            "better."),
+    "metrics_curves": ("each line is one setting's classifier score over training (higher is "
+            "better); dotted lines are trained from scratch."),
+    "metrics": ("each point is one evaluation; a metric that agrees with FID makes the points "
+            "fall (IW, classifier score: higher is better, FID: lower)."),
+}
+
+
 def section_families(t: SweepTables) -> str:
     """Denton et al.'s quantities for each plan family, on the sweep's ranked metric: the
     metric vs iteration, its best vs n units transferred, its value at iteration 0 (when
     evaluated: ``eval_at_start``) and the iterations to reach the scratch baseline's best."""
     fam = t.trials[t.trials["family"].notna()]
     if fam.empty:
-        return "<p>No plan-family trials in this sweep (<code>plans: [{family: ...}]</code>).</p>"
+        return NotHere("no plan-family trials (<code>plans: [{family: ...}]</code>)")
     metric, sign = ranked_metric(t)
     best = f"best_{metric}"
     scratch = finite(t.trials[t.trials["baseline"] == "scratch"], best)[best]
@@ -73,7 +93,8 @@ def section_families(t: SweepTables) -> str:
             f"units and D start from scratch. Ranked metric: <b>{metric}</b>. At iteration 0: "
             "the score before any training (with <code>budget.eval_at_start</code>). "
             f"Convergence: the first evaluated iteration with {what} (the scratch baseline's "
-            "best unless given).</p>" + figure_html(curves) + figure_html(by_n)
+            "best unless given).</p>" + figure_html(curves, HOW["families_curves"])
+            + figure_html(by_n, HOW["families_by_n"])
             + f"<table><thead><tr><th>family</th><th>mode</th><th>n</th><th>mean best "
             f"{metric}</th><th>{metric} at iteration 0</th><th>iterations to threshold "
             f"(median)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
@@ -82,8 +103,8 @@ def section_families(t: SweepTables) -> str:
 def section_init(t: SweepTables) -> str:
     ft = finite(t.trials[t.trials["baseline"] == "fine-tune"])
     if ft[["g_init", "d_init"]].drop_duplicates().shape[0] < 2:
-        return ("<p>G and D initialisation did not vary in this sweep (<code>g_init</code>, "
-                "<code>d_init</code> axes, Wang et al. Tables 1-2).</p>")
+        return NotHere("G and D initialisation did not vary (<code>g_init</code>, "
+                       "<code>d_init</code> axes, Wang et al. Tables 1-2)")
     inits = ("pretrained", "scratch")
     cells = ft.groupby(["g_init", "d_init"])["best_fid"].agg(["mean", "std", "size"])
     rows = "".join(
@@ -104,14 +125,15 @@ def section_init(t: SweepTables) -> str:
                       yaxis_title="best FID", height=400)
     return ("<p>Fine-tuning with G and D each initialised from the source or from scratch "
             "(Wang et al. Tables 1-2): mean best FID ± sd over seeds and target sizes.</p>"
-            + table + figure_html(fig))
+            + table + figure_html(fig, HOW["init"]))
 
 
 def section_sources(t: SweepTables) -> str:
     tried = t.trials[t.trials["source"].notna() & (t.trials["baseline"] != "scratch")]
     if tried["source"].nunique() < 2:
-        return ("<p>One source in this sweep: give several source checkpoints "
-                "(<code>source: [a.pt, b.pt]</code>) to compare them (Wang et al. Table 4).</p>")
+        return NotHere("one source: give several source checkpoints "
+                       "(<code>source: [a.pt, b.pt]</code>) to compare them (Wang et al. "
+                       "Table 4)")
     gaps = {(g["source"], g["target"]): g for g in t.references.get("sources", [])}
     scratch = finite(t.trials[t.trials["baseline"] == "scratch"])
     fig = go.Figure()
@@ -143,7 +165,8 @@ def section_sources(t: SweepTables) -> str:
             "between a source's own data and the target data predict how well it transfers? "
             + "; ".join(notes) + ".</p>"
             + "".join(f"<p class='warn'>{html.escape(g['error'])}</p>" for g in missing)
-            + figure_html(fig) + "<table><thead><tr><th>source</th><th>its training data</th>"
+            + figure_html(fig, HOW["sources"])
+            + "<table><thead><tr><th>source</th><th>its training data</th>"
             "<th>target</th><th>setting</th><th>FID(source data, target data)</th>"
             f"<th>mean best FID</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
@@ -157,8 +180,8 @@ def _init_text(trial: pd.Series) -> str:
 def section_conditional(t: SweepTables) -> str:
     cond = t.trials[t.trials["conditional"].notna() & t.trials["trial_id"].notna()]
     if cond.empty:
-        return ("<p>No conditional trials in this sweep (<code>conditional: [projection, "
-                "ac]</code> with a target of class sub-folders, Wang et al. section 5).</p>")
+        return NotHere("no conditional trials (<code>conditional: [projection, ac]</code> "
+                       "with a target of class sub-folders, Wang et al. section 5)")
     rows, classes = [], None
     for _, trial in cond.iterrows():
         best = best_row(t, trial["trial_id"])
@@ -188,15 +211,15 @@ def section_conditional(t: SweepTables) -> str:
             "class FIDs use a fraction of the images and are biased upwards.</p>"
             "<table><thead><tr><th>setting</th><th>head</th><th>init</th><th>seed</th>"
             f"<th>iteration</th>{head}<th>avg.</th><th>all</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>" + figure_html(fig))
+            f"<tbody>{''.join(rows)}</tbody></table>" + figure_html(fig, HOW["conditional"]))
 
 
 def section_metrics(t: SweepTables) -> str:
     m = t.metrics
     present = [c for c in ("iw", "classifier") if m[c].notna().any()]
     if not present:
-        return ("<p>Neither the independent Wasserstein critic nor the classifier score was "
-                "measured (<code>metrics: [fid, kid, iw, classifier]</code>).</p>")
+        return NotHere("neither the independent Wasserstein critic nor the classifier score "
+                       "was measured (<code>metrics: [fid, kid, iw, classifier]</code>)")
     fig = make_subplots(rows=1, cols=len(present), subplot_titles=[
         {"iw": "IW vs FID (higher IW is better)",
          "classifier": "classifier score vs FID"}[c] for c in present])
@@ -225,7 +248,7 @@ def section_metrics(t: SweepTables) -> str:
                              "(mean over seeds)", height=400)
         over_time = ("<p>The classifier score over training, each setting against scratch "
                      "(dotted), Price's comparison of transfer with training from "
-                     "scratch.</p>" + figure_html(curves))
+                     "scratch.</p>" + figure_html(curves, HOW["metrics_curves"]))
     for c in t.references.get("classifiers", []):
         notes.append(f"the classifier of {html.escape(Path(c['target']).name)} "
                      f"({', '.join(map(html.escape, c['classes']))} vs other) has a held-out "
@@ -235,6 +258,6 @@ def section_metrics(t: SweepTables) -> str:
             "generated images, measured on the other half; about 0 when they match, negative "
             "otherwise) and the classifier score (Price: the fraction of generated images a "
             "classifier of the target's classes accepts). " + "; ".join(notes) + ".</p>"
-            + figure_html(fig) + over_time)
+            + figure_html(fig, HOW["metrics"]) + over_time)
 
 

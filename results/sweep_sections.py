@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from gansweep.core.treatments import enumerate_partitions
 from gansweep.results.common import (
     TREATMENT_ROWS,
+    NotHere,
     best_row,
     by_setting,
     figure_html,
@@ -30,11 +31,29 @@ from gansweep.results.common import (
 from gansweep.results.tables import SweepTables, recorded_partition
 from gansweep.sweep.spec import Scheduler
 
+# The one-sentence "how to read" of each figure, by section.
+HOW = {
+    "heatmap": ("each cell is one D × G pair; the darker, the lower (better) its best FID, so "
+            "the best pairs sit where dark cells cluster."),
+    "baselines": ("a diamond lower down is a better setting; where the error bars of two "
+            "settings overlap, their seeds cannot tell them apart."),
+    "curves": ("each line is one trial's FID over training; a line still falling at the right "
+            "edge would have gained from more iterations."),
+    "pareto": ("lower is better and further left trains fewer parameters; the red steps are the "
+            "trials no other trial beats on both."),
+    "compute": ("the left bar is the compute spent, split by how trials ended; the grey bar is "
+            "what running every trial to the end would have cost."),
+    "sensitivity": ("read each column (one unit) down its three rows: the treatment with the "
+            "lowest mean FID suits that unit best."),
+    "asha": ("each point is a trial that ran to the end; the closer the points lie to a rising "
+            "line, the better early scores predicted final ones."),
+}
+
 
 def section_heatmap(t: SweepTables) -> str:
     pairs = partition_trials(t.trials)
     if pairs.empty:
-        return "<p>No partition trials in this sweep.</p>"
+        return NotHere("no D × G partition trials")
 
     def order(column: str, net: str) -> list[str]:
         names = set(pairs[column])
@@ -67,7 +86,7 @@ def section_heatmap(t: SweepTables) -> str:
                       yaxis_title="D partition", yaxis={"autorange": "reversed"})
     return (f"<p>Mean best FID per pair ({len(ds)} × {len(gs)}). × = some trial stopped by "
             f"ASHA (its best FID is from fewer iterations), ! = diverged, E = errored.</p>"
-            + figure_html(fig))
+            + figure_html(fig, HOW["heatmap"]))
 
 
 def section_baselines(t: SweepTables) -> str:
@@ -87,7 +106,8 @@ def section_baselines(t: SweepTables) -> str:
                              text=scored["seed"].map(lambda s: f"seed {s}")))
     fig.update_layout(yaxis_title="best FID (lower is better)", height=420)
     return ("<p>Baselines (grey) vs the top partitions (green): mean best FID, error bars = "
-            "standard deviation over seeds, dots = single trials.</p>" + figure_html(fig))
+            "standard deviation over seeds, dots = single trials.</p>"
+            + figure_html(fig, HOW["baselines"]))
 
 
 def section_curves(t: SweepTables) -> str:
@@ -103,7 +123,7 @@ def section_curves(t: SweepTables) -> str:
                                      mode="lines+markers", name=trial_name(trial, varying),
                                      line={"dash": "dot" if label in baselines else "solid"}))
     fig.update_layout(xaxis_title="iteration", yaxis_title="FID", height=450)
-    return "<p>Dotted: baselines; solid: top partitions.</p>" + figure_html(fig)
+    return "<p>Dotted: baselines; solid: top partitions.</p>" + figure_html(fig, HOW["curves"])
 
 
 def section_pareto(t: SweepTables) -> str:
@@ -133,7 +153,7 @@ def section_pareto(t: SweepTables) -> str:
                       yaxis_title="best FID", height=450)
     names = ", ".join(html.escape(x) for x in front["label"])
     return f"<p>Pareto front (fewest parameters for a given FID): {names}.</p>" + \
-        figure_html(fig)
+        figure_html(fig, HOW["pareto"])
 
 
 def section_compute(t: SweepTables) -> str:
@@ -154,7 +174,7 @@ def section_compute(t: SweepTables) -> str:
             f"{t.expected} trials to {t.max_iters} iterations would take about "
             f"<b>{full / 3600:.3f}</b> ({100 * spent / full:.0f}% spent). Estimated from each "
             f"trial's own seconds per iteration (the median for trials not yet run).</p>"
-            + figure_html(fig))
+            + figure_html(fig, HOW["compute"]))
 
 
 def section_sensitivity(t: SweepTables) -> str:
@@ -187,7 +207,7 @@ def section_sensitivity(t: SweepTables) -> str:
     return ("<p>For each unit, the mean best FID of the partition trials in which it was "
             "frozen, modulated or fine-tuned (D units from the image input, G units from "
             "the latent input). A unit whose rows differ little can be frozen cheaply.</p>"
-            + figure_html(fig))
+            + figure_html(fig, HOW["sensitivity"]))
 
 
 def _grace_period(t: SweepTables) -> int | None:
@@ -202,7 +222,7 @@ def _grace_period(t: SweepTables) -> int | None:
 def section_asha(t: SweepTables) -> str:
     grace = _grace_period(t)
     if grace is None:
-        return "<p>This sweep ran without ASHA (or its spec is not recorded).</p>"
+        return NotHere("the sweep ran without ASHA (or its spec is not recorded)")
     frame = finite(finite(t.grace_and_final(grace), "grace"), "final")
     if len(frame) < 3:
         return (f"<p>Rank correlation needs at least 3 trials that ran to the end; "
@@ -219,7 +239,7 @@ def section_asha(t: SweepTables) -> str:
     return (f"<p>Spearman rank correlation between the score ASHA decided on at the grace "
             f"rung and the final score, over the {len(frame)} search trials that ran to the end "
             f"(the survivors only, so it flatters ASHA): <b>ρ = {rho:.2f}</b> ({verdict}).</p>"
-            + figure_html(fig))
+            + figure_html(fig, HOW["asha"]))
 
 
 def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:
@@ -253,7 +273,7 @@ def section_samples(t: SweepTables) -> str:
                      f"{trial['best_fid']:.1f}, {image.stem.replace('_', ' ')})</figcaption>"
                      f"</figure>")
     if not cells:
-        return "<p>No sample grids found in the trial folders.</p>"
+        return NotHere("no sample grids in the trial folders")
     return ("<p>Samples of the best trial of each top partition and each baseline, at its "
             "best-FID evaluation.</p><div class='grid'>" + "".join(cells) + "</div>")
 

@@ -112,6 +112,9 @@ def open_in_chromium(report: Path, screenshot: Path, sort: bool = False):
             page.click("#trials th:nth-child(4)")
             cells = first, page.evaluate(best_cell)
         page.screenshot(path=str(screenshot), full_page=True)
+        for name, *_ in found:  # and one per section, beside it
+            page.locator(f"section#{name}").screenshot(
+                path=str(screenshot.with_name(f"{screenshot.stem}-{name}.png")))
         browser.close()
     return errors, {name: (plots, images, text) for name, plots, images, text in found}, cells
 
@@ -137,12 +140,17 @@ def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
     shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
     errors, sections, (first, top) = open_in_chromium(out, shots / "report.png", sort=True)
     assert errors == []
-    assert list(sections) == [key for key, _, _ in SECTIONS]
-    for name in ("heatmap", "baselines", "curves", "pareto", "compute", "sensitivity",
-                 "families", "asha"):
+    folded = {"init", "sources", "conditional", "metrics"}  # not in this sweep: one line
+    assert list(sections) == [key for key, _, _ in SECTIONS if key not in folded] + ["not-here"]
+    for name in ("heatmap", "baselines", "curves", "pareto", "compute", "sensitivity", "asha"):
         assert sections[name][0] == 1, (name, sections[name])
+    assert sections["families"][0] == 2  # the metric over training, and against n
     assert sections["samples"][1] >= 4  # top partitions and the 3 baselines
     assert all(text > 40 for _, _, text in sections.values())
+    text = out.read_text()
+    assert text.count("How to read: ") == sum(plots for plots, _, _ in sections.values())
+    assert "Not in this sweep: <b>G/D initialisation and target size</b>" in text
+    assert all((shots / f"report-{name}.png").is_file() for name in sections)
     trials = pd.read_parquet(copy / "gansweep" / "trials.parquet")
     assert first == f"{trials['best_fid'].min():.4g}" and top == f"{trials['best_fid'].max():.4g}"
     assert (shots / "report.png").stat().st_size > 50_000
@@ -201,8 +209,7 @@ def test_report_sections_of_other_studies_in_chromium(tmp_path):
     shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
     errors, sections, _ = open_in_chromium(out, shots / "report_init.png")
     assert errors == []
-    assert list(sections) == [key for key, _, _ in SECTIONS]
-    assert sections["init"][0] == 1 and sections["families"][0] == 0
+    assert sections["init"][0] == 1 and "families" not in sections and "not-here" in sections
 
 
 def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, tmp_path,
@@ -250,8 +257,8 @@ def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, 
     shots = Path(os.environ.get("GANSWEEP_TEST_ARTIFACTS", tmp_path))
     errors, sections, _ = open_in_chromium(out, shots / "report_studies.png")
     assert errors == []
-    for name in ("sources", "conditional", "metrics"):
-        assert sections[name][0] == 1, (name, sections[name])
+    for name, plots in (("sources", 1), ("conditional", 1), ("metrics", 2)):
+        assert sections[name][0] == plots, (name, sections[name])
     text = out.read_text()
     assert "Spearman ρ" in text and "balanced accuracy" in text and "<th>faces</th>" in text
 
