@@ -37,17 +37,21 @@ from gansweep.sweep.state import SPEC_FILE, SweepState
 # Scheduler settings compared on the recordings (NAME:key=value over the spec's scheduler).
 VARIANTS = [
     "today",
-    "last-noise1:score=last,noise=1",
-    "last-noise2:score=last,noise=2",
-    "mean2:score=mean,window=2",
-    "mean2-noise1:score=mean,window=2,noise=1",
-    "mean3-noise1:score=mean,window=3,noise=1",
-    "best:score=best",
+    "last-noise1:score=last,noise=1,rung=0",
+    "last-noise2:score=last,noise=2,rung=0",
+    "mean2:score=mean,window=2,rung=0",
+    "mean3:score=mean,window=3,rung=0",
+    "mean3-noise1:score=mean,window=3,noise=1,rung=0",
+    "best:score=best,rung=0",
     "rung128:score=last,rung=1",
     "rung128-noise1:score=last,rung=1,noise=1",
-    "grace40-rf3:grace=40,rf=3,score=last",
-    "grace40-rf3-mean2-noise1:grace=40,rf=3,score=mean,window=2,noise=1",
-    "spec",
+    "grace40-rf3:grace=40,rf=3,score=last,rung=0",
+    "grace60-rf3:grace=60,rf=3,score=last,rung=0",
+    "grace100-rf2:grace=100,rf=2,score=last,rung=0",
+    "grace100-rf2-mean3-noise1:grace=100,rf=2,score=mean,window=3,noise=1,rung=0",
+    "grace120-rf2:grace=120,rf=2,score=last,rung=0",
+    "grace140-rf2:grace=140,rf=2,score=last,rung=0",
+    "grace140-rf2-mean2:grace=140,rf=2,score=mean,window=2,rung=0",
 ]
 
 

@@ -48,9 +48,10 @@ STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
 COMPACT_S = 30.0
 # What a record keeps of a trial's last result.
-LAST_KEYS = ("fid", "kid", "iw", "classifier", "class_fid", "fid_sd", "score", "score_sd",
-             "d_loss", "g_loss", "images_per_s", "trainable_g", "trainable_d", "train_seconds",
-             "node_id", "loss", "lr", "device", "device_name", "gpu_ids",
+LAST_KEYS = ("fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd", "score",
+             "score_sd", "d_loss", "g_loss", "images_per_s", "trainable_g", "trainable_d",
+             "train_seconds", "node_id", "loss", "lr", "lr_mult", "label_smoothing",
+             "label_noise", "new_units", "device", "device_name", "gpu_ids",
              "cuda_visible_devices", "deterministic", "tf32")
 
 

@@ -126,8 +126,9 @@ BAD_SPECS = {  # case -> (overrides, what the one line must say)
     "source of another architecture": ({"source": "RESNET"},
                                        "has arch.name = 'resnet', but the spec requires "
                                        "'dcgan'"),
-    "source of another resolution": ({"source": "DCGAN64"}, "has arch.resolution = 64, but "
-                                                            "the spec requires 32"),
+    # (a lower resolution than the source's is a cross-resolution transfer, not an error)
+    "source of a lower resolution": ({"source": "DCGAN", "resolution": 64},
+                                     "has arch.resolution = 32, but the spec requires 64"),
     "duplicate axis values": ({"seed": [0, 1, 0]}, "seed: duplicate value 0"),
     "ranking metric not measured": ({"metric": "iw"}, "metric: 'iw' (what the scheduler "
                                                       "ranks by) is not among metrics"),
@@ -140,10 +141,11 @@ BAD_SPECS = {  # case -> (overrides, what the one line must say)
 
 @pytest.mark.parametrize("case", list(BAD_SPECS))
 def test_bad_spec(sources, faces, weights, tmp_path, case):
-    over, fragment = BAD_SPECS[case]
-    if over.get("source") in ("RESNET", "DCGAN64"):
+    over, fragment = dict(BAD_SPECS[case][0]), BAD_SPECS[case][1]
+    if over.get("source") in ("RESNET", "DCGAN"):
+        resolution = over.pop("resolution", 32)
         over = {**over, "source": str(sources[over["source"].lower()]),
-                "arch": {"name": "dcgan", "resolution": 32}}
+                "arch": {"name": "dcgan", "resolution": resolution}}
     spec = _spec(tmp_path, sources, faces, weights, **over)
     assert_one_clear_line(cli_in_process("launch", spec, "--storage", tmp_path / "sweeps"),
                           "launch", fragment)
