@@ -1,7 +1,8 @@
 """The one training loop: pretraining, every transfer treatment and every baseline.
 
-``train(cfg)`` = ``setup`` -> repeat ``train_step`` -> every ``eval_every`` iterations
-``evaluate`` + ``snapshot`` + the caller's callback (the sweep reports to Ray Tune there).
+``train(cfg)`` = ``setup`` -> repeat ``train_step`` -> every ``eval_every`` iterations (and
+at iteration 0 with ``eval_at_start``) ``evaluate`` + ``snapshot`` + the caller's callback
+(the sweep reports to Ray Tune there).
 An iteration is one generator update after ``n_critic`` critic updates. The configuration is
 ``core.config``, checkpoints ``core.checkpoint``, evaluation ``core.evaluate``, the EMA
 generator ``core.ema``.
