@@ -146,6 +146,13 @@ class FeatureStats:
     logits: np.ndarray | None = None  # N x 1008 (generated images only: IS)
 
     @cached_property
+    def inception_score(self) -> tuple[float, float]:
+        """(mean, sd) of the Inception Score of these images' logits."""
+        if self.logits is None:
+            raise GansweepError("metric 'is' needs the generated images' Inception logits")
+        return inception_score(self.logits)
+
+    @cached_property
     def mu(self) -> np.ndarray:
         return np.mean(self.features, axis=0)
 
@@ -327,12 +334,12 @@ def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]
     if len(x) < splits:
         raise GansweepError(f"metric 'is': {len(x)} images cannot make {splits} splits")
     log_p = x.log_softmax(dim=1)
-    n = len(x)
+    p, n = log_p.exp(), len(x)
     scores = []
     for i in range(splits):
-        chunk = log_p[i * n // splits:(i + 1) * n // splits]
-        log_q = chunk.exp().mean(dim=0).log()
-        scores.append(math.exp(float((chunk.exp() * (chunk - log_q)).sum(dim=1).mean())))
+        part = slice(i * n // splits, (i + 1) * n // splits)
+        log_q = p[part].mean(dim=0).log()
+        scores.append(math.exp(float((p[part] * (log_p[part] - log_q)).sum(dim=1).mean())))
     return float(np.mean(scores)), float(np.std(scores))
 
 
@@ -340,11 +347,7 @@ register_metric("fid")(lambda e: fid(e.real, e.fake))
 register_metric("kid")(lambda e: kid(e.real, e.fake))
 
 
-@register_metric("is")
-def _is(e: Evaluation) -> float:
-    if e.fake.logits is None:
-        raise GansweepError("metric 'is' needs the generated images' Inception logits")
-    return inception_score(e.fake.logits)[0]
+register_metric("is")(lambda e: e.fake.inception_score[0])
 
 
 @register_metric("iw")

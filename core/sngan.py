@@ -48,11 +48,18 @@ class SpectralNorm:
     weight_u: torch.Tensor
     weight_v: torch.Tensor
 
-    def _make_spectral(self) -> None:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # the layer's own constructor makes ``weight``
         weight = self._parameters.pop("weight")
         self.weight_orig = nn.Parameter(weight.detach())
         self.register_buffer("weight_u", torch.empty(weight.shape[0]))
         self.register_buffer("weight_v", torch.empty(weight[0].numel()))
+        self.reset_vectors()
+
+    def reset_parameters(self) -> None:
+        if "weight" in self._parameters:  # called by the layer's constructor
+            return super().reset_parameters()
+        _sngan_init(self)
         self.reset_vectors()
 
     def reset_vectors(self) -> None:
@@ -73,31 +80,11 @@ class SpectralNorm:
 
 
 class SNConv2d(SpectralNorm, nn.Conv2d):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_spectral()
-
-    def reset_parameters(self) -> None:
-        if "weight" in self._parameters:  # nn.Conv2d's constructor, before _make_spectral
-            return super().reset_parameters()
-        _sngan_init(self)
-        self.reset_vectors()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
 class SNLinear(SpectralNorm, nn.Linear):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_spectral()
-
-    def reset_parameters(self) -> None:
-        if "weight" in self._parameters:
-            return super().reset_parameters()
-        _sngan_init(self)
-        self.reset_vectors()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.normalized_weight(), self.bias)
 
@@ -105,8 +92,8 @@ class SNLinear(SpectralNorm, nn.Linear):
 def _sngan_init(m: nn.Module) -> None:
     """torch-mimicry's initialisation: Xavier-uniform, gain sqrt(2) inside residual paths
     (``c1``, ``c2``; marked ``gain2``), 1 elsewhere; biases zero."""
-    weight = getattr(m, "weight_orig", None) if isinstance(m, SpectralNorm) else \
-        getattr(m, "weight", None) if isinstance(m, (nn.Conv2d, nn.Linear)) else None
+    weight = m.weight_orig if isinstance(m, SpectralNorm) else \
+        m.weight if isinstance(m, (nn.Conv2d, nn.Linear)) else None
     if weight is None:
         return
     with torch.no_grad():
