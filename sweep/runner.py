@@ -60,6 +60,7 @@ from gansweep.sweep.state import (
     DONE,
     GRID_FILE,
     REFERENCES_FILE,
+    RESULT_KEYS,
     RUNGS_FILE,
     SPEC_FILE,
     SweepState,
@@ -204,14 +205,6 @@ def run_trial(config: dict[str, Any]) -> None:
                      "score": worst_value(metric), "score_sd": None,
                      "diverged": 1, "error": str(e)})
 
-
-RESULT_KEYS = ("iteration", "fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd",
-               "fid_rung", "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
-               "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
-               "trainable_g", "trainable_d", "loss", "lr", "lr_mult", "label_smoothing",
-               "label_noise", "new_units", "gpu_ids", "device", "device_name",
-               "cuda_visible_devices", "deterministic", "tf32", "worker_start", "setup_s",
-               "report_s")
 
 
 class Recorder(tune.Callback):

@@ -48,11 +48,18 @@ STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
 COMPACT_S = 30.0
 # What a record keeps of a trial's last result.
-LAST_KEYS = ("fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd", "score",
-             "score_sd", "d_loss", "g_loss", "images_per_s", "trainable_g", "trainable_d",
-             "train_seconds", "node_id", "loss", "lr", "lr_mult", "label_smoothing",
-             "label_noise", "new_units", "device", "device_name", "gpu_ids",
-             "cuda_visible_devices", "deterministic", "tf32")
+# What the driver keeps of each result a trial reports (the results log), and of those what
+# the trial's record keeps as its last values: everything but the per-report bookkeeping.
+RESULT_KEYS = ("iteration", "fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd",
+               "fid_rung", "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
+               "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
+               "trainable_g", "trainable_d", "loss", "lr", "lr_mult", "label_smoothing",
+               "label_noise", "new_units", "gpu_ids", "device", "device_name",
+               "cuda_visible_devices", "deterministic", "tf32", "worker_start", "setup_s",
+               "report_s")
+LAST_KEYS = tuple(k for k in RESULT_KEYS if k not in (
+    "iteration", "time_total_s", "diverged", "error", "node_ip", "fid_rung", "fid_rung_sd",
+    "worker_start", "setup_s", "report_s"))
 
 
 def default_storage() -> str:
