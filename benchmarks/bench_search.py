@@ -12,15 +12,17 @@ often the best was picked.
     python -m benchmarks.bench_search [--storage runs/sweeps] [--orders 100] [--seeds 0,1,2]
 
 Each seed of the EMA grid is its own sweep (``emoji-study-s<seed>``), so the recording can
-be made one seed at a time; the replays read the seeds recorded so far as one grid. Grids
-already complete in the storage are reused; interrupted ones are resumed. One seed's grid
-takes about an hour on 2 CPU cores, the seed-0 grid without EMA a little less; the replays
-take a minute.
+be made one seed at a time; the replays read the seeds recorded so far as one grid. A
+finished grid is saved to benchmarks/recordings/<name>.json.gz (``gansweep replay --export``'s
+format) and read from there afterwards; interrupted grids in the storage are resumed. One
+seed's grid takes 1-2 hours on 2 CPU cores, the seed-0 grid without EMA a little less; the
+replays take a minute.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,9 @@ from gansweep.sweep.ranking import ScoreRule, score
 from gansweep.sweep.replay import Recording, load_recording, parse_variant, replay_many
 from gansweep.sweep.runner import launch, resume
 from gansweep.sweep.spec import find_spec, parse_spec
-from gansweep.sweep.state import SPEC_FILE, SweepState
+from gansweep.sweep.state import SweepState
+
+RECORDINGS = ROOT / "benchmarks" / "recordings"  # finished grids, kept in the repository
 
 # Scheduler settings compared on the recordings (NAME:key=value over the spec's scheduler).
 VARIANTS = [
@@ -55,8 +59,12 @@ VARIANTS = [
 ]
 
 
-def record(spec_path: Path, data: dict, storage: Path) -> Path:
-    """Launch the grid, or resume it if it exists and is unfinished."""
+def record(spec_path: Path, data: dict, storage: Path) -> Recording:
+    """The grid's recording: read from benchmarks/recordings/ when it was recorded before,
+    else recorded (launched, or resumed if it exists and is unfinished) and saved there."""
+    saved = RECORDINGS / f"{data['name']}.json.gz"
+    if saved.is_file():
+        return load_recording(saved)
     spec = parse_spec(data, Path.cwd(), str(spec_path))
     sweep_dir = storage.resolve() / spec.name
     if (sweep_dir / "gansweep" / "trials.json").is_file():
@@ -66,14 +74,14 @@ def record(spec_path: Path, data: dict, storage: Path) -> Path:
     else:
         launch(spec, str(storage))
     write_results(sweep_dir)
-    return sweep_dir
+    recording = load_recording(sweep_dir)
+    recording.save(saved)
+    return recording
 
 
 def combined(recordings: list[Recording]) -> Recording:
     """Per-seed grids of one spec read as one grid with several seeds."""
-    first = recordings[0]
-    return Recording(first.name, first.metric, first.max_iters,
-                     [t for r in recordings for t in r.trials])
+    return replace(recordings[0], trials=[t for r in recordings for t in r.trials])
 
 
 def rank_correlations(rec: Recording, rule: ScoreRule) -> dict[int, float]:
@@ -107,27 +115,25 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     ema = [record(spec_path, {**grid, "name": f"{grid['name']}-s{s}", "seed": [s]}, storage)
            for s in seeds]
-    dirs = {f"EMA, seeds {a.seeds}": ema}
+    grids = {f"EMA, seeds {a.seeds}": ema}
     if not a.no_twin:
         plain = copy.deepcopy(grid)
         plain.update(name=f"{grid['name']}-noema", seed=[0], ema_kimg="off")
         plain["scheduler"] = {k: v for k, v in grid["scheduler"].items()
                               if k != "rung_fid_samples"}
-        dirs["no EMA, seed 0"] = [record(spec_path, plain, storage)]
+        grids["no EMA, seed 0"] = [record(spec_path, plain, storage)]
     if a.record_only:
         return
     print(machine())
-    recordings = {k: combined([load_recording(d) for d in ds]) for k, ds in dirs.items()}
+    recordings = {k: combined(rs) for k, rs in grids.items()}
     concurrency = [int(c) for c in a.concurrency.split(",")]
     for name, rec in recordings.items():
         rhos = rank_correlations(rec, ScoreRule())
         print(f"rho(FID_t, final FID), {name}: " + ", ".join(f"t={t}: {r:.2f}"
                                                             for t, r in rhos.items()))
-        base = parse_spec(yaml.safe_load((dirs[name][0] / SPEC_FILE).read_text()),
-                          Path.cwd()).scheduler
         names = VARIANTS if name.startswith("EMA") else ["today"]
         for v in names:
-            print(f"  [{name}] " + replay_many(rec, parse_variant(v, base), a.orders,
+            print(f"  [{name}] " + replay_many(rec, parse_variant(v, rec.scheduler), a.orders,
                                                 concurrency).line(), flush=True)
 
 

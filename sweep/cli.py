@@ -287,13 +287,15 @@ def cmd_report(a: argparse.Namespace) -> int:
 @command("replay")
 def cmd_replay(a: argparse.Namespace) -> int:
     from gansweep.sweep.replay import load_recording, parse_variant, replay_many
-    from gansweep.sweep.runner import load_sweep_spec
     from gansweep.sweep.state import sweep_dir_of
 
-    sweep_dir = sweep_dir_of(a.sweep, a.storage)
-    recording = load_recording(sweep_dir)
-    base = load_sweep_spec(sweep_dir).scheduler
-    variants = [parse_variant(v, base) for v in a.scheduler or ["today", "spec"]]
+    source = Path(a.sweep) if Path(a.sweep).is_file() else sweep_dir_of(a.sweep, a.storage)
+    recording = load_recording(source)
+    if a.export:
+        recording.save(a.export)
+        print(f"recording of {recording.name} ({len(recording.trials)} trials) written to "
+              f"{a.export}")
+    variants = [parse_variant(v, recording.scheduler) for v in a.scheduler or ["today", "spec"]]
     try:
         concurrency = [int(c) for c in a.concurrency.split(",")]
     except ValueError:
@@ -441,8 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="measure schedulers on a finished grid by replaying its "
                                       "recorded evaluations (seconds, no GPU)")
-    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a grid: every trial run to the end")
+    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a grid (every trial run to the end): "
+                   "its sweep, or a file written by --export")
     p.add_argument("--storage", metavar="PATH")
+    p.add_argument("--export", metavar="FILE", help="also write the grid's recorded "
+                   "evaluations to FILE (gzipped JSON), to replay without the sweep directory")
     p.add_argument("--scheduler", action="append", metavar="SETTING",
                    help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
                         "own), or NAME:key=value,... with grace, rf, score (last|mean|best), "

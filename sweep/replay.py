@@ -15,6 +15,8 @@ picks the trial with the best final score among those it ran to the end.
 """
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import heapq
 import itertools
 import json
@@ -29,10 +31,11 @@ import numpy as np
 from ray.tune.schedulers import TrialScheduler
 
 from gansweep.core.errors import GansweepError
+from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import HIGHER_IS_BETTER
 from gansweep.sweep.ranking import ScoreRule, score
 from gansweep.sweep.scheduler import RobustASHA
-from gansweep.sweep.spec import Scheduler, setting_key
+from gansweep.sweep.spec import Scheduler, parse_spec, setting_key
 from gansweep.sweep.state import GRID_FILE, SPEC_FILE, SweepState
 
 
@@ -47,12 +50,14 @@ class RecordedTrial:
 
 @dataclass
 class Recording:
-    """A finished grid: its trials' evaluations, the metric and the budget."""
+    """A finished grid: its trials' evaluations, the metric, the budget and the scheduler its
+    spec named (what ``spec`` replays)."""
 
     name: str
     metric: str
     max_iters: int
     trials: list[RecordedTrial]
+    scheduler: Scheduler = field(default_factory=Scheduler)
 
     def truth(self) -> dict[str, float]:
         """Each setting's true value: its final metric, averaged over the grid's seeds."""
@@ -65,16 +70,51 @@ class Recording:
     def seeds(self) -> list[int]:
         return sorted({t.seed for t in self.trials})
 
+    def save(self, path: str | Path) -> None:
+        """Write the recording as one gzipped JSON file (tens of kB), so a grid that took
+        hours to record outlives its sweep directory and can be kept beside the code."""
+        data = {"format": EXPORT_FORMAT, "name": self.name, "metric": self.metric,
+                "max_iters": self.max_iters, "scheduler": dataclasses.asdict(self.scheduler),
+                "trials": [dataclasses.asdict(t) for t in self.trials]}
+        text = json.dumps(data, separators=(",", ":"), default=_plain).encode()
+        # mtime=0: the same recording gives the same bytes
+        atomic_write(path, lambda f: f.write(gzip.compress(text, mtime=0)))
+
+
+EXPORT_FORMAT = "gansweep-recording-1"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _read_export(path: Path) -> Recording:
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError) as e:
+        raise GansweepError(f"{path}: not a recording exported by 'gansweep replay --export' "
+                            f"({e})") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise GansweepError(f"{path}: not a recording in format {EXPORT_FORMAT!r}")
+    return Recording(data["name"], data["metric"], data["max_iters"],
+                     [RecordedTrial(**t) for t in data["trials"]],
+                     Scheduler(**data["scheduler"]))
+
 
 def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
-    """A finished grid's recorded evaluations; one clear error when it is not one.
-    ``grid=False`` also takes a sweep whose scheduler stopped trials (to replay its own
-    decisions)."""
+    """A finished grid's recorded evaluations, from its sweep directory or from a file
+    ``Recording.save`` wrote; one clear error when it is not one. ``grid=False`` also takes a
+    sweep whose scheduler stopped trials (to replay its own decisions)."""
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.is_file():
+        return _read_export(sweep_dir)
     state = SweepState.load(sweep_dir)
     import yaml  # only here: the CLI's other commands do not need it at import
 
-    spec = yaml.safe_load((sweep_dir / SPEC_FILE).read_text())
+    spec = parse_spec(yaml.safe_load((sweep_dir / SPEC_FILE).read_text()), sweep_dir,
+                      str(sweep_dir / SPEC_FILE), read_sources=False)
     planned = json.loads((sweep_dir / GRID_FILE).read_text())["trials"]
     search = [r for r in state.trials.values() if r["config"].get("phase", "search") == "search"]
     max_iters = state.data["max_iters"]
@@ -100,7 +140,7 @@ def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
                             r["config"]["seed"],
                             [by_trial[r["trial_id"]][i] for i in sorted(by_trial[r["trial_id"]])])
               for r in search]
-    return Recording(spec["name"], spec.get("metric", "fid"), max_iters, trials)
+    return Recording(spec.name, spec.metric, max_iters, trials, spec.scheduler)
 
 
 # --- scheduler settings ----------------------------------------------------------------------

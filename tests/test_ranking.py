@@ -11,6 +11,7 @@ from gansweep.sweep.ranking import ScoreRule, interval, paired, rank_settings, s
 from gansweep.sweep.replay import (
     RecordedTrial,
     Recording,
+    load_recording,
     parse_variant,
     replay,
     replay_many,
@@ -18,6 +19,7 @@ from gansweep.sweep.replay import (
 )
 from gansweep.sweep.scheduler import RobustASHA
 from gansweep.sweep.spec import Scheduler
+from tests.helpers import cli_in_process
 
 
 class T:
@@ -132,6 +134,26 @@ def test_replay_stops_what_asha_stops_and_scores_the_pick():
     # The recorded order of a live run gives the same stops as the timed replay.
     sequence = [(t.trial_id, e["iteration"]) for t in order for e in t.evaluations]
     assert replay_sequence(rec, today, sequence)["late0"] == 1
+
+
+def test_an_exported_recording_replays_as_the_original(tmp_path):
+    rec = _recording({"early": [100, 100, 100], "late": [103, 90, 80], "bad": [130, 120, 125]},
+                     seeds=(0, 1))
+    rec.scheduler = Scheduler(grace_period=1, reduction_factor=2, noise=1.0)
+    rec.save(tmp_path / "grid.json.gz")
+    back = load_recording(tmp_path / "grid.json.gz")
+    assert back == rec
+    variant = parse_variant("spec", back.scheduler)
+    assert variant.noise == 1.0 and variant.grace == 1
+    assert replay_many(back, variant, 5, [1, 2]) == replay_many(rec, variant, 5, [1, 2])
+    out = cli_in_process("replay", tmp_path / "grid.json.gz", "--orders", "3",
+                         "--concurrency", "1", "--export", tmp_path / "again.json.gz")
+    assert out.returncode == 0, out.stderr
+    assert "replaying toy: 6 trials" in out.stdout and "spec: grace 1, rf 2" in out.stdout
+    assert load_recording(tmp_path / "again.json.gz") == rec
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(GansweepError, match="not a recording exported"):
+        load_recording(tmp_path / "bad.json.gz")
 
 
 def test_replay_variant_errors():

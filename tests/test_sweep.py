@@ -59,7 +59,8 @@ def test_replay_reproduces_the_live_stop_decisions(tiny_sweep):
     state = SweepState.load(sweep_dir)
     recording = load_recording(sweep_dir, grid=False)
     sequence = [(r["trial_id"], r["iteration"]) for r in state.results()]
-    spec = parse_variant("spec", load_sweep_spec(sweep_dir).scheduler)
+    assert recording.scheduler == load_sweep_spec(sweep_dir).scheduler
+    spec = parse_variant("spec", recording.scheduler)
     stops = replay_sequence(recording, spec, sequence)
     assert stops == {i: t["iteration"] for i, t in state.trials.items()}
     assert any(it < MAX_ITERS for it in stops.values())
