@@ -104,6 +104,11 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and np.isfinite(value) else None
 
 
+def grid_path(out: Path, iteration: int) -> Path:
+    """The sample grid (8 x 8, fixed noise) written at an evaluation."""
+    return out / "samples" / f"iter_{iteration:07d}.png"
+
+
 def evaluate(s: TrainState) -> dict[str, float]:
     """Metrics on fid_samples generated images (with ``fid_sd``, FID's sampling noise), at
     rungs also FID on rung_fid_samples images (``fid_rung``), a sample grid, and the
@@ -136,7 +141,8 @@ def evaluate(s: TrainState) -> dict[str, float]:
             record["class_fid"] = per_class_fid(s.real, s.reference.labels, stats,
                                                 labels, s.reference.classes)
     grid = generate(s, 64, seed=s.cfg.seed + GRID_SEED, labels=balanced_labels(s, 64))
-    (s.out / "samples").mkdir(parents=True, exist_ok=True)
-    save_image(grid.float() / 255, s.out / "samples" / f"iter_{s.iteration:07d}.png", nrow=8)
+    path = grid_path(s.out, s.iteration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid.float() / 255, path, nrow=8)
     s.history.append(record)
     return record

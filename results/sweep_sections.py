@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import yaml
 from plotly.subplots import make_subplots
 
+from gansweep.core.evaluate import grid_path
 from gansweep.core.treatments import enumerate_partitions
 from gansweep.results.common import (
     TREATMENT_ROWS,
@@ -250,9 +251,9 @@ def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:
         return None
     best = best_row(t, trial["trial_id"])
     if best is not None:
-        at_best = [p for p in images if p.stem == f"iter_{int(best['iteration']):07d}"]
-        if at_best:
-            return at_best[0]
+        at_best = grid_path(t.sweep_dir / trial["trial_dir"], int(best["iteration"]))
+        if at_best.is_file():
+            return at_best
     return images[-1]
 
 

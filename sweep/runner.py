@@ -37,7 +37,12 @@ from gansweep.core.checkpoint import load_checkpoint, snapshot
 from gansweep.core.config import transfer_config
 from gansweep.core.data import load_folder
 from gansweep.core.errors import DivergenceError, GansweepError
-from gansweep.core.evaluate import reference_set, reference_stats, target_classifier
+from gansweep.core.evaluate import (
+    grid_path,
+    reference_set,
+    reference_stats,
+    target_classifier,
+)
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import (
     HIGHER_IS_BETTER,
@@ -69,6 +74,7 @@ from gansweep.sweep.state import (
     done_record,
     storage_error,
 )
+from gansweep.sweep.trackers import TrialBoard, check_trackers, tune_callbacks
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
 
@@ -186,10 +192,13 @@ def run_trial(config: dict[str, Any]) -> None:
              **state.numerics, "worker_start": worker_start,
              "setup_s": time.time() - worker_start}
     report_s = 0.0
+    board = TrialBoard(folder) if "tensorboard" in common["trackers"] else None
 
     def report(s: TrainState, record: dict[str, float]) -> None:
         nonlocal report_s
         t0 = time.perf_counter()
+        if board is not None:
+            board.add(record, grid_path(folder, s.iteration))
         value, sd = score(s.history, metric, rule)
         metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
                    "report_s": report_s, "score": value, "score_sd": sd}
@@ -367,7 +376,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             "ema_kimg": spec.ema_kimg, "ema_rampup": spec.ema_rampup,
             "rung_fid_samples": rung,
             "rung_milestones": spec.scheduler.milestones(spec.budget.iters) if rung else [],
-            "deterministic": spec.deterministic,
+            "deterministic": spec.deterministic, "trackers": spec.trackers,
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
@@ -446,6 +455,7 @@ def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str |
     """Everything of a launch after the sweep directory is claimed and recorded; a launch
     that failed in here (no Inception weights, say) is started again by ``resume``."""
     resolve_weights(spec.inception_weights)  # before Ray starts: one line if missing
+    check_trackers(spec.trackers)
     _init_ray(address)
     prepared = _prepare(spec, sweep_dir)
     _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
@@ -477,7 +487,8 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
             progress_reporter=SweepReporter(spec.name, spec.metric,
                                             spec.metric in HIGHER_IS_BETTER),
             verbose=1,
-            callbacks=[Recorder(str(sweep_dir), spec.budget.iters, str(experiment))]))
+            callbacks=[Recorder(str(sweep_dir), spec.budget.iters, str(experiment)),
+                       *tune_callbacks(spec.trackers, spec.name, sweep_dir)]))
 
 
 def confirmation_trials(spec: SweepSpec, state: SweepState) -> tuple[list[str], list[Trial]]:
@@ -551,6 +562,7 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
         grid = json.loads((sweep_dir / GRID_FILE).read_text())
         _start(spec, [Trial(**t) for t in grid["trials"]], sweep_dir, address)
         return sweep_dir
+    check_trackers(spec.trackers)
     _init_ray(address)
     try:
         tuner = tune.Tuner.restore(str(sweep_dir), trainable=_trainable(spec),

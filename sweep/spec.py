@@ -35,6 +35,7 @@ from gansweep.core.treatments import (
     plans_label,
 )
 from gansweep.sweep.ranking import ScoreRule
+from gansweep.sweep.trackers import TRACKERS
 
 MODULATIONS = ("adafm", "filter-shift")
 
@@ -186,6 +187,7 @@ class SweepSpec:
     confirm: Confirm | None = None
     max_concurrent: int = 0
     max_failures: int = 2
+    trackers: list[str] = field(default_factory=list)  # sweep.trackers
     inception_weights: str | None = None
     iw_steps: int = 300
     classifier_steps: int = 300
@@ -232,8 +234,8 @@ AXES: dict[str, Any] = {  # axis -> default values
 TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines", "plans",
             "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
-            "resources", "max_concurrent", "max_failures", "inception_weights", "ema_kimg",
-            "ema_rampup", "confirm", "deterministic"]
+            "resources", "max_concurrent", "max_failures", "trackers", "inception_weights",
+            "ema_kimg", "ema_rampup", "confirm", "deterministic"]
 
 
 def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
@@ -446,6 +448,9 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     resources = _section("resources", data.get("resources"), Resources)
     if resources.cpu <= 0 or resources.gpu < 0:
         raise GansweepError(f"resources: cpu must be > 0 and gpu >= 0, got {resources}")
+    trackers = _as_list("trackers", data["trackers"]) if data.get("trackers") else []
+    for t in trackers:
+        TRACKERS.get(_typed("trackers", t, (str,), "a tracker name"))
     weights = data.get("inception_weights")
     if weights is not None:
         weights = _path(base, "inception_weights", weights, problems)
@@ -468,7 +473,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
                      scheduler, metric, metrics, resources, training, modulation,
                      bn_stats=bn_stats,
                      ema_kimg=ema_kimg, ema_rampup=ema_rampup, deterministic=deterministic,
-                     inception_weights=weights, classifier_negatives=negatives,
+                     trackers=trackers, inception_weights=weights,
+                     classifier_negatives=negatives,
                      problems=problems, raw=raw, **ints)
     spec.confirm = _confirm(data.get("confirm"), axes["seed"], len(spec.settings()))
     return spec

@@ -12,7 +12,7 @@ from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import train
-from tests.helpers import finish, gansweep, write_spec
+from tests.helpers import finish, gansweep, installed_trackers, write_spec
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = Path(os.environ.get("GANSWEEP_INCEPTION_WEIGHTS",
@@ -64,10 +64,12 @@ def sources(tmp_path_factory, blobs) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_sweep(sources, faces, weights, tmp_path_factory) -> tuple[Path, str]:
     """One real ASHA sweep of 11 trials (6 partition pairs, 3 baselines, 2 forward-transfer
-    plans), shared by the tests that read its results."""
+    plans) reporting to every tracker whose package is installed, shared by the tests that
+    read its results."""
     root = tmp_path_factory.mktemp("tiny_sweep")
     spec = write_spec(root / "spec.yaml", sources["dcgan"], faces, weights,
                       plans=[{"family": "forward", "mode": "freeze", "n": [1, 3]}],
-                      training={"lr_mult": {"finetune": 1.0, "adafm": 1.0}})
+                      training={"lr_mult": {"finetune": 1.0, "adafm": 1.0}},
+                      trackers=installed_trackers())
     out = finish(gansweep("launch", spec, "--storage", root / "sweeps"))
     return root / "sweeps" / "tiny", out

@@ -32,6 +32,30 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
     return path
 
 
+def installed_trackers() -> list[str]:
+    """The registered trackers whose packages are installed here."""
+    import importlib.util
+
+    from gansweep.sweep.trackers import PACKAGES, TRACKERS
+
+    return [t for t in TRACKERS if importlib.util.find_spec(PACKAGES[t]) is not None]
+
+
+def tensorboard_events(folder: Path) -> list:
+    """Every event of the TensorBoard files in ``folder`` (TFRecord framing: length, its
+    CRC, the serialised Event, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    events = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            n = int.from_bytes(data[at:at + 8], "little")
+            events.append(Event.FromString(data[at + 12:at + 12 + n]))
+            at += 12 + n + 4
+    return events
+
+
 def cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the CLI to completion, capturing its output."""
     return subprocess.run([sys.executable, "-m", "gansweep", *map(str, args)],
@@ -57,7 +81,9 @@ def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragme
 
 
 def gansweep(*args, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    # W&B (the tiny sweep's tracker) writes its runs to disk and talks to no server.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0",
+           "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.Popen([sys.executable, "-m", "gansweep", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, **kw)

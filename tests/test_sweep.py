@@ -21,7 +21,9 @@ from tests.helpers import (
     cli_in_process,
     finish,
     gansweep,
+    installed_trackers,
     results,
+    tensorboard_events,
     tune_trial_count,
     write_spec,
 )
@@ -66,6 +68,47 @@ def test_replay_reproduces_the_live_stop_decisions(tiny_sweep):
     assert any(it < MAX_ITERS for it in stops.values())
     assert_one_clear_line(cli_in_process("replay", sweep_dir), "replay",
                           "were stopped early (it ran with a scheduler)")
+
+
+def test_trackers_hold_every_trial(tiny_sweep, monkeypatch):
+    """The tiny sweep reported to every installed tracker: TensorBoard files in each trial's
+    folder with its metrics and sample grids at every evaluation, one MLflow run per trial with
+    its setting and FID history, one offline W&B run per trial."""
+    sweep_dir, _ = tiny_sweep
+    state = SweepState.load(sweep_dir)
+    trackers = installed_trackers()
+    assert "tensorboard" in trackers and "mlflow" in trackers
+    fid = {tid: {r["iteration"]: r["fid"] for r in state.results() if r["trial_id"] == tid}
+           for tid in state.trials}
+    for tid, rec in state.trials.items():
+        events = tensorboard_events(sweep_dir / rec["path"] / "tensorboard")
+        values = [(e.step, v) for e in events for v in e.summary.value]
+        logged = {step: v.simple_value for step, v in values if v.tag == "fid"}
+        assert logged == pytest.approx(fid[tid], rel=1e-6)
+        assert {step for step, v in values if v.tag == "kid"} == set(fid[tid])
+        images = {step: v.image for step, v in values if v.tag == "samples"}
+        assert set(images) == set(fid[tid])
+        assert all(im.width == im.height > 8 * 32 and im.encoded_image_string[1:4] == b"PNG"
+                   for im in images.values())
+
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as sweep.mlflow_tracker does
+    client = mlflow.MlflowClient((sweep_dir / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(r.data.tags["gansweep_trial_id"] for r in runs) == sorted(state.trials)
+    for run in runs:
+        tid = run.data.tags["gansweep_trial_id"]
+        config = state.trials[tid]["config"]
+        assert run.data.params["label"] == config["label"]
+        assert run.data.params["seed"] == str(config["seed"])
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "fid")}
+        assert history == pytest.approx(fid[tid], rel=1e-6)
+        assert run.info.status == "FINISHED"
+    if "wandb" in trackers:
+        offline = list((sweep_dir / "wandb").glob("offline-run-*"))
+        assert len(offline) == len(state.trials)
+        assert all(list(d.glob("*.wandb")) for d in offline)
 
 
 def kill_when(proc: subprocess.Popen, sweep_dir: Path, ready) -> dict:
