@@ -243,11 +243,28 @@ def cmd_launch(a: argparse.Namespace) -> int:
 
 
 def _finished(sweep_dir: Path) -> None:
-    from gansweep.results.report import write_results
+    from gansweep.sweep.storage import Mirror
 
-    print(f"sweep finished: {sweep_dir}")
+    mirror = Mirror.of_local(sweep_dir)
+    print(f"sweep finished: {mirror.uri if mirror else sweep_dir}")
     print(status_of(sweep_dir))
-    print(f"report: {write_results(sweep_dir)}")
+    print(f"report: {_write_results(sweep_dir)}")
+
+
+def _write_results(sweep_dir: Path, *args) -> str:
+    """The Parquet tables and report (results.report.write_results); for a sweep on object
+    storage, pushed to the bucket, and the report's place there is what is returned."""
+    from gansweep.results.report import write_results
+    from gansweep.sweep.storage import Mirror, join
+
+    out, here = Path(write_results(sweep_dir, *args)).resolve(), sweep_dir.resolve()
+    mirror = Mirror.of_local(sweep_dir)
+    if mirror is None:
+        return str(out)
+    mirror.push()
+    if not out.is_relative_to(here):
+        return str(out)
+    return f"{out} (in the bucket: {join(mirror.uri, out.relative_to(here).as_posix())})"
 
 
 def status_of(sweep_dir: Path) -> str:
@@ -276,10 +293,9 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 @command("report")
 def cmd_report(a: argparse.Namespace) -> int:
-    from gansweep.results.report import write_results
     from gansweep.sweep.state import sweep_dir_of
 
-    out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold, a.quiet)
+    out = _write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold, a.quiet)
     print(f"report: {out}")
     return 0
 

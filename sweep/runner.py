@@ -74,6 +74,7 @@ from gansweep.sweep.state import (
     done_record,
     storage_error,
 )
+from gansweep.sweep.storage import Mirror, Pusher, is_uri, join, push_if_mirrored
 from gansweep.sweep.trackers import TrialBoard, check_trackers, tune_callbacks
 
 # --- the trial (runs in a Ray worker) ------------------------------------------------------
@@ -177,6 +178,10 @@ def run_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(common["cpus"])))
     device, gpu_ids = trial_device()
     folder = trial_folder(sweep_dir, trial_id, Trial(**config["trial"]))
+    mirror = Mirror(common["mirror"], sweep_dir) if common["mirror"] else None
+    if mirror is not None:  # this node's copy of what the trial reads
+        for rel in (folder.relative_to(sweep_dir).as_posix(), "fid-stats", "classifiers"):
+            mirror.pull(rel)
     cfg = _trial_config(config, str(folder), device)
     folder.mkdir(parents=True, exist_ok=True)
     state = setup(cfg, resume=_newest_checkpoint(folder))
@@ -203,6 +208,8 @@ def run_trial(config: dict[str, Any]) -> None:
         metrics = {**final_summary(s), **record, **fixed, "diverged": 0, "node_id": node_id,
                    "report_s": report_s, "score": value, "score_sd": sd}
         _save_checkpoint(s, folder)
+        if mirror is not None:
+            mirror.push(folder.relative_to(sweep_dir).as_posix(), prune="checkpoint_")
         tune.report(metrics)
         report_s += time.perf_counter() - t0
 
@@ -226,6 +233,7 @@ class Recorder(tune.Callback):
         self.sweep_dir, self.max_iters, self.experiment = sweep_dir, max_iters, experiment
         self._state: SweepState | None = None
         self._backed_up = 0.0
+        self.push = Pusher(Path(sweep_dir))  # to the bucket, for a sweep on object storage
 
     @property
     def state(self) -> SweepState:
@@ -272,9 +280,11 @@ class Recorder(tune.Callback):
         if time.monotonic() - self._backed_up >= tune_state.BACKUP_EVERY_S:
             self._backed_up = time.monotonic()
             tune_state.back_up(Path(self.experiment))
+        self.push()
 
     def on_experiment_end(self, trials, **info) -> None:
         self.state.save()
+        self.push(force=True)
 
 
 def _error_text(trial) -> str | None:
@@ -368,6 +378,7 @@ def _source_stats(spec: SweepSpec, sweep_dir: Path, source: str,
 
 def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             phase: str = "search") -> dict[str, Any]:
+    mirror = Mirror.of_local(sweep_dir)
     rung = spec.scheduler.rung_fid_samples if phase == "search" else None
     return {**asdict(spec.budget), **asdict(spec.training), **prepared,
             "bn_stats": spec.bn_stats,
@@ -377,6 +388,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             "rung_fid_samples": rung,
             "rung_milestones": spec.scheduler.milestones(spec.budget.iters) if rung else [],
             "deterministic": spec.deterministic, "trackers": spec.trackers,
+            "mirror": None if mirror is None else mirror.uri,
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
@@ -427,10 +439,16 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
     """Start a new sweep under ``STORAGE/NAME``; refuses a name that already holds one."""
     if spec.problems:
         raise GansweepError(spec.problems[0])
-    storage_path = Path(storage or default_storage()).expanduser().resolve()
-    sweep_dir = storage_path / spec.name
-    exists = GansweepError(f"sweep {spec.name!r} already exists at {sweep_dir}; resume it "
-                           f"with 'gansweep resume {sweep_dir}' or choose another --name")
+    storage = storage or default_storage()
+    mirror = Mirror.of(join(storage, spec.name)) if is_uri(storage) else None
+    sweep_dir = mirror.local if mirror else Path(storage).expanduser().resolve() / spec.name
+    where = mirror.uri if mirror else sweep_dir
+    exists = GansweepError(f"sweep {spec.name!r} already exists at {where}; resume it "
+                           f"with 'gansweep resume {where}' or choose another --name")
+    if mirror is not None:
+        if mirror.exists():
+            raise exists
+        shutil.rmtree(sweep_dir, ignore_errors=True)  # a stale copy of a deleted sweep
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise exists
     try:
@@ -440,6 +458,8 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
         raise exists from None
     except OSError as e:
         raise storage_error(sweep_dir, e) from None
+    if mirror is not None:
+        mirror.claim()
     trials = spec.trials()
     atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.raw, sort_keys=False))
     g_units, d_units = unit_names(spec.arch)
@@ -447,6 +467,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
         {"arch": asdict(spec.arch), "units": {"G": g_units, "D": d_units},
          "trials": [t.to_dict() for t in trials]}, indent=1))
     SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
+    push_if_mirrored(sweep_dir)
     _start(spec, trials, sweep_dir, address)
     return sweep_dir
 
@@ -458,8 +479,10 @@ def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str |
     check_trackers(spec.trackers)
     _init_ray(address)
     prepared = _prepare(spec, sweep_dir)
+    push_if_mirrored(sweep_dir)  # the real-data statistics, for trials on other nodes
     _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
     _confirmation(spec, sweep_dir, prepared, retry_errored=True)
+    push_if_mirrored(sweep_dir)
 
 
 def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict[str, Any],
@@ -579,4 +602,5 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     references = json.loads((sweep_dir / REFERENCES_FILE).read_text())
     _confirmation(spec, sweep_dir, {"classifier_negatives": references["classifier_negatives"]},
                   retry_errored)
+    push_if_mirrored(sweep_dir)
     return sweep_dir

@@ -28,6 +28,7 @@ from typing import Any
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import HIGHER_IS_BETTER
+from gansweep.sweep.storage import Mirror, is_uri, join
 
 # In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
 SPEC_FILE = "gansweep/sweep.yaml"
@@ -67,10 +68,21 @@ def default_storage() -> str:
 
 
 def sweep_dir_of(name_or_path: str, storage: str | None = None) -> Path:
-    """A sweep directory given as a path, or as a name under the storage."""
+    """A sweep directory given as a path, or as a name under the storage. A sweep on object
+    storage (a URI, or a name under a URI storage) is pulled into its local mirror
+    (sweep.storage), trial checkpoints left in the bucket, and that is returned."""
+    storage = storage or default_storage()
+    if is_uri(name_or_path) or (is_uri(storage) and not Path(name_or_path).is_dir()):
+        uri = name_or_path if is_uri(name_or_path) else join(storage, name_or_path)
+        mirror = Mirror.of(uri)
+        if not mirror.exists():
+            raise GansweepError(f"sweep {name_or_path!r}: nothing at {mirror.uri}")
+        mirror.claim()
+        mirror.pull(checkpoints=False)
+        return mirror.local
     p = Path(name_or_path)
     if not p.is_dir():
-        p = Path(storage or default_storage()) / name_or_path
+        p = Path(storage) / name_or_path
     if not (p / TRIALS_FILE).is_file():
         raise GansweepError(f"sweep {name_or_path!r}: not a gansweep sweep directory (looked "
                             f"for {p / TRIALS_FILE})")

@@ -73,3 +73,29 @@ def tiny_sweep(sources, faces, weights, tmp_path_factory) -> tuple[Path, str]:
                       trackers=installed_trackers())
     out = finish(gansweep("launch", spec, "--storage", root / "sweeps"))
     return root / "sweeps" / "tiny", out
+
+
+@pytest.fixture
+def s3(tmp_path, monkeypatch) -> str:
+    """A real S3-protocol server (moto's) on a free port of 127.0.0.1 with an empty bucket,
+    stopped at the end; returns a storage URI in it. The credentials and endpoint go to this
+    process's environment, which the CLI's subprocesses and their Ray workers inherit."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                       "GANSWEEP_CACHE": str(tmp_path / "cache"), "GANSWEEP_PUSH_S": "0"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3").create_bucket(Bucket="lab")
+    yield "s3://lab/sweeps"
+    server.stop()
+

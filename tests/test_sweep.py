@@ -2,6 +2,7 @@
 anything, and a two-node cluster survives losing a node."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from gansweep.sweep.state import SweepState
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
+    cli,
     cli_in_process,
     finish,
     gansweep,
@@ -151,6 +153,56 @@ def check_resumed(sweep_dir: Path, before: dict, lines_before: dict) -> None:
             iters = [r["iteration"] for r in results(sweep_dir, i)]
             assert iters == sorted(set(iters)), iters  # from 0 again, it would repeat 2
             assert len(iters) > t["reports"]
+
+
+def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
+    """A sweep stored in an S3 bucket: the driver is killed mid-sweep, the machine's copy is
+    lost, and `resume URI` continues from the bucket alone (done trials not rerun, the
+    interrupted one from its checkpoint there); status and report work on the URI and the
+    report ends up in the bucket."""
+    from pyarrow import fs
+
+    from gansweep.sweep.storage import Mirror
+
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
+                      partitions={"d": ["D(0,0,5)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
+                      baselines=["scratch"], scheduler={"type": "none"},
+                      resources={"cpu": 2})  # one trial at a time
+    mirror = Mirror.of(f"{s3}/tiny")
+    launch = gansweep("launch", spec, "--storage", s3, start_new_session=True)
+    kill_when(launch, mirror.local, lambda t: len(done(t)) >= 1 and running_with_report(t))
+
+    shutil.rmtree(mirror.local)  # what the bucket holds, as a new machine would see it
+    mirror.claim()
+    mirror.pull(checkpoints=False)
+    before = SweepState.load(mirror.local).trials
+    lines = {i: len(results(mirror.local, i)) for i in done(before)}
+    assert done(before) and len(done(before)) < 3
+    shutil.rmtree(Path(os.environ["GANSWEEP_CACHE"]))
+
+    out = finish(gansweep("resume", f"{s3}/tiny"))
+    assert f"sweep finished: {s3}/tiny" in out
+    assert "in the bucket: s3://lab/sweeps/tiny/report.html" in out
+    check_resumed(mirror.local, before, lines)
+    after = SweepState.load(mirror.local).trials
+    assert len(after) == 3 and all(t["status"] == "finished" for t in after.values())
+
+    shutil.rmtree(Path(os.environ["GANSWEEP_CACHE"]))
+    status = cli("status", "tiny", "--storage", s3)
+    assert status.returncode == 0 and "3 finished" in status.stdout, status.stdout + status.stderr
+    report = cli("report", f"{s3}/tiny", "--quiet")
+    assert report.returncode == 0, report.stderr
+    bucket, _ = fs.FileSystem.from_uri(s3)
+    listing = [i.path for i in bucket.get_file_info(fs.FileSelector("lab/sweeps/tiny",
+                                                                     recursive=True))]
+    assert "lab/sweeps/tiny/report.html" in listing
+    assert "lab/sweeps/tiny/gansweep/trials.parquet" in listing
+    for rec in after.values():  # each trial's newest checkpoint only, and its samples
+        kept = {p for p in listing if p.startswith(f"lab/sweeps/tiny/{rec['path']}/checkpoint_")
+                and p.endswith("checkpoint.pt")}
+        assert kept == {f"lab/sweeps/tiny/{rec['path']}/checkpoint_{MAX_ITERS:06d}/checkpoint.pt"}
+    with bucket.open_input_stream("lab/sweeps/tiny/report.html") as f:
+        assert b"D(0,0,5)G(3,0,2)" in f.read()
 
 
 def confirming(trials: dict) -> bool:

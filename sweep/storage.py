@@ -1,0 +1,175 @@
+"""Sweeps on object storage: ``--storage s3://bucket/prefix`` (or ``gs://``, or any URI
+``pyarrow.fs`` opens, as Ray Tune does).
+
+Every part of gansweep reads and writes a sweep as a local folder. When the storage is a URI,
+that folder is a **mirror** of ``URI/NAME`` under ``$GANSWEEP_CACHE/mirrors/``, and the
+bucket holds the truth:
+
+- the driver pulls the sweep (without trial checkpoints) before it resumes, reports or shows
+  status, and pushes what changed every ``GANSWEEP_PUSH_S`` seconds (default 30) while the
+  sweep runs, when a phase ends and after writing the report;
+- a trial, wherever Ray runs it, pulls its own folder (its newest checkpoint) and the shared
+  real-data statistics when it starts, and pushes its folder after every evaluation
+  (checkpoint, samples, metrics), removing the checkpoints it has replaced.
+
+A push uploads a file when the bucket lacks it, holds another size, or holds an older copy
+than the local one; a pull downloads the converse and gives the local copy the bucket's
+time, so nothing goes up and down again. Objects are written whole (S3 and GCS have no
+partial objects), and nothing else is ever deleted, so a killed driver or worker leaves the
+bucket with whole files from before its last push; ``gansweep resume URI/NAME`` (or ``NAME
+--storage URI``) continues from there on any machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gansweep.core.config import default_cache_dir
+from gansweep.core.errors import GansweepError
+
+MIRROR_FILE = ".gansweep-mirror"  # in a mirror's root: the URI it mirrors (never pushed)
+
+
+def is_uri(location: str | os.PathLike | None) -> bool:
+    """An object-storage location (``scheme://...``), not a path."""
+    return isinstance(location, str) and "://" in location and not location.startswith("file:")
+
+
+def join(uri: str, name: str) -> str:
+    base, sep, query = uri.partition("?")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
+def _fs(uri: str):
+    from pyarrow import fs
+
+    try:
+        return fs.FileSystem.from_uri(uri)
+    except (OSError, ValueError, TypeError) as e:
+        raise GansweepError(f"storage {uri}: {e}") from None
+
+
+def _is_checkpoint(rel: str) -> bool:
+    return rel.endswith("/checkpoint.pt") or rel == "checkpoint.pt"
+
+
+def _in_flight(rel: str) -> bool:
+    """A file being written: an atomic write's temporary file or checkpoint folder."""
+    return rel.endswith((".tmp", ".part")) or "/.checkpoint-" in f"/{rel}"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A sweep at ``uri`` and its local copy ``local``."""
+
+    uri: str
+    local: Path
+
+    @classmethod
+    def of(cls, uri: str) -> Mirror:
+        name = uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        parent = hashlib.sha256(uri.rpartition(name)[0].encode()).hexdigest()[:16]
+        return cls(uri, Path(default_cache_dir()) / "mirrors" / parent / name)
+
+    @classmethod
+    def of_local(cls, sweep_dir: Path) -> Mirror | None:
+        """The mirror whose local copy ``sweep_dir`` is; None for a sweep on a path."""
+        marker = Path(sweep_dir) / MIRROR_FILE
+        return cls(marker.read_text().strip(), Path(sweep_dir)) if marker.is_file() else None
+
+    def claim(self) -> None:
+        """Mark the local folder as this mirror's copy."""
+        self.local.mkdir(parents=True, exist_ok=True)
+        (self.local / MIRROR_FILE).write_text(self.uri)
+
+    def _remote(self, rel: str) -> tuple[object, str, dict[str, tuple[int, int]]]:
+        from pyarrow import fs
+
+        filesystem, root = _fs(self.uri)
+        base = f"{root.rstrip('/')}/{rel}".rstrip("/") if rel else root.rstrip("/")
+        try:
+            infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True,
+                                                             allow_not_found=True))
+        except OSError as e:
+            raise GansweepError(f"storage {self.uri}: {e}") from None
+        files = {i.path[len(root.rstrip("/")) + 1:]: (i.size, i.mtime_ns or 0)
+                 for i in infos if i.type == fs.FileType.File}
+        return filesystem, root.rstrip("/"), files
+
+    def exists(self) -> bool:
+        """Whether the bucket holds anything of this sweep."""
+        return bool(self._remote("")[2])
+
+    def push(self, rel: str = "", prune: str | None = None) -> int:
+        """Upload the files under ``rel`` that the bucket lacks or holds older; with
+        ``prune``, also delete the bucket's folders under ``rel`` whose names start with it
+        and that the local copy no longer has. Returns the number uploaded."""
+        filesystem, root, remote = self._remote(rel)
+        sent = 0
+        for path in sorted((self.local / rel).rglob("*")):
+            r = path.relative_to(self.local).as_posix()
+            if not path.is_file() or r == MIRROR_FILE or _in_flight(r):
+                continue
+            st = path.stat()
+            size, mtime = remote.get(r, (None, 0))
+            if size == st.st_size and mtime >= st.st_mtime_ns:
+                continue
+            with path.open("rb") as src, filesystem.open_output_stream(f"{root}/{r}") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+            sent += 1
+        if prune is not None:
+            base = f"{rel}/" if rel else ""
+            children = {r[len(base):].split("/")[0] for r in remote if "/" in r[len(base):]}
+            for child in children:
+                if child.startswith(prune) and not (self.local / base / child).exists():
+                    filesystem.delete_dir(f"{root}/{base}{child}")
+        return sent
+
+    def pull(self, rel: str = "", checkpoints: bool = True) -> int:
+        """Download the files under ``rel`` that the local copy lacks or holds older (trial
+        checkpoints only if ``checkpoints``). Returns the number downloaded."""
+        filesystem, root, remote = self._remote(rel)
+        got = 0
+        for r, (size, mtime) in remote.items():
+            if not checkpoints and _is_checkpoint(r):
+                continue
+            path = self.local / r
+            if path.is_file():
+                st = path.stat()
+                if st.st_size == size and st.st_mtime_ns >= mtime:
+                    continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.part")
+            with filesystem.open_input_stream(f"{root}/{r}") as src, tmp.open("wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+            os.utime(tmp, ns=(mtime, mtime))
+            tmp.replace(path)
+            got += 1
+        return got
+
+
+class Pusher:
+    """Pushes a mirrored sweep now and then (the driver's side)."""
+
+    def __init__(self, sweep_dir: Path):
+        self.mirror = Mirror.of_local(sweep_dir)
+        self.every = float(os.environ.get("GANSWEEP_PUSH_S", "30"))
+        self._last = 0.0
+
+    def __call__(self, force: bool = False) -> None:
+        if self.mirror is None or not (force or time.monotonic() - self._last >= self.every):
+            return
+        self.mirror.push()
+        self._last = time.monotonic()
+
+
+def push_if_mirrored(sweep_dir: Path) -> None:
+    """Push a sweep folder that is a mirror; nothing for one on a path."""
+    mirror = Mirror.of_local(sweep_dir)
+    if mirror is not None:
+        mirror.push()
