@@ -8,16 +8,26 @@ recorded. Formats (``IMPORTERS``):
   ``bce`` loss's logit.
 - ``mimicry``: torch-mimicry's SNGAN 32/64 (``SNGANGenerator32`` ...): our ``sngan``, spectral-
   norm buffers included; a training checkpoint (``model_state_dict``) or a bare state dict.
+- ``rosinality``: one training checkpoint of rosinality/stylegan2-pytorch's ``train.py``
+  (``g``, ``d``, ``g_ema``, optimisers, ``args``): our ``stylegan2`` (core.stylegan2 has its
+  layout, so keys map one to one); G is ``g_ema``, the generator rosinality samples and
+  evaluates with, D is ``d``; the configuration is read off the shapes.
 
 Files are read with ``torch.load(weights_only=True)``; one that needs arbitrary Python
 objects unpickled is refused unless the caller trusts it (``trust_pickle``): unpickling runs
-code from the file.
+code from the file. The one exception made without it: a rosinality checkpoint's ``args``
+is an ``argparse.Namespace``, which ``weights_only`` refuses by default; it is allowed
+(``torch.serialization.safe_globals``), because a Namespace is a bag of attributes whose
+values must themselves be of the allowed plain types: constructing one runs no code of the
+file's choosing, unlike ``weights_only=False``.
 """
 from __future__ import annotations
 
+import argparse
 import pickle
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -130,18 +140,58 @@ def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, tor
     return g, d, arch
 
 
-def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
-    """A file's state dict (a mimicry training checkpoint's ``model_state_dict`` too)."""
+def rosinality_arch(g_state: dict[str, torch.Tensor], where: str) -> ArchConfig:
+    """The ``stylegan2`` configuration of a rosinality generator, read off its shapes."""
+    try:
+        width, z_dim = g_state["input.input"].shape[1], g_state["style.1.weight"].shape[1]
+    except KeyError:
+        raise GansweepError(f"{where}: not a rosinality StyleGAN2 generator (no input.input "
+                            f"or style.1.weight)") from None
+    mapping = len([k for k in g_state if re.fullmatch(r"style\.\d+\.weight", k)])
+    blocks = len([k for k in g_state if re.fullmatch(r"to_rgbs\.\d+\.bias", k)])
+    return ArchConfig("stylegan2", 4 * 2 ** blocks, width=width, z_dim=z_dim,
+                      mapping_layers=mapping)
+
+
+def load_rosinality(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
+                    where: str) -> tuple[TransferNet, TransferNet, ArchConfig]:
+    """(G, D, arch) holding a rosinality StyleGAN2's weights exactly."""
+    arch = rosinality_arch(g_state, where)
+    g, d = build_models(arch)
+    for net, module, state in (("G", g, g_state), ("D", d, d_state)):
+        _load_exact(module, dict(state), net, where, {k: k for k in state})
+    return g, d, arch
+
+
+def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """G (``g_ema``, else ``g``) and D (``d``) of a rosinality training checkpoint."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = _load(path, trust_pickle)
+    if not isinstance(ckpt, dict) or not ({"g_ema", "g"} & set(ckpt)):
+        raise GansweepError(f"{path}: not a rosinality checkpoint (no 'g_ema' or 'g')")
+    if "d" not in ckpt:
+        raise GansweepError(f"{path}: holds no discriminator 'd' (convert_weight.py writes it "
+                            f"only with --disc); a transfer needs both networks")
+    return ckpt.get("g_ema", ckpt.get("g")), ckpt["d"]
+
+
+def _load(path: Path, trust_pickle: bool) -> object:
     if not path.is_file():
         raise GansweepError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0][:120]
         raise GansweepError(f"{path}: needs arbitrary Python objects unpickled ({first}); "
                             f"if you trust the file, pass --trust-pickle") from None
     except Exception as e:  # noqa: BLE001 -- truncated, not a torch file, ...
         raise GansweepError(f"{path}: not a readable PyTorch file ({type(e).__name__})") from None
+
+
+def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """A file's state dict (a mimicry training checkpoint's ``model_state_dict`` too)."""
+    obj = _load(path, trust_pickle)
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
@@ -150,29 +200,55 @@ def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
 
 
 Loader = Callable[[dict, dict, str], tuple[TransferNet, TransferNet, ArchConfig]]
-IMPORTERS: Registry[tuple[Loader, str]] = Registry("import format")
-IMPORTERS.register("pytorch-examples-dcgan")((load_examples_dcgan, "bce"))
-IMPORTERS.register("mimicry")((load_mimicry_sngan, "hinge"))
+Reader = Callable[[Path, "Path | None", bool], tuple[dict, dict]]
 
 
-def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path, out: str | Path,
+def _read_pair(g_path: Path, d_path: Path | None, trust_pickle: bool) -> tuple[dict, dict]:
+    if d_path is None:
+        raise GansweepError(f"{g_path.name}: this format keeps G and D in two files; give "
+                            f"the D file too")
+    return _state_dict(g_path, trust_pickle), _state_dict(d_path, trust_pickle)
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A checkpoint format: how its file(s) are read, loaded into our nets, and its loss."""
+
+    load: Loader
+    loss: str
+    read: Reader = _read_pair
+    one_file: bool = False  # G and D in one file
+
+
+IMPORTERS: Registry[Importer] = Registry("import format")
+IMPORTERS.register("pytorch-examples-dcgan")(Importer(load_examples_dcgan, "bce"))
+IMPORTERS.register("mimicry")(Importer(load_mimicry_sngan, "hinge"))
+# StyleGAN2's non-saturating logistic loss is the BCE one on logits.
+IMPORTERS.register("rosinality")(Importer(load_rosinality, "bce", _read_rosinality, True))
+
+
+def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path | None, out: str | Path,
                       trust_pickle: bool = False) -> dict:
     """Write a gansweep source checkpoint at ``out`` from another codebase's G and D files
-    (format ``fmt``); returns what was made. Its G and D are plain (every unit fine-tuned),
-    its loss the codebase's, its training data unknown (None), its origin recorded."""
-    load, loss = IMPORTERS.get(fmt)
-    g_path, d_path = Path(g_path), Path(d_path)
-    g, d, arch = load(_state_dict(g_path, trust_pickle), _state_dict(d_path, trust_pickle),
-                      f"{g_path.name}/{d_path.name}")
-    origin = {"format": fmt, "files": {"G": {"path": str(g_path.resolve()),
-                                             "sha256": file_sha256(g_path)},
-                                       "D": {"path": str(d_path.resolve()),
-                                             "sha256": file_sha256(d_path)}}}
+    (one file holding both for formats that have one: ``d_path`` None); returns what was
+    made. Its G and D are plain (every unit fine-tuned), its loss the codebase's, its
+    training data unknown (None), its origin recorded."""
+    importer = IMPORTERS.get(fmt)
+    g_path = Path(g_path)
+    d_path = None if d_path is None else Path(d_path)
+    if importer.one_file and d_path is not None:
+        raise GansweepError(f"{fmt}: G and D are in one file ({g_path.name}); give no D file")
+    g_state, d_state = importer.read(g_path, d_path, trust_pickle)
+    where = g_path.name if d_path is None else f"{g_path.name}/{d_path.name}"
+    g, d, arch = importer.load(g_state, d_state, where)
+    files = {net: {"path": str(p.resolve()), "sha256": file_sha256(p)}
+             for net, p in (("G", g_path), ("D", d_path or g_path))}
+    origin = {"format": fmt, "files": files}
     ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch.to_dict(),
             "plans": {"g": ["finetune"] * g.num_units, "d": ["finetune"] * d.num_units},
-            "config": {"label": f"imported ({fmt})", "loss": loss, "data": None,
+            "config": {"label": f"imported ({fmt})", "loss": importer.loss, "data": None,
                        "arch": arch.to_dict()},
             "origin": origin, "G": g.state_dict(), "D": d.state_dict(), "G_ema": None,
             "iteration": 0, "history": []}
     atomic_write(Path(out), lambda f: torch.save(ckpt, f))
-    return {"checkpoint": str(out), "arch": arch.to_dict(), "loss": loss, **origin}
+    return {"checkpoint": str(out), "arch": arch.to_dict(), "loss": importer.loss, **origin}

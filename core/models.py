@@ -22,6 +22,7 @@ from gansweep.core.registry import Registry
 NORMS = ("batch", "layer", "none", "spectral")  # D's normalisation; spectral: sngan only
 RESOLUTIONS = (32, 64)  # what every architecture builds; dcgan also 128
 COND_HEADS = ("projection", "ac")
+OWN_D_NORM = {"sngan": "spectral", "stylegan2": "none"}  # D's normalisation, fixed by the arch
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,22 @@ class ArchConfig:
     num_classes: int = 0  # > 0: class-conditional (Wang et al. section 5); dcgan only
     cond_head: str = "projection"  # D's class head when conditional: projection | ac
     d_width: int | None = None  # D's base channels where they differ from G's (sngan)
+    mapping_layers: int = 8  # stylegan2's mapping network depth
 
     def __post_init__(self) -> None:
         builder = ARCHITECTURES.get(self.name)
+        own_norm = OWN_D_NORM.get(self.name)
         if self.d_norm is None:
-            object.__setattr__(self, "d_norm", "spectral" if self.name == "sngan" else "batch")
+            object.__setattr__(self, "d_norm", own_norm or "batch")
         if (self.name == "sngan") != (self.d_norm == "spectral"):
             raise GansweepError(f"arch.d_norm: {self.d_norm!r}: sngan's D is spectrally "
                                 f"normalised, and only sngan's is")
+        if own_norm is not None and self.d_norm != own_norm:
+            raise GansweepError(f"arch.d_norm: {self.d_norm!r}: {self.name}'s D has "
+                                f"{own_norm!r}")
+        if not isinstance(self.mapping_layers, int) or self.mapping_layers < 1:
+            raise GansweepError(f"arch.mapping_layers: {self.mapping_layers!r} must be a "
+                                f"positive integer")
         if self.d_width is not None and (self.name != "sngan" or not isinstance(
                 self.d_width, int) or self.d_width < 1):
             raise GansweepError(f"arch.d_width: {self.d_width!r} must be a positive integer, "
@@ -568,4 +577,5 @@ def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
     return len(g), len(d)
 
 
-from gansweep.core import sngan  # noqa: E402,F401  (registers 'sngan'; it builds on this module)
+# Registered by their own modules, which build on this one.
+from gansweep.core import sngan, stylegan2  # noqa: E402,F401

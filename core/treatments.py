@@ -42,8 +42,9 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
 from gansweep.core.registry import Registry
 from gansweep.core.sngan import SpectralNorm
+from gansweep.core.stylegan2 import EqualizedLayer
 
-WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, EqualizedLayer)
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm)
 BN_STATS = ("adapt", "fixed")
 
@@ -57,7 +58,9 @@ class AdaFM(nn.Module):
     """Weight parametrization W' = gamma * W + beta, one gamma/beta per 2-D kernel.
 
     gamma, beta have shape out x in x 1 x 1 for convolutions (ConvTranspose2d stores its
-    kernel as in x out x kh x kw, so they are transposed to match) and out x 1 for linear.
+    kernel as in x out x kh x kw, so they are transposed to match), out x 1 for linear, and
+    1 x out x in x 1 x 1 for a StyleGAN2 modulated convolution's base kernel (1 x out x in x
+    kh x kw, before its style and demodulation: core.stylegan2).
     """
 
     def __init__(self, weight: torch.Tensor, transposed: bool):
@@ -65,6 +68,8 @@ class AdaFM(nn.Module):
         self.transposed = transposed
         if weight.dim() == 2:
             shape: tuple[int, ...] = (weight.shape[0], 1)
+        elif weight.dim() == 5:
+            shape = (1, weight.shape[1], weight.shape[2], 1, 1)
         else:
             out_c, in_c = (weight.shape[1], weight.shape[0]) if transposed else weight.shape[:2]
             shape = (out_c, in_c) + (1,) * (weight.dim() - 2)

@@ -261,7 +261,7 @@ def _write_results(sweep_dir: Path, *args) -> str:
     mirror = Mirror.of_local(sweep_dir)
     if mirror is None:
         return str(out)
-    mirror.push()
+    mirror.push(checkpoints=False)
     if not out.is_relative_to(here):
         return str(out)
     return f"{out} (in the bucket: {join(mirror.uri, out.relative_to(here).as_posix())})"
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a source GAN; saves G and D with metadata")
     p.add_argument("--data", required=True, help="source image folder")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
-    p.add_argument("--arch", default="dcgan", help="dcgan, resnet or sngan")
+    p.add_argument("--arch", default="dcgan", help="dcgan, dcgan-price, resnet, sngan or stylegan2")
     p.add_argument("--d-width", type=int, help="sngan: D's base channels (default --width)")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--width", type=int, default=64)
@@ -413,10 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quiet(p)
 
     p = sub.add_parser("import", help="make a gansweep source from another codebase's "
-                                      "checkpoint (G and D files)")
-    p.add_argument("format", help="pytorch-examples-dcgan or mimicry")
-    p.add_argument("g", metavar="G_FILE", help="the generator's file (e.g. netG_epoch_24.pth)")
-    p.add_argument("d", metavar="D_FILE", help="the discriminator's file")
+                                      "checkpoint (G and D files, or one file with both)")
+    p.add_argument("format", help="pytorch-examples-dcgan, mimicry or rosinality")
+    p.add_argument("g", metavar="G_FILE", help="the generator's file (e.g. netG_epoch_24.pth), "
+                                               "or the checkpoint holding both (rosinality)")
+    p.add_argument("d", metavar="D_FILE", nargs="?", help="the discriminator's file")
     p.add_argument("--out", required=True, metavar="CKPT", help="gansweep checkpoint to write")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow files that need arbitrary Python objects unpickled (this runs "

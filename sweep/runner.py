@@ -71,6 +71,7 @@ from gansweep.sweep.state import (
     SweepState,
     atomic_write_text,
     default_storage,
+    done_path,
     done_record,
     storage_error,
 )
@@ -168,6 +169,12 @@ def run_trial(config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     common = config["common"]
     sweep_dir = Path(common["sweep_dir"])
+    folder = trial_folder(sweep_dir, trial_id, Trial(**config["trial"]))
+    rel = folder.relative_to(sweep_dir).as_posix()
+    mirror = Mirror(common["mirror"], sweep_dir) if common["mirror"] else None
+    if mirror is not None:  # this node's copy of what the trial reads, from the bucket
+        for shared in (done_path(trial_id), rel, "fid-stats", "classifiers"):
+            mirror.pull(shared)
     done = done_record(sweep_dir, trial_id)
     if done is not None:
         # Tune's experiment snapshot can lag our record: after a driver crash it may
@@ -177,11 +184,6 @@ def run_trial(config: dict[str, Any]) -> None:
         return
     torch.set_num_threads(max(1, int(common["cpus"])))
     device, gpu_ids = trial_device()
-    folder = trial_folder(sweep_dir, trial_id, Trial(**config["trial"]))
-    mirror = Mirror(common["mirror"], sweep_dir) if common["mirror"] else None
-    if mirror is not None:  # this node's copy of what the trial reads
-        for rel in (folder.relative_to(sweep_dir).as_posix(), "fid-stats", "classifiers"):
-            mirror.pull(rel)
     cfg = _trial_config(config, str(folder), device)
     folder.mkdir(parents=True, exist_ok=True)
     state = setup(cfg, resume=_newest_checkpoint(folder))
@@ -209,7 +211,7 @@ def run_trial(config: dict[str, Any]) -> None:
                    "report_s": report_s, "score": value, "score_sd": sd}
         _save_checkpoint(s, folder)
         if mirror is not None:
-            mirror.push(folder.relative_to(sweep_dir).as_posix(), prune="checkpoint_")
+            mirror.push(rel, prune="checkpoint_")
         tune.report(metrics)
         report_s += time.perf_counter() - t0
 
@@ -220,6 +222,10 @@ def run_trial(config: dict[str, Any]) -> None:
                      **{m: worst_value(m) for m in ("fid", "kid", *cfg.metrics)},
                      "score": worst_value(metric), "score_sd": None,
                      "diverged": 1, "error": str(e)})
+    if board is not None:
+        board.close()
+    if mirror is not None:  # what the run wrote after its last report
+        mirror.push(rel, prune="checkpoint_")
 
 
 

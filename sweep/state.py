@@ -252,7 +252,7 @@ class SweepState:
     def mark_done(self, trial_id: str) -> None:
         """The end marker the trial itself reads (``done_record``) if Tune starts it again."""
         rec = self.trials[trial_id]
-        atomic_write_text(self.sweep_dir / DONE_DIR / f"{trial_id}.json", json.dumps(
+        atomic_write_text(self.sweep_dir / done_path(trial_id), json.dumps(
             {"status": rec["status"], "iteration": rec["iteration"], "last": rec["last"]}))
 
     # --- reading -----------------------------------------------------------------------
@@ -292,9 +292,14 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
+def done_path(trial_id: str) -> str:
+    """A trial's end marker, relative to the sweep directory."""
+    return f"{DONE_DIR}/{trial_id}.json"
+
+
 def done_record(sweep_dir: Path, trial_id: str) -> dict[str, Any] | None:
     """A trial's end marker: its final status, iteration and last result, if it ended."""
-    path = Path(sweep_dir) / DONE_DIR / f"{trial_id}.json"
+    path = Path(sweep_dir) / done_path(trial_id)
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -91,8 +91,10 @@ class Mirror:
         filesystem, root = _fs(self.uri)
         base = f"{root.rstrip('/')}/{rel}".rstrip("/") if rel else root.rstrip("/")
         try:
-            infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True,
-                                                             allow_not_found=True))
+            infos = [filesystem.get_file_info(base)]  # ``rel`` may name one file
+            if infos[0].type != fs.FileType.File:
+                infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True,
+                                                                 allow_not_found=True))
         except OSError as e:
             raise GansweepError(f"storage {self.uri}: {e}") from None
         files = {i.path[len(root.rstrip("/")) + 1:]: (i.size, i.mtime_ns or 0)
@@ -103,23 +105,30 @@ class Mirror:
         """Whether the bucket holds anything of this sweep."""
         return bool(self._remote("")[2])
 
-    def push(self, rel: str = "", prune: str | None = None) -> int:
-        """Upload the files under ``rel`` that the bucket lacks or holds older; with
+    def push(self, rel: str = "", prune: str | None = None, checkpoints: bool = True) -> int:
+        """Upload the files under ``rel`` that the bucket lacks or holds older (trial
+        checkpoints only if ``checkpoints``: the driver leaves them to their trials); with
         ``prune``, also delete the bucket's folders under ``rel`` whose names start with it
         and that the local copy no longer has. Returns the number uploaded."""
         filesystem, root, remote = self._remote(rel)
         sent = 0
         for path in sorted((self.local / rel).rglob("*")):
             r = path.relative_to(self.local).as_posix()
-            if not path.is_file() or r == MIRROR_FILE or _in_flight(r):
+            if r == MIRROR_FILE or _in_flight(r) or (not checkpoints and _is_checkpoint(r)):
                 continue
-            st = path.stat()
-            size, mtime = remote.get(r, (None, 0))
-            if size == st.st_size and mtime >= st.st_mtime_ns:
+            try:  # a trial on this node may replace its files while the driver pushes
+                st = path.stat()
+                if not path.is_file():
+                    continue
+                size, mtime = remote.get(r, (None, 0))
+                if size == st.st_size and mtime >= st.st_mtime_ns:
+                    continue
+                with path.open("rb") as src, \
+                        filesystem.open_output_stream(f"{root}/{r}") as dst:
+                    while chunk := src.read(1 << 22):
+                        dst.write(chunk)
+            except FileNotFoundError:
                 continue
-            with path.open("rb") as src, filesystem.open_output_stream(f"{root}/{r}") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
             sent += 1
         if prune is not None:
             base = f"{rel}/" if rel else ""
@@ -164,7 +173,7 @@ class Pusher:
     def __call__(self, force: bool = False) -> None:
         if self.mirror is None or not (force or time.monotonic() - self._last >= self.every):
             return
-        self.mirror.push()
+        self.mirror.push(checkpoints=False)
         self._last = time.monotonic()
 
 
@@ -172,4 +181,4 @@ def push_if_mirrored(sweep_dir: Path) -> None:
     """Push a sweep folder that is a mirror; nothing for one on a path."""
     mirror = Mirror.of_local(sweep_dir)
     if mirror is not None:
-        mirror.push()
+        mirror.push(checkpoints=False)

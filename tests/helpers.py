@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 from gansweep.sweep import tune_state
@@ -30,6 +31,25 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
     data.update(over)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+# The fixtures of ../shared/reference were recorded on one CPU: there our networks give
+# their outputs bit for bit. Another CPU's float32 kernels round differently in the last bits
+# (the reference code itself, run on this 2-core AMD EPYC machine, differs from its recordings
+# by up to 3e-6 of a tensor's largest value, as ours do, bit for bit the same as it); a wrong
+# layer or layout differs by orders of magnitude more.
+FIXTURE_RTOL = 1e-5
+
+
+def assert_reproduces(actual, expected, what: str = "") -> None:
+    """``actual`` equals a recorded fixture output, up to another CPU's float32 rounding."""
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    if torch.equal(actual, expected):
+        return
+    diff = (actual.double() - expected.double()).abs().max().item()
+    scale = expected.double().abs().max().item()
+    assert diff <= FIXTURE_RTOL * scale, \
+        f"{what}: max |difference| {diff:.3g} on values up to {scale:.3g}"
 
 
 def installed_trackers() -> list[str]:

@@ -1,6 +1,7 @@
 """Checkpoints of other codebases load into our networks and reproduce the outputs their
-own code recorded (../shared/reference, made by running that code), bit for bit on one
-CPU thread, as the fixtures were made; ``gansweep import`` makes transfer sources of them."""
+own code recorded (../shared/reference, made by running that code) on one CPU thread, as the
+fixtures were made: bit for bit on the fixtures' CPU, to float32 rounding on another
+(tests.helpers.assert_reproduces); ``gansweep import`` makes transfer sources of them."""
 import argparse
 
 import pytest
@@ -16,8 +17,9 @@ from gansweep.core.foreign import (
     load_mimicry_sngan,
     mimicry_sngan_key,
 )
+from gansweep.core.models import ArchConfig, build_models
 from gansweep.core.train import train
-from tests.helpers import assert_one_clear_line, cli_in_process
+from tests.helpers import assert_one_clear_line, assert_reproduces, cli_in_process
 
 from .conftest import SHARED
 
@@ -39,16 +41,16 @@ def test_mimicry_sngan_reproduces_its_outputs(name, one_thread):
     assert arch.name == "sngan" and arch.z_dim == fx["config"]["generator_ctor"]["nz"]
     assert arch.resolution == fx["config"]["image_size"]
     with torch.no_grad():
-        assert torch.equal(g.eval()(fx["z"]), fx["g_out"])
-        assert torch.equal(d.eval()(fx["d_in"]), fx["d_out"])
+        assert_reproduces(g.eval()(fx["z"]), fx["g_out"], "G eval")
+        assert_reproduces(d.eval()(fx["d_in"]), fx["d_out"], "D eval")
         # train mode: batch statistics, one power iteration, both stored as mimicry does
-        assert torch.equal(g.train()(fx["z"]), fx["g_out_train"])
-        assert torch.equal(d.train()(fx["d_in"]), fx["d_out_train"])
+        assert_reproduces(g.train()(fx["z"]), fx["g_out_train"], "G train")
+        assert_reproduces(d.train()(fx["d_in"]), fx["d_out_train"], "D train")
     for net, key, state in (("G", "g_buffers_after_train", g.state_dict()),
                             ("D", "d_buffers_after_train", d.state_dict())):
         assert fx[key]
         for theirs, value in fx[key].items():
-            assert torch.equal(state[mimicry_sngan_key(net, theirs)], value), theirs
+            assert_reproduces(state[mimicry_sngan_key(net, theirs)], value, theirs)
 
 
 def test_a_misfit_key_names_it_and_both_shapes():
@@ -72,31 +74,33 @@ def test_pytorch_examples_dcgan_reproduces_its_outputs(one_thread):
         g.train(mode == "train")
         d.train(mode == "train")
         with torch.no_grad():
-            assert torch.equal(g(fx["z"]), fx[f"g_out_{mode}"])
-            assert torch.equal(torch.sigmoid(d(fx["d_in"])).view(-1), fx[f"d_out_{mode}"])
+            assert_reproduces(g(fx["z"]), fx[f"g_out_{mode}"], f"G {mode}")
+            assert_reproduces(torch.sigmoid(d(fx["d_in"])).view(-1), fx[f"d_out_{mode}"],
+                              f"D {mode}")
     for net, module in (("G", g), ("D", d)):  # BN buffers after the train-mode forward
         state = module.state_dict()
         for theirs, value in fx["bn_after_train"][f"net{net}"].items():
-            assert torch.equal(state[examples_dcgan_key(net, theirs)], value), theirs
+            assert_reproduces(state[examples_dcgan_key(net, theirs)], value, theirs)
 
 
 FILES = {"pytorch-examples-dcgan": ("netG_epoch_0.pth", "netD_epoch_0.pth"),
          "mimicry": ("mimicry-sngan32-checkpoints/netG/netG_100_steps.pth",
-                     "mimicry-sngan32-checkpoints/netD/netD_100_steps.pth")}
+                     "mimicry-sngan32-checkpoints/netD/netD_100_steps.pth"),
+         "rosinality": ("stylegan2-rosinality-train-ckpt.pt",)}  # G and D in one file
 
 
 @pytest.mark.parametrize("fmt", IMPORTERS.names())
 def test_imported_checkpoint_is_a_transfer_source(fmt, faces, tmp_path):
     assert fmt in FILES, f"import format {fmt!r} has no files in this test"
-    g_file, d_file = (REFERENCE / f for f in FILES[fmt])
-    out = cli_in_process("import", fmt, g_file, d_file, "--out", tmp_path / "src.pt")
+    files = [REFERENCE / f for f in FILES[fmt]]
+    out = cli_in_process("import", fmt, *files, "--out", tmp_path / "src.pt")
     assert out.returncode == 0, out.stderr
     ckpt = load_checkpoint(tmp_path / "src.pt")
     assert ckpt["origin"]["format"] == fmt and ckpt["config"]["data"] is None
-    assert ckpt["origin"]["files"]["G"]["path"] == str(g_file)
+    assert ckpt["origin"]["files"]["G"]["path"] == str(files[0])
     cfg = transfer_config(str(tmp_path / "src.pt"), str(faces), str(tmp_path / "run"),
                           baseline="fine-tune", iters=1, batch_size=8, metrics=[])
-    assert cfg.loss == IMPORTERS.get(fmt)[1]
+    assert cfg.loss == IMPORTERS.get(fmt).loss
     assert train(cfg).iteration == 1
 
 
@@ -121,3 +125,31 @@ def test_import_misfit_names_the_key_and_both_shapes(tmp_path):
                                          tmp_path / "netG.pth", REFERENCE / "netD_epoch_0.pth",
                                          "--out", tmp_path / "x.pt"),
                           "import", "G key 'main.4.weight' has shape [5], ours [32]")
+
+
+def test_rosinality_checkpoint_imports_g_ema_and_d(tmp_path, one_thread):
+    """train.py's checkpoint (its ``args`` an argparse.Namespace, allowed without
+    --trust-pickle) becomes a source whose G is g_ema: it reproduces the tiny32 fixture's
+    outputs, whose weights that checkpoint holds. One without D is refused in one line."""
+    path = REFERENCE / "stylegan2-rosinality-train-ckpt.pt"
+    out = cli_in_process("import", "rosinality", path, "--out", tmp_path / "src.pt")
+    assert out.returncode == 0, out.stderr
+    ckpt = load_checkpoint(tmp_path / "src.pt")
+    fx = torch.load(REFERENCE / "stylegan2-rosinality-tiny32.pt", weights_only=True)
+    g, d = build_models(ArchConfig(**ckpt["arch"]))
+    g.load_state_dict(ckpt["G"])
+    d.load_state_dict(ckpt["D"])
+    with torch.no_grad():
+        assert_reproduces(g.eval()(fx["z"]), fx["g_out"], "G")
+        assert_reproduces(d(fx["d_in"]), fx["d_out"], "D")
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        train_ckpt = torch.load(path, weights_only=True)
+    torch.save({"g_ema": train_ckpt["g_ema"], "latent_avg": torch.zeros(64)},
+               tmp_path / "converted.pt")  # what convert_weight.py writes without --disc
+    assert_one_clear_line(cli_in_process("import", "rosinality", tmp_path / "converted.pt",
+                                         "--out", tmp_path / "x.pt"),
+                          "import", "holds no discriminator 'd'")
+    assert_one_clear_line(cli_in_process("import", "rosinality", path, path,
+                                         "--out", tmp_path / "x.pt"),
+                          "import", "G and D are in one file")
+
