@@ -77,7 +77,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         # Absolute: the checkpoint records its data, which a source-choice sweep reads back.
         data=str(Path(a.data).resolve()), out=str(out.with_name(out.stem + "_run")),
-        arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm, d_width=a.d_width),
+        arch=ArchConfig(a.arch, a.resolution, a.width, a.z_dim, a.d_norm, d_width=a.d_width,
+                        mapping_layers=a.mapping_layers),
         loss=a.loss, lr=a.lr, batch_size=a.batch_size, iters=a.iters,
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
@@ -342,13 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="train a source GAN; saves G and D with metadata")
     p.add_argument("--data", required=True, help="source image folder")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
-    p.add_argument("--arch", default="dcgan", help="dcgan, dcgan-price, resnet, sngan or stylegan2")
+    p.add_argument("--arch", default="dcgan",
+                   help="dcgan, dcgan-price, resnet, sngan or stylegan2")
     p.add_argument("--d-width", type=int, help="sngan: D's base channels (default --width)")
+    p.add_argument("--mapping-layers", type=int, default=8,
+                   help="stylegan2: depth of the mapping network (default %(default)s)")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--z-dim", type=int, default=100)
     p.add_argument("--d-norm", help="D's normalisation: batch, layer, none or spectral "
-                                    "(default: the architecture's: spectral for sngan, else batch)")
+                                    "(default: the architecture's: spectral for sngan, none for "
+                                    "stylegan2, else batch)")
     p.add_argument("--loss", default="wgan")
     p.add_argument("--lr", type=float)
     p.add_argument("--iters", type=int, default=2000)
