@@ -62,6 +62,7 @@ class TrainConfig:
     lr_mult: dict[str, float] = field(default_factory=dict)
     label_smoothing: float = 0.0  # bce only: D's targets drawn from 1 +- s and 0 +- s
     label_noise: float = 0.0  # bce only: fraction of D's targets swapped
+    r1_gamma: float | None = None  # stylegan2 loss only: R1 weight (None: 10)
     n_critic: int | None = None  # None: the loss's default
     batch_size: int = 64
     iters: int = 1000
@@ -102,6 +103,13 @@ class TrainConfig:
                 raise GansweepError(f"{name}: {value!r} must be a number in [0, 1)")
             if value and self.loss != "bce":
                 raise GansweepError(f"{name}: {value!r} needs loss 'bce', not {self.loss!r}")
+        if self.r1_gamma is not None:
+            if not isinstance(self.r1_gamma, (int, float)) or isinstance(self.r1_gamma, bool) \
+                    or self.r1_gamma < 0:
+                raise GansweepError(f"r1_gamma: {self.r1_gamma!r} must be a number >= 0")
+            if self.loss != "stylegan2":
+                raise GansweepError(f"r1_gamma: {self.r1_gamma!r} needs loss 'stylegan2', not "
+                                    f"{self.loss!r}")
         if not isinstance(self.lr_mult, dict):
             raise GansweepError(f"lr_mult: {self.lr_mult!r} must map treatments to numbers")
         for name, value in self.lr_mult.items():

@@ -8,6 +8,11 @@
 - ``bce``: the non-saturating GAN loss with binary cross-entropy, Adam 2e-4 with beta1 0.5,
   one critic step (DCGAN's, as Price trains it), with Price's optional label smoothing and
   label noise on D's targets.
+- ``stylegan2``: StyleGAN2's (Karras et al. 2020, appendix B): the non-saturating logistic
+  loss, lazy R1 on real images every 16 D steps (weight ``r1_gamma``, default 10, scaled by
+  16), Adam 0.002 with betas (0, 0.99), D's lr and beta2 corrected for the lazy
+  regularisation (x 16/17, 0.99^(16/17)), one critic step. Path-length regularisation is
+  not built.
 """
 from __future__ import annotations
 
@@ -29,8 +34,15 @@ class Loss:
     lr: float
     needs_norm_free_critic = False
 
-    def optimizer(self, params: Params, lr: float) -> torch.optim.Optimizer:
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
+        """The optimiser of ``net`` (G or D)."""
         raise NotImplementedError
+
+    def d_penalty(self, critic: Critic, real: torch.Tensor,
+                  iteration: int) -> torch.Tensor | None:
+        """A regulariser of D minimised in its own step after D's loss at ``iteration``
+        (lazy regularisation); None where there is none at this iteration."""
+        return None
 
     def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return critic(fake).mean() - critic(real).mean()
@@ -51,7 +63,7 @@ class WGAN(Loss):
     lr = 5e-5
     clip = 0.01
 
-    def optimizer(self, params: Params, lr: float) -> torch.optim.Optimizer:
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=lr)
 
     @torch.no_grad()
@@ -68,7 +80,7 @@ class WGANGP(Loss):
     # The penalty is per-sample; batch norm couples samples and makes it meaningless.
     needs_norm_free_critic = True
 
-    def optimizer(self, params: Params, lr: float) -> torch.optim.Optimizer:
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.0, 0.9))
 
     def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -84,7 +96,7 @@ class Hinge(Loss):
     name = "hinge"
     lr = 2e-4
 
-    def optimizer(self, params: Params, lr: float) -> torch.optim.Optimizer:
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.0, 0.9))
 
     def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -104,7 +116,7 @@ class BCE(Loss):
     def __init__(self, label_smoothing: float = 0.0, label_noise: float = 0.0):
         self.label_smoothing, self.label_noise = label_smoothing, label_noise
 
-    def optimizer(self, params: Params, lr: float) -> torch.optim.Optimizer:
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
 
     def targets(self, n: int, real: bool, device: torch.device) -> torch.Tensor:
@@ -129,8 +141,45 @@ class BCE(Loss):
         return F.softplus(-critic(fake)).mean()  # BCE against a hard "real" target
 
 
-def get_loss(name: str, label_smoothing: float = 0.0, label_noise: float = 0.0) -> Loss:
-    """The loss ``name``; label smoothing and noise apply to ``bce`` only (TrainConfig
-    refuses them for the others)."""
+@LOSSES.register("stylegan2")
+class StyleGAN2Loss(Loss):
+    name = "stylegan2"
+    lr = 0.002
+    n_critic = 1
+    r1_every = 16
+    # R1 is a per-sample gradient norm; batch norm couples samples.
+    needs_norm_free_critic = True
+
+    def __init__(self, r1_gamma: float | None = None):
+        self.r1_gamma = 10.0 if r1_gamma is None else r1_gamma
+
+    def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
+        ratio = self.r1_every / (self.r1_every + 1) if net == "D" else 1.0
+        params = [{**g, "lr": g["lr"] * ratio} if isinstance(g, dict) and "lr" in g else g
+                  for g in params]
+        return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99 ** ratio))
+
+    def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(critic(fake)).mean() + F.softplus(-critic(real)).mean()
+
+    def g_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-critic(fake)).mean()
+
+    def d_penalty(self, critic: Critic, real: torch.Tensor,
+                  iteration: int) -> torch.Tensor | None:
+        if iteration % self.r1_every or not self.r1_gamma:
+            return None
+        real = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+        r1 = grad.pow(2).flatten(1).sum(1).mean()
+        return self.r1_gamma / 2 * r1 * self.r1_every
+
+
+def get_loss(name: str, label_smoothing: float = 0.0, label_noise: float = 0.0,
+             r1_gamma: float | None = None) -> Loss:
+    """The loss ``name``; label smoothing and noise apply to ``bce`` only, ``r1_gamma`` to
+    ``stylegan2`` only (TrainConfig refuses them for the others)."""
     cls = LOSSES.get(name)
-    return BCE(label_smoothing, label_noise) if cls is BCE else cls()
+    if cls is BCE:
+        return BCE(label_smoothing, label_noise)
+    return StyleGAN2Loss(r1_gamma) if cls is StyleGAN2Loss else cls()

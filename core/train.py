@@ -134,12 +134,12 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     g, d, arch = _init_models(cfg)
     g.to(device).train()
     d.to(device).train()
-    loss = get_loss(cfg.loss, cfg.label_smoothing, cfg.label_noise)
+    loss = get_loss(cfg.loss, cfg.label_smoothing, cfg.label_noise, cfg.r1_gamma)
     lr = cfg.lr if cfg.lr is not None else loss.lr
     g_groups = param_groups(g, cfg.g_plan or ["finetune"] * g.num_units, lr, cfg.lr_mult)
     d_groups = param_groups(d, cfg.d_plan or ["finetune"] * d.num_units, lr, cfg.lr_mult)
-    opt_g = loss.optimizer(g_groups, lr) if g_groups else None
-    opt_d = loss.optimizer(d_groups, lr) if d_groups else None
+    opt_g = loss.optimizer(g_groups, lr, "G") if g_groups else None
+    opt_d = loss.optimizer(d_groups, lr, "D") if d_groups else None
 
     # Class sub-folders are read even for an unconditional run: the classifier metric and
     # the reference set then match those of the conditional runs on the same target.
@@ -209,6 +209,11 @@ def train_step(s: TrainState) -> dict[str, float]:
             d_loss.backward()
             s.opt_d.step()
             s.loss.after_d_step(s.clip_params)
+            penalty = s.loss.d_penalty(_critic(s, y), real, s.iteration)
+            if penalty is not None:  # lazy regularisation: its own step
+                s.opt_d.zero_grad(set_to_none=True)
+                penalty.backward()
+                s.opt_d.step()
     g_loss = torch.zeros((), device=s.device)
     if s.opt_g is not None:
         # D's parameters need no gradient for the generator update.

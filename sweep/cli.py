@@ -43,6 +43,8 @@ def _add_loss_options(p: argparse.ArgumentParser) -> None:
                    help="loss bce: D's targets drawn from 1 +- S and 0 +- S (Price: 0.2)")
     p.add_argument("--label-noise", type=float, default=0.0,
                    help="loss bce: fraction of D's targets swapped")
+    p.add_argument("--r1-gamma", type=float,
+                   help="loss stylegan2: weight of the lazy R1 penalty (default 10)")
 
 
 def _lr_mult(text: str | None) -> dict[str, float]:
@@ -82,7 +84,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
         loss=a.loss, lr=a.lr, batch_size=a.batch_size, iters=a.iters,
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
-        label_smoothing=a.label_smoothing, label_noise=a.label_noise,
+        label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
         inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device)
     state = setup(cfg, a.resume)
     with Progress(cfg.iters, "it", "pretrain", a.quiet, done=state.iteration) as progress:
@@ -110,7 +112,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
         bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
         device=a.device, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
-        label_smoothing=a.label_smoothing, label_noise=a.label_noise, **overrides)
+        label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
+        **overrides)
     state = setup(cfg, Path(a.out) / "checkpoint.pt" if a.resume else None)
     with Progress(cfg.iters, "it", cfg.label, a.quiet, done=state.iteration) as progress:
         train(cfg, state=state, progress=progress)

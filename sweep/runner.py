@@ -95,7 +95,7 @@ def _trial_config(config: dict[str, Any], out: str, device: str):
         resolution=common["resolution"],
         fid_real=common["fid_real"], eval_at_start=common["eval_at_start"],
         lr_mult=common["lr_mult"], label_smoothing=common["label_smoothing"],
-        label_noise=common["label_noise"],
+        label_noise=common["label_noise"], r1_gamma=common["r1_gamma"],
         metrics=common["metrics"], iw_steps=common["iw_steps"],
         classifier_steps=common["classifier_steps"],
         classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],
@@ -273,6 +273,7 @@ class Recorder(tune.Callback):
         self.state.event("end", trial.trial_id, status=status)
         self.state.mark_done(trial.trial_id)
         self.state.compact_if_due()
+        self.push(force=True)  # a trial's end reaches the bucket at once
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.state.event("error", trial.trial_id, error=_error_text(trial))

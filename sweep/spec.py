@@ -87,6 +87,7 @@ class Training:
     lr_mult: dict = field(default_factory=dict)  # treatment -> multiplier of lr
     label_smoothing: float = 0.0  # loss 'bce' only
     label_noise: float = 0.0  # loss 'bce' only
+    r1_gamma: float | None = None  # loss 'stylegan2' only (None: 10)
 
 
 @dataclass(frozen=True)
@@ -422,10 +423,13 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     budget = _section("budget", data["budget"], Budget)
     training = _section("training", data.get("training"), Training)
     for loss in axes["loss"]:  # the trial's own checks (core.config), once per loss
+        # A null loss is the source's, known when the trial starts: checked as the loss
+        # the options need (the trial checks the real one).
+        loss = loss or ("stylegan2" if training.r1_gamma is not None else "bce")
         try:
-            TrainConfig(data="", out="", loss=loss or "bce", lr_mult=training.lr_mult,
+            TrainConfig(data="", out="", loss=loss, lr_mult=training.lr_mult,
                         label_smoothing=training.label_smoothing,
-                        label_noise=training.label_noise)
+                        label_noise=training.label_noise, r1_gamma=training.r1_gamma)
         except GansweepError as e:
             raise GansweepError(f"training.{e}") from None
     scheduler = _section("scheduler", data.get("scheduler"), Scheduler)

@@ -31,6 +31,7 @@ from gansweep.core.config import default_cache_dir
 from gansweep.core.errors import GansweepError
 
 MIRROR_FILE = ".gansweep-mirror"  # in a mirror's root: the URI it mirrors (never pushed)
+STATE_DIR = "gansweep"  # the sweep's own records (sweep.state)
 
 
 def is_uri(location: str | os.PathLike | None) -> bool:
@@ -112,7 +113,12 @@ class Mirror:
         and that the local copy no longer has. Returns the number uploaded."""
         filesystem, root, remote = self._remote(rel)
         sent = 0
-        for path in sorted((self.local / rel).rglob("*")):
+        # Our records first: locally they are always ahead of Tune's snapshot, and a push
+        # cut short must leave them so in the bucket too (else a trial Tune calls ended
+        # would have no record of its results).
+        paths = sorted((self.local / rel).rglob("*"),
+                       key=lambda p: (p.relative_to(self.local).parts[:1] != (STATE_DIR,), p))
+        for path in paths:
             r = path.relative_to(self.local).as_posix()
             if r == MIRROR_FILE or _in_flight(r) or (not checkpoints and _is_checkpoint(r)):
                 continue
