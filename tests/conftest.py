@@ -50,8 +50,9 @@ def make_source(out: Path, data: Path, arch: ArchConfig, loss: str = "wgan",
 TINY = {"dcgan": ArchConfig("dcgan", 32, 8, 16, "batch"),
         "dcgan64": ArchConfig("dcgan", 64, 4, 16, "batch"),
         "resnet": ArchConfig("resnet", 32, 4, 16, "layer"),
-        "sngan": ArchConfig("sngan", 32, 8, 16)}
-LOSS_OF_NORM = {"batch": "wgan", "layer": "wgan-gp", "spectral": "hinge"}
+        "sngan": ArchConfig("sngan", 32, 8, 16),
+        "stylegan2": ArchConfig("stylegan2", 32, 8, 16, mapping_layers=2)}
+LOSS_OF_NORM = {"batch": "wgan", "layer": "wgan-gp", "spectral": "hinge", "none": "stylegan2"}
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ CLOSED_FORMS = {  # name -> (D's loss, G's loss) on critic outputs r (real), f (
     "wgan-gp": (f.mean() - r.mean() + 10 * (np.linalg.norm(W.numpy()) - 1) ** 2, -f.mean()),
     "hinge": (np.maximum(0, 1 - r).mean() + np.maximum(0, 1 + f).mean(), -f.mean()),
     "bce": (softplus(-r).mean() + softplus(f).mean(), softplus(-f).mean()),
+    "stylegan2": (softplus(-r).mean() + softplus(f).mean(), softplus(-f).mean()),
 }
 
 
@@ -59,7 +60,26 @@ def test_label_smoothing_and_noise_draw_from_their_ranges():
     assert BCE().targets(4, True, "cpu").tolist() == [1.0] * 4  # off by default
 
 
+def test_stylegan2_lazy_r1_and_adam_settings():
+    """R1 = gamma/2 E|grad D(real)|^2, applied every 16th D step and scaled by 16; Adam's lr
+    and beta2 corrected by 16/17 for D only (Karras et al. 2020, appendix B)."""
+    loss = get_loss("stylegan2", r1_gamma=4.0)
+    critic = lambda x: x.flatten(1) @ W  # noqa: E731  (input gradient W for every sample)
+    real = torch.randn(4, 3, 1, 1)
+    penalties = {i: loss.d_penalty(critic, real, i) for i in range(33)}
+    assert {i for i, p in penalties.items() if p is not None} == {0, 16, 32}
+    assert penalties[16].item() == pytest.approx(4.0 / 2 * W.dot(W).item() * 16, rel=1e-6)
+    assert get_loss("stylegan2").r1_gamma == 10.0
+    w = torch.nn.Parameter(torch.zeros(2))
+    d_opt = loss.optimizer([{"params": [w], "lr": 0.002}], 0.002, "D").param_groups[0]
+    g_opt = loss.optimizer([w], 0.002, "G").param_groups[0]
+    assert d_opt["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert d_opt["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    assert g_opt["lr"] == 0.002 and g_opt["betas"] == (0.0, 0.99)
+
+
 @pytest.mark.parametrize("over, fragment", [
+    ({"loss": "wgan", "r1_gamma": 5.0}, "r1_gamma: 5.0 needs loss 'stylegan2'"),
     ({"loss": "wgan", "label_smoothing": 0.2}, "label_smoothing: 0.2 needs loss 'bce'"),
     ({"loss": "bce", "label_noise": 1.5}, "label_noise: 1.5 must be a number in [0, 1)"),
 ])

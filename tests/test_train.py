@@ -20,6 +20,7 @@ def _states_equal(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize("source, loss, augment, ema_kimg", [
     ("dcgan", "wgan", "mild+diffaug", 0.1),
     ("resnet", "wgan-gp", "flip", None),
+    ("stylegan2", "stylegan2", "diffaug", 0.1),  # noise inputs and lazy R1 at iteration 0
 ])
 def test_resume_continues_identically(sources, faces, tmp_path, source, loss, augment,
                                       ema_kimg):
