@@ -23,13 +23,8 @@ class MLflowTracker(MLflowLoggerCallback):
     def log_trial_start(self, trial) -> None:
         if trial in self._trial_runs:
             return
-        client = self.mlflow_util._get_client()
-        found = client.search_runs([self.mlflow_util.experiment_id], max_results=1,
-                                   filter_string=f"tags.gansweep_trial_id = '{trial.trial_id}'")
-        if found:
-            run_id = found[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
-        else:
+        run_id = self._continue(trial)
+        if run_id is None:
             setting = trial.config["trial"]
             run = self.mlflow_util.start_run(
                 tags={**self.tags, "gansweep_trial_id": trial.trial_id,
@@ -39,6 +34,23 @@ class MLflowTracker(MLflowLoggerCallback):
             self.mlflow_util.log_params(run_id=run_id, params_to_log={
                 k: "" if v is None else v for k, v in setting.items()})
         self._trial_runs[trial] = run_id
+
+    def _continue(self, trial) -> str | None:
+        """The run of a resumed trial, marked running again; None if there is none, or if
+        the store lost part of it (a file store copied from a bucket mid-write)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.mlflow_util._get_client()
+        try:
+            found = client.search_runs(
+                [self.mlflow_util.experiment_id], max_results=1,
+                filter_string=f"tags.gansweep_trial_id = '{trial.trial_id}'")
+            if found:
+                client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0].info.run_id
+        except MlflowException:
+            pass
+        return None
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         self.mlflow_util.log_metrics(run_id=self._trial_runs[trial],
