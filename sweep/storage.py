@@ -6,8 +6,9 @@ that folder is a **mirror** of ``URI/NAME`` under ``$GANSWEEP_CACHE/mirrors/``, 
 bucket holds the truth:
 
 - the driver pulls the sweep (without trial checkpoints) before it resumes, reports or shows
-  status, and pushes what changed every ``GANSWEEP_PUSH_S`` seconds (default 30) while the
-  sweep runs, when a phase ends and after writing the report;
+  status, and pushes what changed (its records first) when a trial ends, every
+  ``GANSWEEP_PUSH_S`` seconds (default 30) while the sweep runs, when a phase ends and after
+  writing the report;
 - a trial, wherever Ray runs it, pulls its own folder (its newest checkpoint) and the shared
   real-data statistics when it starts, and pushes its folder after every evaluation
   (checkpoint, samples, metrics), removing the checkpoints it has replaced.
@@ -71,9 +72,11 @@ class Mirror:
 
     @classmethod
     def of(cls, uri: str) -> Mirror:
-        name = uri.partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
-        parent = hashlib.sha256(uri.rpartition(name)[0].encode()).hexdigest()[:16]
-        return cls(uri, Path(default_cache_dir()) / "mirrors" / parent / name)
+        """The mirror of the sweep at ``uri``: ``mirrors/<hash of its storage>/<name>``."""
+        path, sep, query = uri.partition("?")
+        storage, _, name = path.rstrip("/").rpartition("/")
+        key = hashlib.sha256(f"{storage}{sep}{query}".encode()).hexdigest()[:16]
+        return cls(uri, Path(default_cache_dir()) / "mirrors" / key / name)
 
     @classmethod
     def of_local(cls, sweep_dir: Path) -> Mirror | None:
