@@ -14,6 +14,7 @@ from gansweep.core.checkpoint import load_checkpoint
 from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
+from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import (
     COND_HEADS,
@@ -80,6 +81,7 @@ class TrainConfig:
     seed: int = 0
     bn_stats: str = "adapt"
     inception_weights: str | None = None
+    lpips_weights: str | None = None  # intra_lpips (core.lpips); None: $GANSWEEP_LPIPS_WEIGHTS
     cache_dir: str | None = None  # real-data FID statistics; None: $GANSWEEP_CACHE or ~/.cache
     device: str = "auto"
     # Evaluate an EMA of G's weights (core.ema) with this half-life in thousands of images;
@@ -135,6 +137,8 @@ class TrainConfig:
                 raise GansweepError(f"{name}: {value!r} must be a positive integer or null")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise GansweepError(f"lr: {self.lr!r} must be a positive number")
+        if "intra_lpips" in self.metrics:
+            resolve_lpips_weights(self.lpips_weights)  # one line before anything runs
         if "classifier" in self.metrics and self.classifier_negatives is None:
             raise GansweepError("classifier_negatives: the 'classifier' metric needs a folder "
                                 "of images that are not the target (default: the source's "

@@ -123,7 +123,8 @@ def evaluate(s: TrainState) -> dict[str, float]:
         extractor = get_extractor(resolve_weights(s.cfg.inception_weights), s.device)
         stats = FeatureStats(*extractor.run(fake))
         evaluation = Evaluation(s.real, stats, s.reference.images, fake, labels, s.classifier,
-                                s.cfg.iw_steps, s.cfg.seed, s.device)
+                                s.cfg.iw_steps, s.cfg.seed, s.device, s.data,
+                                s.cfg.lpips_weights)
         record.update(compute_metrics(evaluation, s.cfg.metrics))
         if "is" in s.cfg.metrics:
             record["is_sd"] = stats.inception_score[1]  # the mean is the metric, cached

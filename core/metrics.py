@@ -22,6 +22,7 @@ from gansweep.core.critics import TargetClassifier, independent_wasserstein
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
+from gansweep.core.lpips import intra_lpips, load_lpips, resolve_lpips_weights
 from gansweep.core.numerics import fp32_features
 from gansweep.core.progress import Progress
 from gansweep.core.registry import Registry
@@ -199,12 +200,14 @@ class Evaluation:
     iw_steps: int = 300
     seed: int = 0
     device: torch.device | str = "cpu"
+    train_images: torch.Tensor | None = None  # the images G is trained on (few-shot set)
+    lpips_weights: str | None = None
 
 
 MetricFn = Callable[[Evaluation], float]
 METRICS: Registry[MetricFn] = Registry("metric")
 register_metric = METRICS.register
-HIGHER_IS_BETTER = ("iw", "classifier", "is")
+HIGHER_IS_BETTER = ("iw", "classifier", "is", "intra_lpips")
 
 
 def worst_value(name: str) -> float:
@@ -363,6 +366,14 @@ def _classifier(e: Evaluation) -> float:
         raise GansweepError("metric 'classifier' needs a trained target classifier "
                             "(classifier_negatives)")
     return e.classifier.score(e.fake_images, e.fake_labels, e.device)
+
+
+@register_metric("intra_lpips")
+def _intra_lpips(e: Evaluation) -> float:
+    if e.train_images is None or e.fake_images is None:
+        raise GansweepError("metric 'intra_lpips' needs the generated and training images")
+    net = load_lpips(resolve_lpips_weights(e.lpips_weights), str(e.device))
+    return intra_lpips(net, e.fake_images, e.train_images)
 
 
 def compute_metrics(evaluation: Evaluation, names: list[str]) -> dict[str, float]:

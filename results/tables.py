@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gansweep.core.fileio import atomic_write
+from gansweep.core.metrics import METRICS
 from gansweep.core.treatments import Partition, parse_partition
 from gansweep.sweep.spec import Trial
 from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SPEC_FILE, SweepState
@@ -41,11 +42,7 @@ TRIAL_SCHEMA = pa.schema([
     ("g_init", pa.string()), ("d_init", pa.string()), ("seed", pa.int64()),
     ("phase", pa.string()), ("status", pa.string()),
     ("score", pa.float64()), ("score_sd", pa.float64()),
-    ("best_fid", pa.float64()), ("best_kid", pa.float64()),
-    ("last_fid", pa.float64()), ("last_kid", pa.float64()),
-    ("best_is", pa.float64()), ("last_is", pa.float64()),
-    ("best_iw", pa.float64()), ("last_iw", pa.float64()),
-    ("best_classifier", pa.float64()), ("last_classifier", pa.float64()),
+    *[(f"{when}_{m}", pa.float64()) for m in METRICS for when in ("best", "last")],
     ("iterations", pa.int64()), ("max_iters", pa.int64()), ("evaluations", pa.int64()),
     ("wall_s", pa.float64()), ("images_per_s", pa.float64()),
     ("trainable_g", pa.int64()), ("trainable_d", pa.int64()),
@@ -58,8 +55,7 @@ TRIAL_SCHEMA = pa.schema([
 
 METRIC_SCHEMA = pa.schema([
     ("trial_id", pa.string()), ("label", pa.string()), ("iteration", pa.int64()),
-    ("fid", pa.float64()), ("kid", pa.float64()), ("is", pa.float64()), ("is_sd", pa.float64()),
-    ("iw", pa.float64()), ("classifier", pa.float64()),
+    *[(m, pa.float64()) for m in METRICS], ("is_sd", pa.float64()),
     ("class_fid", pa.map_(pa.string(), pa.float64())),
     ("fid_sd", pa.float64()), ("fid_rung", pa.float64()), ("fid_rung_sd", pa.float64()),
     ("score", pa.float64()), ("score_sd", pa.float64()),
@@ -135,9 +131,8 @@ def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
     rows = [{"trial_id": r["trial_id"], "label": labels.get(r["trial_id"]),
              "iteration": r["iteration"],
              "class_fid": list(r["class_fid"].items()) if r.get("class_fid") else None,
-             **{k: _float(r.get(k)) for k in ("fid", "kid", "is", "is_sd", "iw", "classifier",
-                                              "fid_sd", "fid_rung", "fid_rung_sd", "score",
-                                              "score_sd")},
+             **{k: _float(r.get(k)) for k in (*METRICS, "is_sd", "fid_sd", "fid_rung",
+                                              "fid_rung_sd", "score", "score_sd")},
              "d_loss": r.get("d_loss"),
              "g_loss": r.get("g_loss"), "images_per_s": r.get("images_per_s"),
              "train_seconds": r.get("train_seconds"), "elapsed_s": r.get("time_total_s"),
@@ -223,12 +218,8 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
         "g_init": config["g_init"], "d_init": config["d_init"], "seed": config["seed"],
         "phase": config["phase"], "status": rec.get("status", "pending"),
         "score": _float(last.get("score")), "score_sd": _float(last.get("score_sd")),
-        "best_fid": _float(best.get("fid")), "best_kid": _float(best.get("kid")),
-        "last_fid": _float(last.get("fid")), "last_kid": _float(last.get("kid")),
-        "best_is": _float(best.get("is")), "last_is": _float(last.get("is")),
-        "best_iw": _float(best.get("iw")), "last_iw": _float(last.get("iw")),
-        "best_classifier": _float(best.get("classifier")),
-        "last_classifier": _float(last.get("classifier")),
+        **{f"best_{m}": _float(best.get(m)) for m in METRICS},
+        **{f"last_{m}": _float(last.get(m)) for m in METRICS},
         "iterations": rec.get("iteration", 0), "max_iters": max_iters,
         "evaluations": len(history),
         "wall_s": rec.get("time_total_s", 0.0), "images_per_s": last.get("images_per_s"),

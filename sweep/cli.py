@@ -32,6 +32,9 @@ def _add_fid_options(p: argparse.ArgumentParser, samples: int) -> None:
                    help="generated images per FID/KID evaluation (default %(default)s)")
     p.add_argument("--metrics", default="fid,kid",
                    help="comma-separated metrics, or 'none' (default %(default)s)")
+    p.add_argument("--lpips-weights", metavar="PATH",
+                   help="LPIPS weights for intra_lpips (core/lpips.py); default "
+                        "$GANSWEEP_LPIPS_WEIGHTS")
     p.add_argument("--cache-dir", help="where real-data FID statistics are cached "
                                        "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:N]")
@@ -85,7 +88,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
         label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
-        inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device)
+        inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device,
+        lpips_weights=a.lpips_weights)
     state = setup(cfg, a.resume)
     with Progress(cfg.iters, "it", "pretrain", a.quiet, done=state.iteration) as progress:
         train(cfg, state=state, progress=progress)
@@ -111,6 +115,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         augment=a.augment, iters=a.iters, eval_every=a.eval_every,
         fid_samples=a.fid_samples, metrics=_metrics(a.metrics), seed=a.seed,
         bn_stats=a.bn_stats, inception_weights=a.inception_weights, cache_dir=a.cache_dir,
+        lpips_weights=a.lpips_weights,
         device=a.device, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
         label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
         **overrides)

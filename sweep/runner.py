@@ -100,6 +100,7 @@ def _trial_config(config: dict[str, Any], out: str, device: str):
         classifier_steps=common["classifier_steps"],
         classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],
         inception_weights=common["inception_weights"], cache_dir=common["cache_dir"],
+        lpips_weights=common["lpips_weights"],
         ema_kimg=common["ema_kimg"], ema_rampup=common["ema_rampup"],
         rung_fid_samples=common["rung_fid_samples"], rung_milestones=common["rung_milestones"],
         deterministic=common["deterministic"], device=device, **overrides)
@@ -399,6 +400,7 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
+            "lpips_weights": spec.lpips_weights,
             "cache_dir": str(sweep_dir),  # trials read sweep_dir/fid-stats
             "sweep_dir": str(sweep_dir)}
 

@@ -22,6 +22,7 @@ from gansweep.core.config import INITS, TrainConfig
 from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
+from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import COND_HEADS, ArchConfig, cross_resolution, unit_counts
 from gansweep.core.treatments import (
@@ -190,6 +191,7 @@ class SweepSpec:
     max_failures: int = 2
     trackers: list[str] = field(default_factory=list)  # sweep.trackers
     inception_weights: str | None = None
+    lpips_weights: str | None = None  # intra_lpips (core.lpips)
     iw_steps: int = 300
     classifier_steps: int = 300
     classifier_negatives: str | None = None  # default: the first source's training data
@@ -236,7 +238,7 @@ TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "ba
             "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
             "resources", "max_concurrent", "max_failures", "trackers", "inception_weights",
-            "ema_kimg", "ema_rampup", "confirm", "deterministic"]
+            "lpips_weights", "ema_kimg", "ema_rampup", "confirm", "deterministic"]
 
 
 def _init_compatible(setting: dict[str, Any], g_init: str, d_init: str) -> bool:
@@ -458,6 +460,11 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     weights = data.get("inception_weights")
     if weights is not None:
         weights = _path(base, "inception_weights", weights, problems)
+    lpips = data.get("lpips_weights")
+    if lpips is not None:
+        lpips = _path(base, "lpips_weights", lpips, problems)
+    elif "intra_lpips" in metrics:
+        resolve_lpips_weights(None)  # $GANSWEEP_LPIPS_WEIGHTS, else one clear line
     ints = {}
     for key, low in (("max_concurrent", 0), ("max_failures", 0), ("freeze_d_depth", 0),
                      ("iw_steps", 1), ("classifier_steps", 1)):
@@ -470,14 +477,15 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     raw = {**data, "source": sources if isinstance(data.get("source"), list) else sources[0],
            "target": targets if isinstance(data["target"], list) else targets[0],
            **({"arch": asdict(arch)} if arch else {})}
-    for key, value in (("inception_weights", weights), ("classifier_negatives", negatives)):
+    for key, value in (("inception_weights", weights), ("lpips_weights", lpips),
+                       ("classifier_negatives", negatives)):
         if value is not None:
             raw[key] = value
     spec = SweepSpec(name, sources, targets, arch, pairs, baselines, plans, axes, budget,
                      scheduler, metric, metrics, resources, training, modulation,
                      bn_stats=bn_stats,
                      ema_kimg=ema_kimg, ema_rampup=ema_rampup, deterministic=deterministic,
-                     trackers=trackers, inception_weights=weights,
+                     trackers=trackers, inception_weights=weights, lpips_weights=lpips,
                      classifier_negatives=negatives,
                      problems=problems, raw=raw, **ints)
     spec.confirm = _confirm(data.get("confirm"), axes["seed"], len(spec.settings()))

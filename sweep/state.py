@@ -27,7 +27,7 @@ from typing import Any
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
-from gansweep.core.metrics import HIGHER_IS_BETTER
+from gansweep.core.metrics import HIGHER_IS_BETTER, METRICS
 from gansweep.sweep.storage import Mirror, is_uri, join
 
 # In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
@@ -51,7 +51,7 @@ COMPACT_S = 30.0
 # What a record keeps of a trial's last result.
 # What the driver keeps of each result a trial reports (the results log), and of those what
 # the trial's record keeps as its last values: everything but the per-report bookkeeping.
-RESULT_KEYS = ("iteration", "fid", "kid", "is", "is_sd", "iw", "classifier", "class_fid", "fid_sd",
+RESULT_KEYS = ("iteration", *METRICS, "is_sd", "class_fid", "fid_sd",
                "fid_rung", "fid_rung_sd", "score", "score_sd", "d_loss", "g_loss", "images_per_s",
                "train_seconds", "time_total_s", "diverged", "error", "node_id", "node_ip",
                "trainable_g", "trainable_d", "loss", "lr", "lr_mult", "label_smoothing",
@@ -240,7 +240,7 @@ class SweepState:
         rec["time_total_s"] = float(r.get("time_total_s") or 0.0)
         rec["node_ip"] = r.get("node_ip")
         rec["last"] = {k: r.get(k) for k in LAST_KEYS}
-        for m in ("fid", "kid", *HIGHER_IS_BETTER):
+        for m in METRICS:
             value, best = r.get(m), rec["best"].get(m)
             sign = -1 if m in HIGHER_IS_BETTER else 1
             if value is not None and (best is None or sign * value < sign * best):
@@ -310,7 +310,7 @@ def status_text(sweep_dir: Path) -> str:
     lines = [f"sweep {state.data['name']} at {sweep_dir}",
              f"trials: {state.expected} expected; " +
              ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
-    for metric in ("fid", "kid", "is"):
+    for metric in METRICS:
         scored = [(t["best"][metric], t) for t in state.trials.values()
                   if t["best"].get(metric) is not None]
         if scored:
