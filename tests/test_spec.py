@@ -33,17 +33,29 @@ def test_dissertation_dry_run_counts_441_plus_baselines():
     assert len([line for line in out.stdout.splitlines() if line.startswith("D(")]) == 441
 
 
+def test_stylegan2_fewshot_dry_run(monkeypatch):
+    """The few-shot spec (StyleGAN2, 8 + 8 units, 10-shot) expands to 16 pairs + 3
+    baselines."""
+    monkeypatch.chdir(ROOT)
+    s = load_spec("stylegan2_fewshot")
+    trials = s.trials()
+    assert len(trials) == 19 and sum(t.baseline is None for t in trials) == 16
+    assert s.arch.name == "stylegan2" and s.metrics == ["fid", "kid", "intra_lpips"]
+    assert {t.target_size for t in trials} == {10}
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "search_spaces").glob("*.yaml")))
 def test_shipped_specs_parse(name, monkeypatch):
     """Every shipped spec, found by glob, parses and expands; the only problems are the
-    inputs its header tells the user to make (a source checkpoint they pretrain, derived data
-    folders, their own data), never a spec error."""
+    inputs its header tells the user to make (a source checkpoint they pretrain or import,
+    derived data folders, their own data, LPIPS weights), never a spec error."""
     monkeypatch.chdir(ROOT)  # shipped specs' paths are relative to the current directory
     s = load_spec(name)
     assert s.trials()
     for problem in s.problems:  # the shared emoji data, beside the checkout, is there
         field, _, rest = problem.partition(": ")
-        assert field in ("source", "target") and "does not exist" in rest, problem
+        assert field in ("source", "target", "lpips_weights") and "does not exist" in rest, \
+            problem
         assert "../shared" not in rest, problem
 
 
