@@ -207,12 +207,13 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 class BatchSampler:
     """Draws batches without replacement within an epoch, from its own torch generator, so
-    that its state can be checkpointed and resumed exactly."""
+    that its state can be checkpointed and resumed exactly. A set smaller than the batch (a
+    10-shot target with StyleGAN2's batch of 16) fills each batch from as many consecutive
+    epochs as it takes: n images in a batch of b each appear floor(b/n) or ceil(b/n) times."""
 
     def __init__(self, n: int, batch_size: int, seed: int, source: str):
-        if n < batch_size:
-            raise GansweepError(f"{source}: {n} images, fewer than the batch size {batch_size}; "
-                                f"lower batch_size or add images")
+        if n < 1:
+            raise GansweepError(f"{source}: no images")
         self.n, self.batch_size = n, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self._perm = torch.empty(0, dtype=torch.long)
@@ -220,7 +221,9 @@ class BatchSampler:
 
     def next(self) -> torch.Tensor:
         if self._pos + self.batch_size > self._perm.numel():
-            self._perm = torch.randperm(self.n, generator=self.generator)
+            epochs = -(-self.batch_size // self.n)  # 1 unless the set is smaller than a batch
+            self._perm = torch.cat([torch.randperm(self.n, generator=self.generator)
+                                    for _ in range(epochs)])
             self._pos = 0
         idx = self._perm[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size

@@ -90,12 +90,16 @@ def test_subset_is_deterministic(faces):
         full.subset(41, 0)
 
 
-def test_sampler_epochs_and_too_few_images():
+def test_sampler_epochs_and_sets_smaller_than_a_batch():
     s = BatchSampler(10, 4, seed=0, source="x")
     first_epoch = torch.cat([s.next(), s.next()])
     assert len(set(first_epoch.tolist())) == 8
-    with pytest.raises(GansweepError, match="3 images, fewer than the batch size 4"):
-        BatchSampler(3, 4, seed=0, source="x")
+    few = BatchSampler(10, 16, seed=0, source="x")  # 10-shot, StyleGAN2's batch
+    for _ in range(3):
+        counts = torch.bincount(few.next(), minlength=10)
+        assert counts.sum() == 16 and set(counts.tolist()) == {1, 2}
+    with pytest.raises(GansweepError, match="x: no images"):
+        BatchSampler(0, 4, seed=0, source="x")
 
 
 def test_quantize_matches_saved_png(tmp_path):

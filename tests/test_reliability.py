@@ -63,8 +63,6 @@ BAD_FOLDERS = {  # case -> (folder maker, what the one line must say)
     "enormous image": (lambda r: _folder(r, "huge", {**_rgb(8), "huge.png": Image.new(
         "L", (8200, 8200))}), f"huge.png: image of 8200x8200 pixels is too large (limit "
                               f"{MAX_PIXELS} pixels)"),
-    "fewer images than the batch": (lambda r: _folder(r, "few", _rgb(3)),
-                                    "3 images, fewer than the batch size 8"),
 }
 
 
