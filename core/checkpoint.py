@@ -87,6 +87,7 @@ def checkpoint_state(s: TrainState, lean: bool = False) -> dict[str, Any]:
         "opt_d": s.opt_d.state_dict() if s.opt_d else None,
         "iteration": s.iteration, "train_seconds": s.train_seconds,
         "history": s.history, "last_losses": s.last_losses, "numerics": s.numerics,
+        "loss": s.loss.state_dict(),
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else [],
                 "sampler": s.sampler.state_dict()},
@@ -120,6 +121,8 @@ def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
             opt.load_state_dict(ckpt[key])
     s.iteration, s.train_seconds = ckpt["iteration"], ckpt["train_seconds"]
     s.history, s.last_losses = list(ckpt["history"]), dict(ckpt["last_losses"])
+    if "loss" in ckpt:  # written since the stylegan2 loss (a path-length running mean)
+        s.loss.load_state_dict(ckpt["loss"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     if s.device.type == "cuda" and ckpt["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])

@@ -64,6 +64,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # bce only: D's targets drawn from 1 +- s and 0 +- s
     label_noise: float = 0.0  # bce only: fraction of D's targets swapped
     r1_gamma: float | None = None  # stylegan2 loss only: R1 weight (None: 10)
+    path_length: float = 0.0  # stylegan2 loss and generator only: path-length weight (0: off)
     n_critic: int | None = None  # None: the loss's default
     batch_size: int = 64
     iters: int = 1000
@@ -112,6 +113,12 @@ class TrainConfig:
             if self.loss != "stylegan2":
                 raise GansweepError(f"r1_gamma: {self.r1_gamma!r} needs loss 'stylegan2', not "
                                     f"{self.loss!r}")
+        if not isinstance(self.path_length, (int, float)) or isinstance(self.path_length, bool) \
+                or self.path_length < 0:
+            raise GansweepError(f"path_length: {self.path_length!r} must be a number >= 0")
+        if self.path_length and (self.loss != "stylegan2" or self.arch.name != "stylegan2"):
+            raise GansweepError(f"path_length: {self.path_length!r} needs loss and architecture "
+                                f"'stylegan2', not {self.loss!r} and {self.arch.name!r}")
         if not isinstance(self.lr_mult, dict):
             raise GansweepError(f"lr_mult: {self.lr_mult!r} must map treatments to numbers")
         for name, value in self.lr_mult.items():

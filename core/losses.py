@@ -10,12 +10,15 @@
   label noise on D's targets.
 - ``stylegan2``: StyleGAN2's (Karras et al. 2020, appendix B): the non-saturating logistic
   loss, lazy R1 on real images every 16 D steps (weight ``r1_gamma``, default 10, scaled by
-  16), Adam 0.002 with betas (0, 0.99), D's lr and beta2 corrected for the lazy
-  regularisation (x 16/17, 0.99^(16/17)), one critic step. Path-length regularisation is
-  not built.
+  16), optional lazy path-length regularisation of G every 4 G steps (weight
+  ``path_length``, StyleGAN2's 2; default 0: off; half the batch, decay 0.01, scaled by 4;
+  needs the ``stylegan2`` generator), Adam 0.002 with betas (0, 0.99), each net's lr and
+  beta2 corrected for its lazy regularisation (x 16/17 and 0.99^(16/17) for D, x 4/5 for G
+  with path length), one critic step.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -43,6 +46,20 @@ class Loss:
         """A regulariser of D minimised in its own step after D's loss at ``iteration``
         (lazy regularisation); None where there is none at this iteration."""
         return None
+
+    def g_penalty(self, generator: nn.Module, noise: Callable[[int], torch.Tensor], batch: int,
+                  iteration: int) -> torch.Tensor | None:
+        """A regulariser of G minimised in its own step after G's loss (latents drawn by
+        ``noise(n)`` only where it applies, so other losses' random streams are untouched);
+        None where there is none at this iteration."""
+        return None
+
+    def state_dict(self) -> dict:
+        """What the loss keeps between steps (checkpointed for an exact resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return critic(fake).mean() - critic(real).mean()
@@ -150,11 +167,17 @@ class StyleGAN2Loss(Loss):
     # R1 is a per-sample gradient norm; batch norm couples samples.
     needs_norm_free_critic = True
 
-    def __init__(self, r1_gamma: float | None = None):
+    path_every = 4
+    path_decay = 0.01
+
+    def __init__(self, r1_gamma: float | None = None, path_length: float = 0.0):
         self.r1_gamma = 10.0 if r1_gamma is None else r1_gamma
+        self.path_length = path_length
+        self.mean_path_length = 0.0  # the running mean the penalty pulls path lengths to
 
     def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
-        ratio = self.r1_every / (self.r1_every + 1) if net == "D" else 1.0
+        every = self.r1_every if net == "D" else self.path_every if self.path_length else 0
+        ratio = every / (every + 1) if every else 1.0
         params = [{**g, "lr": g["lr"] * ratio} if isinstance(g, dict) and "lr" in g else g
                   for g in params]
         return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99 ** ratio))
@@ -174,12 +197,32 @@ class StyleGAN2Loss(Loss):
         r1 = grad.pow(2).flatten(1).sum(1).mean()
         return self.r1_gamma / 2 * r1 * self.r1_every
 
+    def g_penalty(self, generator: nn.Module, noise: Callable[[int], torch.Tensor], batch: int,
+                  iteration: int) -> torch.Tensor | None:
+        if not self.path_length or iteration % self.path_every:
+            return None
+        images, latents = generator(noise(max(1, batch // 2)), return_latents=True)
+        # Random image-space directions scaled so the expected length does not depend on
+        # the resolution; the Jacobian-vector lengths are pulled to their running mean.
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grad,) = torch.autograd.grad((images * noise).sum(), latents, create_graph=True)
+        lengths = grad.pow(2).sum(2).mean(1).sqrt()
+        mean = self.mean_path_length + self.path_decay * (lengths.mean() - self.mean_path_length)
+        self.mean_path_length = float(mean.detach())
+        return self.path_length * self.path_every * (lengths - mean).pow(2).mean()
+
+    def state_dict(self) -> dict:
+        return {"mean_path_length": self.mean_path_length}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean_path_length = float(state["mean_path_length"])
+
 
 def get_loss(name: str, label_smoothing: float = 0.0, label_noise: float = 0.0,
-             r1_gamma: float | None = None) -> Loss:
-    """The loss ``name``; label smoothing and noise apply to ``bce`` only, ``r1_gamma`` to
-    ``stylegan2`` only (TrainConfig refuses them for the others)."""
+             r1_gamma: float | None = None, path_length: float = 0.0) -> Loss:
+    """The loss ``name``; label smoothing and noise apply to ``bce`` only, ``r1_gamma`` and
+    ``path_length`` to ``stylegan2`` only (TrainConfig refuses them for the others)."""
     cls = LOSSES.get(name)
     if cls is BCE:
         return BCE(label_smoothing, label_noise)
-    return StyleGAN2Loss(r1_gamma) if cls is StyleGAN2Loss else cls()
+    return StyleGAN2Loss(r1_gamma, path_length) if cls is StyleGAN2Loss else cls()

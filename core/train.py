@@ -134,7 +134,8 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     g, d, arch = _init_models(cfg)
     g.to(device).train()
     d.to(device).train()
-    loss = get_loss(cfg.loss, cfg.label_smoothing, cfg.label_noise, cfg.r1_gamma)
+    loss = get_loss(cfg.loss, cfg.label_smoothing, cfg.label_noise, cfg.r1_gamma,
+                    cfg.path_length)
     lr = cfg.lr if cfg.lr is not None else loss.lr
     g_groups = param_groups(g, cfg.g_plan or ["finetune"] * g.num_units, lr, cfg.lr_mult)
     d_groups = param_groups(d, cfg.d_plan or ["finetune"] * d.num_units, lr, cfg.lr_mult)
@@ -228,6 +229,11 @@ def train_step(s: TrainState) -> dict[str, float]:
         s.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         s.opt_g.step()
+        penalty = s.loss.g_penalty(s.G, lambda n: _noise(s, n), s.cfg.batch_size, s.iteration)
+        if penalty is not None:  # lazy regularisation: its own step
+            s.opt_g.zero_grad(set_to_none=True)
+            penalty.backward()
+            s.opt_g.step()
         for p in d_params:
             p.requires_grad_(True)
     s.iteration += 1

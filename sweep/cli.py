@@ -48,6 +48,9 @@ def _add_loss_options(p: argparse.ArgumentParser) -> None:
                    help="loss bce: fraction of D's targets swapped")
     p.add_argument("--r1-gamma", type=float,
                    help="loss stylegan2: weight of the lazy R1 penalty (default 10)")
+    p.add_argument("--path-length", type=float, default=0.0,
+                   help="loss stylegan2, arch stylegan2: weight of the lazy path-length "
+                        "penalty (StyleGAN2's 2; default 0: off)")
 
 
 def _lr_mult(text: str | None) -> dict[str, float]:
@@ -88,8 +91,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
         eval_every=a.eval_every, fid_samples=a.fid_samples, fid_real=a.fid_real,
         metrics=_metrics(a.metrics), augment=a.augment, seed=a.seed, label="pretrain",
         label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
-        inception_weights=a.inception_weights, cache_dir=a.cache_dir, device=a.device,
-        lpips_weights=a.lpips_weights)
+        path_length=a.path_length, inception_weights=a.inception_weights,
+        cache_dir=a.cache_dir, device=a.device, lpips_weights=a.lpips_weights)
     state = setup(cfg, a.resume)
     with Progress(cfg.iters, "it", "pretrain", a.quiet, done=state.iteration) as progress:
         train(cfg, state=state, progress=progress)
@@ -118,7 +121,7 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         lpips_weights=a.lpips_weights,
         device=a.device, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
         label_smoothing=a.label_smoothing, label_noise=a.label_noise, r1_gamma=a.r1_gamma,
-        **overrides)
+        path_length=a.path_length, **overrides)
     state = setup(cfg, Path(a.out) / "checkpoint.pt" if a.resume else None)
     with Progress(cfg.iters, "it", cfg.label, a.quiet, done=state.iteration) as progress:
         train(cfg, state=state, progress=progress)

@@ -96,6 +96,7 @@ def _trial_config(config: dict[str, Any], out: str, device: str):
         fid_real=common["fid_real"], eval_at_start=common["eval_at_start"],
         lr_mult=common["lr_mult"], label_smoothing=common["label_smoothing"],
         label_noise=common["label_noise"], r1_gamma=common["r1_gamma"],
+        path_length=common["path_length"],
         metrics=common["metrics"], iw_steps=common["iw_steps"],
         classifier_steps=common["classifier_steps"],
         classifier_negatives=common["classifier_negatives"], bn_stats=common["bn_stats"],

@@ -89,6 +89,7 @@ class Training:
     label_smoothing: float = 0.0  # loss 'bce' only
     label_noise: float = 0.0  # loss 'bce' only
     r1_gamma: float | None = None  # loss 'stylegan2' only (None: 10)
+    path_length: float = 0.0  # loss and architecture 'stylegan2' only (0: off)
 
 
 @dataclass(frozen=True)
@@ -427,11 +428,13 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     for loss in axes["loss"]:  # the trial's own checks (core.config), once per loss
         # A null loss is the source's, known when the trial starts: checked as the loss
         # the options need (the trial checks the real one).
-        loss = loss or ("stylegan2" if training.r1_gamma is not None else "bce")
+        stylegan2 = training.r1_gamma is not None or training.path_length
+        loss = loss or ("stylegan2" if stylegan2 else "bce")
         try:
             TrainConfig(data="", out="", loss=loss, lr_mult=training.lr_mult,
                         label_smoothing=training.label_smoothing,
-                        label_noise=training.label_noise, r1_gamma=training.r1_gamma)
+                        label_noise=training.label_noise, r1_gamma=training.r1_gamma,
+                        path_length=training.path_length, **({"arch": arch} if arch else {}))
         except GansweepError as e:
             raise GansweepError(f"training.{e}") from None
     scheduler = _section("scheduler", data.get("scheduler"), Scheduler)

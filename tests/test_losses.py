@@ -78,8 +78,33 @@ def test_stylegan2_lazy_r1_and_adam_settings():
     assert g_opt["lr"] == 0.002 and g_opt["betas"] == (0.0, 0.99)
 
 
+def test_stylegan2_path_length_regularisation():
+    """Every 4th G step on half the batch: 4 x weight x E(|J^T y| - a)^2 with a the running
+    mean of the lengths (decay 0.01), which the checkpoint keeps; G's Adam corrected by 4/5."""
+    from gansweep.core.models import ArchConfig, build_models
+
+    torch.manual_seed(0)
+    g, _ = build_models(ArchConfig("stylegan2", 32, 8, 16, mapping_layers=2))
+    loss = get_loss("stylegan2", path_length=2.0)
+    drawn = []
+
+    def noise(n):
+        drawn.append(n)
+        return torch.randn(n, 16)
+    assert [i for i in range(9) if loss.g_penalty(g, noise, 8, i) is not None] == [0, 4, 8]
+    assert drawn == [4, 4, 4]  # half the batch, and no draws at the other steps
+    assert 0 < loss.state_dict()["mean_path_length"]
+    fresh = get_loss("stylegan2", path_length=2.0)
+    fresh.load_state_dict(loss.state_dict())
+    assert fresh.mean_path_length == loss.mean_path_length
+    g_opt = fresh.optimizer([torch.nn.Parameter(torch.zeros(1))], 0.002, "G").param_groups[0]
+    assert g_opt["lr"] == pytest.approx(0.002 * 4 / 5)
+    assert g_opt["betas"] == pytest.approx((0.0, 0.99 ** (4 / 5)))
+
+
 @pytest.mark.parametrize("over, fragment", [
     ({"loss": "wgan", "r1_gamma": 5.0}, "r1_gamma: 5.0 needs loss 'stylegan2'"),
+    ({"loss": "stylegan2", "path_length": 2.0}, "path_length: 2.0 needs loss and architecture"),
     ({"loss": "wgan", "label_smoothing": 0.2}, "label_smoothing: 0.2 needs loss 'bce'"),
     ({"loss": "bce", "label_noise": 1.5}, "label_noise: 1.5 must be a number in [0, 1)"),
 ])
