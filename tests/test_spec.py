@@ -179,17 +179,12 @@ def test_spec_file_errors(tmp_path):
 def test_a_lower_resolution_spec_transfers_across_resolutions(sources, faces, tmp_path):
     """arch.resolution below the source's: the trials transfer to it (models.cross_resolution),
     their configs record the new units."""
-    from gansweep.sweep.runner import _trial_config
+    from gansweep.sweep.runner import _common, _trial_config
 
     s = parse_spec(spec(tmp_path, sources["dcgan64"], faces,
                         arch={"name": "dcgan", "resolution": 32}), tmp_path)
     assert (s.arch.resolution, s.arch.width) == (32, 8)  # the 64 px source's width 4, doubled
     trial = s.trials()[0]
-    common = {"resolution": 32, "iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8,
-              "fid_real": None, "eval_at_start": False, "lr_mult": {}, "label_smoothing": 0.0,
-              "label_noise": 0.0, "metrics": [], "iw_steps": 1, "classifier_steps": 1,
-              "classifier_negatives": None, "bn_stats": "adapt", "inception_weights": None,
-              "cache_dir": None, "ema_kimg": None, "ema_rampup": None, "rung_fid_samples": None,
-              "rung_milestones": [], "deterministic": False}
+    common = _common(s, tmp_path, {"classifier_negatives": None})  # what a launch passes
     cfg = _trial_config({"trial": trial.to_dict(), "common": common}, str(tmp_path), "cpu")
     assert cfg.new_units == ["G.rgb", "D.rgb"] and cfg.arch == s.arch
