@@ -451,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="sweep spec: a YAML file, or the name of a shipped spec "
                                 "('gansweep specs' lists them)")
     p.add_argument("--name", help="sweep name (default: the spec's)")
-    p.add_argument("--storage", metavar="PATH", help="where sweeps live (default "
-                   "$GANSWEEP_STORAGE or ./sweeps); a shared filesystem on clusters")
+    p.add_argument("--storage", metavar="PATH_OR_URI", help="where sweeps live (default "
+                   "$GANSWEEP_STORAGE or ./sweeps): a folder every node sees, or a bucket "
+                   "(s3://bucket/prefix, gs://...)")
     p.add_argument("--address", help="join this Ray cluster (default: start a local Ray)")
     p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
 
