@@ -101,8 +101,9 @@ def intra_lpips(net: LPIPS, generated: torch.Tensor, training: torch.Tensor,
     """CDC's Intra-LPIPS of uint8 ``generated`` images against the uint8 ``training``
     images (at most ``max_per_cluster`` images of a cluster are paired, the first ones)."""
     gen, train = _embed(net, generated), _embed(net, training)
-    nearest = torch.stack([net.distance([g[i:i + 1] for g in gen], train)
-                           for i in range(len(generated))]).argmin(1)
+    # One pass per training image (10), each against every generated image by broadcasting.
+    nearest = torch.stack([net.distance(gen, [t[j:j + 1] for t in train])
+                           for j in range(len(training))], 1).argmin(1)
     means = []
     for j in range(len(training)):
         members = (nearest == j).nonzero().flatten()[:max_per_cluster]

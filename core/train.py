@@ -195,6 +195,12 @@ def _with_class_loss(s: TrainState, loss: torch.Tensor, images: torch.Tensor,
     return loss + s.cfg.ac_weight * torch.nn.functional.cross_entropy(logits, y)
 
 
+def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def train_step(s: TrainState) -> dict[str, float]:
     """One generator iteration after n_critic critic iterations; raises on divergence.
     A conditional G is given the classes of the real batch in D's steps (a sample of the
@@ -206,15 +212,11 @@ def train_step(s: TrainState) -> dict[str, float]:
             fake = s.G(_noise(s, real.shape[0]), y)
         d_loss = _with_class_loss(s, s.loss.d_loss(_critic(s, y), real, fake), real, y)
         if s.opt_d is not None:
-            s.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            s.opt_d.step()
+            _update(s.opt_d, d_loss)
             s.loss.after_d_step(s.clip_params)
             penalty = s.loss.d_penalty(_critic(s, y), real, s.iteration)
             if penalty is not None:  # lazy regularisation: its own step
-                s.opt_d.zero_grad(set_to_none=True)
-                penalty.backward()
-                s.opt_d.step()
+                _update(s.opt_d, penalty)
     g_loss = torch.zeros((), device=s.device)
     if s.opt_g is not None:
         # D's parameters need no gradient for the generator update.
@@ -226,14 +228,10 @@ def train_step(s: TrainState) -> dict[str, float]:
             torch.randint(len(s.labels), (s.cfg.batch_size,), device=s.device)]
         fake = s.G(_noise(s, s.cfg.batch_size), y)
         g_loss = _with_class_loss(s, s.loss.g_loss(_critic(s, y), fake), fake, y)
-        s.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        s.opt_g.step()
+        _update(s.opt_g, g_loss)
         penalty = s.loss.g_penalty(s.G, lambda n: _noise(s, n), s.cfg.batch_size, s.iteration)
         if penalty is not None:  # lazy regularisation: its own step
-            s.opt_g.zero_grad(set_to_none=True)
-            penalty.backward()
-            s.opt_g.step()
+            _update(s.opt_g, penalty)
         for p in d_params:
             p.requires_grad_(True)
     s.iteration += 1
