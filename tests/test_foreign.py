@@ -97,7 +97,7 @@ def test_imported_checkpoint_is_a_transfer_source(fmt, faces, tmp_path):
     assert out.returncode == 0, out.stderr
     ckpt = load_checkpoint(tmp_path / "src.pt")
     assert ckpt["origin"]["format"] == fmt and ckpt["config"]["data"] is None
-    assert ckpt["origin"]["files"]["G"]["path"] == str(files[0])
+    assert ckpt["origin"]["files"]["G"]["path"] == str(files[0].resolve())  # links resolved
     cfg = transfer_config(str(tmp_path / "src.pt"), str(faces), str(tmp_path / "run"),
                           baseline="fine-tune", iters=1, batch_size=8, metrics=[])
     assert cfg.loss == IMPORTERS.get(fmt).loss
