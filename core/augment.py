@@ -13,6 +13,7 @@ An ``augment`` setting is one preset name or several joined by '+', e.g. ``flip+
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,29 +37,37 @@ def flip(images: torch.Tensor) -> torch.Tensor:
 
 def rotate(images: torch.Tensor, degrees: torch.Tensor, fill: int = 255,
            flip: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotate each uint8 image by its angle (counter-clockwise, degrees) about its centre,
-    nearest neighbour, uncovered pixels ``fill``: torchvision's ``rotate`` for a batch, pixel
-    for pixel. Each output pixel's source is found from the inverse rotation with
-    grid_sample's coordinate arithmetic (align_corners=False) and gathered; an uncovered
-    pixel gathers from an extra ``fill`` pixel. ``flip`` (per image) mirrors the image
-    left-right first, by mirroring the source index: one gather for both."""
+    """Rotate each uint8 image by its angle (counter-clockwise, degrees; a CPU tensor) about
+    its centre, nearest neighbour, uncovered pixels ``fill``: torchvision's ``rotate`` for a
+    batch, pixel for pixel. Each output pixel's source is found from the inverse rotation with
+    grid_sample's coordinate arithmetic (align_corners=False) and gathered from the image
+    padded with ``fill`` wide enough for the farthest source, so no pixel needs a range
+    check. ``flip`` (per image) mirrors the image left-right first, by mirroring the source
+    index: one gather for both."""
     b, c, h, w = images.shape
     device = images.device
     r = torch.deg2rad(-degrees.double())  # torchvision's inverse map rotates by -angle
-    cos, sin = torch.cos(r).float().to(device), torch.sin(r).float().to(device)
+    cos, sin = torch.cos(r), torch.sin(r)
+    # A source column is (w-1)/2 + x cos + y sin (|x| <= (w-1)/2, |y| <= (h-1)/2), a row
+    # likewise: the border is the farthest either falls outside the image, +1 for rounding.
+    reach = torch.maximum((w - 1) * (cos.abs() - 1) + (h - 1) * sin.abs(),
+                          (h - 1) * (cos.abs() - 1) + (w - 1) * sin.abs())
+    pad = max(math.ceil(float(reach.max()) / 2), 0) + 1
+    cos, sin = cos.float().to(device), sin.float().to(device)
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=device).view(1, 1, w)
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=device).view(1, h, 1)
-    gx = xs * (cos / (0.5 * w)).view(b, 1, 1) + ys * (sin / (0.5 * w)).view(b, 1, 1)
-    gy = xs * (-sin / (0.5 * h)).view(b, 1, 1) + ys * (cos / (0.5 * h)).view(b, 1, 1)
-    ix = ((gx + 1) * (w * 0.5) - 0.5).round_()
-    iy = ((gy + 1) * (h * 0.5) - 0.5).round_()
-    cx, cy = ix.clamp(0, w - 1), iy.clamp(0, h - 1)
-    inside = (cx == ix).logical_and_(cy == iy)
-    if flip is not None:
-        cx = torch.where(flip.view(b, 1, 1), (w - 1) - cx, cx)
-    source = torch.where(inside, cy.mul_(w).add_(cx), h * w).long().view(b, 1, h * w)
-    pixels = torch.cat([images.reshape(b, c, h * w), images.new_full((b, c, 1), fill)], 2)
-    return pixels.gather(2, source.expand(b, c, -1)).view(b, c, h, w)
+    ix = xs * (cos / (0.5 * w)).view(b, 1, 1) + ys * (sin / (0.5 * w)).view(b, 1, 1)
+    iy = xs * (-sin / (0.5 * h)).view(b, 1, 1) + ys * (cos / (0.5 * h)).view(b, 1, 1)
+    ix.add_(1).mul_(w * 0.5).sub_(0.5).round_()
+    iy.add_(1).mul_(h * 0.5).sub_(0.5).round_()
+    flip = torch.zeros(b, dtype=torch.bool) if flip is None else flip
+    mirror = flip.to(device, torch.float32).view(b, 1, 1)
+    padded_w = w + 2 * pad
+    # Integers below 2**24 are exact in float32: the flat index is computed before the cast.
+    index = ix.mul_(1.0 - 2.0 * mirror).add_(mirror * (w - 1) + pad * (padded_w + 1))
+    index = index.add_(iy, alpha=padded_w).long().view(b, 1, h * w)
+    padded = F.pad(images, [pad] * 4, value=fill).view(b, c, -1)
+    return padded.gather(2, index.expand(b, c, -1)).view(b, c, h, w)
 
 
 def jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -69,14 +78,20 @@ def jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> 
     Every step blends the whole batch, each image with its own operation's target."""
     x = images.float()
     n = len(x)
+    f = factors.gather(1, order).T.reshape(3, n, 1, 1, 1)  # per step
+    keep_grey = (order == 2).T.reshape(3, n, 1, 1, 1).float()  # saturation: the grey image
+    keep_mean = (order == 1).T.reshape(3, n, 1, 1, 1).float()  # contrast: its mean
+    grey = x.new_empty(n, 1, *x.shape[2:])  # one buffer: a fresh large tensor costs page faults
     for step in range(3):
-        op = order[:, step].view(n, 1, 1, 1)
-        f = factors.gather(1, order[:, step:step + 1]).view(n, 1, 1, 1)
-        grey = x[:, 0:1] * 0.2989
-        grey.add_(x[:, 1:2], alpha=0.587).add_(x[:, 2:3], alpha=0.114).floor_()
-        other = torch.where(op == 2, grey, grey.mean(dim=(1, 2, 3), keepdim=True) * (op == 1))
-        # floor, not trunc: the same on values >= 0, and several times faster on the CPU.
-        x.mul_(f).addcmul_(other, 1.0 - f).clamp_(0, 255).floor_()
+        r, g, b = x.unbind(1)
+        torch.mul(r, 0.2989, out=grey[:, 0]).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_()
+        mean = grey.mean(dim=(1, 2, 3), keepdim=True).mul_(keep_mean[step])
+        other = grey.mul_(keep_grey[step]).add_(mean)  # black (brightness) is 0
+        # floor, not trunc: the same on values >= 0, and several times faster on the CPU;
+        # the cast to uint8 truncates the last step's.
+        x.mul_(f[step]).addcmul_(other, 1.0 - f[step]).clamp_(0, 255)
+        if step < 2:
+            x.floor_()
     return x.to(torch.uint8)
 
 
@@ -92,8 +107,9 @@ def mild_params(n: int) -> dict[str, torch.Tensor]:
 def mild(images: torch.Tensor) -> torch.Tensor:
     """The dissertation's: flip, a rotation of up to 10 degrees (white fill) and a colour
     jitter of 10 %, kept mild so the images stay in the target domain."""
-    p = {k: v.to(images.device) for k, v in mild_params(len(images)).items()}
-    return jitter(rotate(images, p["degrees"], flip=p["flip"]), p["factors"], p["order"])
+    p = mild_params(len(images))
+    rotated = rotate(images, p["degrees"], flip=p["flip"])
+    return jitter(rotated, p["factors"].to(images.device), p["order"].to(images.device))
 
 
 DIFF_AUGMENTS = ("diffaug",)

@@ -146,6 +146,17 @@ def test_mild_is_torchvisions_transform_for_a_batch():
     assert not torch.equal(ours, images)
 
 
+@pytest.mark.parametrize("size", [(32, 32), (24, 40)])
+def test_rotate_is_torchvisions_at_any_angle(size):
+    """The fill border is sized from the angles: wide ones and non-square images too."""
+    images = _emoji(16)[:, :, :size[0], :size[1]].contiguous()
+    torch.manual_seed(5)
+    degrees, flip = torch.empty(16).uniform_(-180, 180), torch.rand(16) < 0.5
+    ours = rotate(images, degrees, flip=flip)
+    for img, d, f, out in zip(images, degrees, flip, ours):
+        assert torch.equal(out, TF.rotate(TF.hflip(img) if f else img, float(d), fill=255))
+
+
 def test_mild_parameters_have_torchvisions_distributions():
     torch.manual_seed(0)
     p = mild_params(4000)
