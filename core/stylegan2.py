@@ -60,17 +60,17 @@ def fir_kernel(gain: float = 1.0) -> torch.Tensor:
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Upsample by zero insertion, pad, filter with the FIR ``kernel``, downsample by
-    keeping every ``down``-th pixel; each channel filtered as its own 1-channel image."""
+    keeping every ``down``-th pixel; each channel filtered on its own (a depthwise
+    convolution: oneDNN's depthwise kernels are many times faster on the CPU than the same
+    filter over a batch of one-channel images)."""
     n, c, h, w = x.shape
-    out = x.reshape(n * c, 1, h, 1, w, 1)
     if up > 1:
-        out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
-    out = out.reshape(n * c, 1, h * up, w * up)
-    out = F.pad(out, [pad[0], pad[1], pad[0], pad[1]])
+        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     kh, kw = kernel.shape
-    out = F.conv2d(out, torch.flip(kernel, [0, 1]).view(1, 1, kh, kw))
-    out = out[:, :, ::down, ::down]
-    return out.reshape(n, c, out.shape[2], out.shape[3])
+    weight = torch.flip(kernel, [0, 1]).view(1, 1, kh, kw).expand(c, 1, kh, kw)
+    return F.conv2d(x, weight, stride=down, groups=c)
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor,
@@ -167,8 +167,8 @@ class EqualConv2d(EqualizedLayer):
 
 
 class ModulatedConv2d(EqualizedLayer):
-    """The style-modulated convolution (grouped over the batch); ``upsample``: a stride-2
-    transposed convolution followed by the blur."""
+    """The style-modulated convolution; ``upsample``: a stride-2 transposed convolution
+    followed by the blur."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False):
@@ -185,19 +185,23 @@ class ModulatedConv2d(EqualizedLayer):
         nn.init.normal_(self.weight)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        n, c_in, h, w = x.shape
-        _, c_out, _, k, _ = self.weight.shape
-        weight = self.scale * self.weight * self.modulation(style).view(n, 1, c_in, 1, 1)
-        if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.view(n, c_out, 1, 1, 1)
-        x = x.view(1, n * c_in, h, w)
+        # Modulation and demodulation scale the activations, not a per-sample copy of the
+        # kernel (StyleGAN2-ADA's non-fused path): the same function, one shared-weight
+        # convolution instead of one convolution grouped over the batch, several times
+        # faster on the CPU. AdaFM's gamma/beta act on ``weight`` before either.
+        n, c_in = x.shape[:2]
+        weight = self.scale * self.weight[0]  # c_out x c_in x k x k
+        styles = self.modulation(style)  # n x c_in
+        x = x * styles.view(n, c_in, 1, 1)
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(n * c_in, c_out, k, k)
-            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=n)
-            return self.blur(out.view(n, c_out, out.shape[2], out.shape[3]))
-        out = F.conv2d(x, weight.view(n * c_out, c_in, k, k), padding=self.padding, groups=n)
-        return out.view(n, c_out, out.shape[2], out.shape[3])
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+            x = self.blur(x)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:  # 1 / |W s| per sample and output channel
+            demod = torch.rsqrt(styles.pow(2) @ weight.pow(2).sum([2, 3]).T + 1e-8)
+            x = x * demod.view(n, -1, 1, 1)
+        return x
 
 
 class NoiseInjection(nn.Module):
