@@ -18,6 +18,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.losses import get_loss
 from gansweep.core.models import RESOLUTIONS, ArchConfig, ConvUnit, DCGANDiscriminator
+from gansweep.core.numerics import own_rng
 
 CRITIC_WIDTH = 16
 CLASSIFIER_VERSION = "1"
@@ -32,13 +33,6 @@ def _convnet(resolution: int, outputs: int) -> DCGANDiscriminator:
         net.units["fc"] = ConvUnit(nn.Linear(features, outputs), nn.Identity(), nn.Identity(),
                                    outputs, flatten=True)
     return net
-
-
-def _own_rng(device: torch.device | str):
-    """A random stream of our own (seeded by the caller), leaving the training run's CPU and
-    GPU streams as they were."""
-    device = torch.device(device)
-    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
 def _halves(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +61,7 @@ def independent_wasserstein(real: torch.Tensor, fake: torch.Tensor, steps: int =
     gen = torch.Generator().manual_seed(seed)
     (real_fit, real_eval), (fake_fit, fake_eval) = _halves(len(real), gen), _halves(len(fake),
                                                                                      gen)
-    with _own_rng(device):
+    with own_rng(device):
         torch.manual_seed(seed)
         critic = _convnet(real.shape[-1], 1).to(device).train()
         loss = get_loss("wgan-gp")
@@ -139,7 +133,8 @@ def train_classifier(target: ImageSet, negatives: ImageSet, steps: int = 300, se
         path = Path(cache_dir) / f"classifier-{_classifier_key(target, negatives, steps, seed)}.pt"
         if path.is_file():
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            net = _convnet(resolution, len(classes) + 1)
+            with own_rng():  # its initialisation is overwritten: draw nothing from the run's
+                net = _convnet(resolution, len(classes) + 1)
             net.load_state_dict(saved["state"])
             return TargetClassifier(net, saved["classes"], saved["accuracy"])
 
@@ -152,7 +147,7 @@ def train_classifier(target: ImageSet, negatives: ImageSet, steps: int = 300, se
     if len(fit_t) == 0 or len(fit_n) == 0:
         raise GansweepError(f"the classifier needs target and negative images, got "
                             f"{len(target)} and {len(negatives)}")
-    with _own_rng(device):
+    with own_rng(device):
         torch.manual_seed(seed)
         net = _convnet(resolution, len(classes) + 1).to(device).train()
         opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from gansweep.core.errors import GansweepError
+from gansweep.core.numerics import own_rng
 
 CHANNELS = (64, 192, 384, 256, 256)
 TAPS = (1, 4, 7, 9, 11)  # indices of AlexNet's ReLUs in torchvision's ``features``
@@ -74,7 +75,8 @@ def resolve_lpips_weights(path: str | None) -> str:
 
 @functools.lru_cache(maxsize=2)
 def load_lpips(path: str, device: str = "cpu") -> LPIPS:
-    net = LPIPS()
+    with own_rng():  # building it draws initial weights: not from the run's stream
+        net = LPIPS()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         missing = [k for k, _ in net.named_parameters() if k not in state]

@@ -23,7 +23,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
 from gansweep.core.lpips import intra_lpips, load_lpips, resolve_lpips_weights
-from gansweep.core.numerics import fp32_features
+from gansweep.core.numerics import fp32_features, own_rng
 from gansweep.core.progress import Progress
 from gansweep.core.registry import Registry
 
@@ -126,8 +126,9 @@ def get_extractor(weights: str | None, device: torch.device | str = "cpu") -> In
         device = torch.device(device)
         # channels_last: 1.67x the images/s on CPU with FID within 1e-7 relative
         # (benchmarks/bench_fid.py); not yet measured on a GPU, so off there.
-        _EXTRACTORS[key] = InceptionFeatures(weights, device,
-                                             channels_last=device.type == "cpu")
+        with own_rng():  # building it draws initial weights: not from the run's stream
+            _EXTRACTORS[key] = InceptionFeatures(weights, device,
+                                                 channels_last=device.type == "cpu")
     return _EXTRACTORS[key]
 
 

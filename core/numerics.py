@@ -16,6 +16,12 @@ determinism are set, and why.
   resumed from its checkpoint then continues bit for bit on the same GPU model too.
 
 Every checkpoint and every reported result records what the run used (``numerics_record``).
+
+Randomness: a run's CPU and GPU streams are seeded once, in ``core.train.setup``, and only
+training draws from them. Everything else (evaluation noise, the IW critic, the classifier,
+and building the per-process cached Inception and LPIPS, whose default initialisation would
+draw) uses a seeded generator or ``own_rng``, so a trial's numbers do not depend on what its
+worker process ran before it (Tune reuses workers) nor on when it evaluates.
 """
 from __future__ import annotations
 
@@ -44,6 +50,13 @@ def set_training_numerics(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.allow_tf32 = not deterministic
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def own_rng(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """A random stream of our own for the duration, leaving the training run's CPU stream
+    (and ``device``'s, on a GPU) as they were."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
 @contextlib.contextmanager

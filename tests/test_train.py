@@ -8,6 +8,7 @@ from gansweep.core.checkpoint import load_checkpoint
 from gansweep.core.config import TrainConfig, transfer_config
 from gansweep.core.errors import DivergenceError, GansweepError
 from gansweep.core.losses import LOSSES
+from gansweep.core.metrics import release_extractors
 from gansweep.core.models import ArchConfig
 from gansweep.core.train import setup, train, train_step
 
@@ -59,6 +60,22 @@ def test_stylegan2_resume_continues_identically(sources, faces, tmp_path):
     assert _states_equal(straight.D.state_dict(), resumed.D.state_dict())
     assert _states_equal(straight.ema.state_dict(), resumed.ema.state_dict())
     assert straight.loss.mean_path_length == resumed.loss.mean_path_length > 0
+
+
+def test_a_run_does_not_depend_on_what_its_process_ran_before(sources, faces, weights,
+                                                              tmp_path):
+    """Tune reuses worker processes: the first run of a process builds Inception (whose
+    default initialisation draws random numbers), the next finds it cached. Both must train
+    and score identically."""
+    def run(out):
+        return train(transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path / out),
+                                     baseline="fine-tune", iters=2, eval_every=2, batch_size=8,
+                                     metrics=["fid"], fid_samples=8, fid_real=16,
+                                     inception_weights=weights, seed=1))
+    release_extractors()
+    first, second = run("first"), run("second")
+    assert _states_equal(first.G.state_dict(), second.G.state_dict())
+    assert first.history[-1]["fid"] == second.history[-1]["fid"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
