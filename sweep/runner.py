@@ -496,7 +496,7 @@ class TrialList:
     is looked up here: Tune deep-copies its search space once per trial it generates, so a
     grid over the settings themselves cost O(trials) per trial, O(trials^2) per sweep
     (14 s of the driver's time at 1,338 trials; 0.3 s this way). Tune resolves ``trial``
-    (a ``sample_from``) when it adds the trial, after naming its directory (``dirname``)."""
+    (a ``sample_from``) when it adds the trial, after naming its directory."""
 
     def __init__(self, trials: list[dict[str, Any]]):
         self.trials = trials
@@ -507,8 +507,15 @@ class TrialList:
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.trials[config["index"]]
 
-    def dirname(self, trial) -> str:
-        return trial_dirname(trial.trial_id, self.trials[trial.config["index"]]["label"])
+
+# The labels of the phase being run, for naming trial folders. Tune stores the naming
+# function in every trial's saved state, so it must be a plain function, not one that
+# carries the grid.
+_labels: list[str] = []
+
+
+def _trial_dirname(trial) -> str:
+    return trial_dirname(trial.trial_id, _labels[trial.config["index"]])
 
 
 def _param_space(spec: SweepSpec, trials: list[Trial], sweep_dir: Path,
@@ -516,6 +523,7 @@ def _param_space(spec: SweepSpec, trials: list[Trial], sweep_dir: Path,
     """A phase's search space: its grid as indices into a TrialList, and the settings every
     trial shares. Tune keeps no copy of the TrialList it can restore from (it saves a
     placeholder in its place), so a restore is given the same space again (``_restore``)."""
+    _labels[:] = [t.label for t in trials]
     return {"index": tune.grid_search(list(range(len(trials)))),
             "trial": tune.sample_from(TrialList([t.to_dict() for t in trials])),
             "common": _common(spec, sweep_dir, prepared, phase)}
@@ -537,18 +545,16 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
     """The Tuner of one phase: the search (the grid, under the spec's scheduler, in the
     sweep directory itself) or the confirmation (every trial to the end, in SWEEP/confirm)."""
     experiment = sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
-    param_space = _param_space(spec, trials, sweep_dir, prepared, phase)
-    grid = param_space["trial"].func
     return tune.Tuner(
         _trainable(spec),
-        param_space=param_space,
+        param_space=_param_space(spec, trials, sweep_dir, prepared, phase),
         tune_config=tune.TuneConfig(
             scheduler=_scheduler(spec, sweep_dir) if phase == "search" else FIFOScheduler(),
             max_concurrent_trials=spec.max_concurrent or None,
             # A finished trial's worker runs the next one: no new process, imports, CUDA
             # context or Inception load per trial (benchmarks/RESULTS.md section 5).
             reuse_actors=True,
-            trial_name_creator=grid.dirname, trial_dirname_creator=grid.dirname),
+            trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
