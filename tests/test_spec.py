@@ -139,6 +139,10 @@ def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):
      "training.label_smoothing: 0.2 needs loss 'bce', not 'wgan'"),
     ({"budget": {"iters": 4, "eval_every": 2, "eval_at_start": "yes"}},
      "budget.eval_at_start: 'yes' is not true or false"),
+    ({"confirm": {"top": 3, "seeds": [5]}},
+     "confirm.top: 3 must be between 1 and the 2 settings of the search"),
+    ({"seed": [0, 1], "confirm": {"top": 1, "seeds": [1, 2]}},
+     "confirm.seeds: [1] are also search seeds [0, 1]; confirmation needs fresh seeds"),
 ])
 def test_spec_errors_name_the_field(sources, faces, tmp_path, over, fragment):
     with pytest.raises(GansweepError) as e:
