@@ -471,7 +471,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
     g_units, d_units = unit_names(spec.arch)
     atomic_write_text(sweep_dir / GRID_FILE, json.dumps(
         {"arch": asdict(spec.arch), "units": {"G": g_units, "D": d_units},
-         "trials": [t.to_dict() for t in trials]}, indent=1))
+         "trials": [t.to_dict() for t in trials], "tune_grid": TUNE_GRID}, indent=1))
     SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
     push_if_mirrored(sweep_dir)
     _start(spec, trials, sweep_dir, address)
@@ -489,6 +489,9 @@ def _start(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, address: str |
     _fit(_tuner(spec, trials, sweep_dir, prepared, "search"), sweep_dir)
     _confirmation(spec, sweep_dir, prepared, retry_errored=True)
     push_if_mirrored(sweep_dir)
+
+
+TUNE_GRID = "index"  # recorded in GRID_FILE: what Tune's grid is over (see TrialList)
 
 
 class TrialList:
@@ -630,15 +633,19 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     last checkpoint, errored ones are retried unless ``retry_errored`` is False."""
     spec = load_sweep_spec(sweep_dir)
     tune_state.repair(sweep_dir)
+    grid = json.loads((sweep_dir / GRID_FILE).read_text())
+    trials = [Trial(**t) for t in grid["trials"]]
     if not tune.Tuner.can_restore(str(sweep_dir)):
         # The launch stopped before Tune started (no trial ran): start it now, on the grid
         # recorded at launch.
-        grid = json.loads((sweep_dir / GRID_FILE).read_text())
-        _start(spec, [Trial(**t) for t in grid["trials"]], sweep_dir, address)
+        _start(spec, trials, sweep_dir, address)
         return sweep_dir
+    if grid.get("tune_grid") != TUNE_GRID:  # absent: launched before TrialList
+        raise GansweepError(f"{sweep_dir} was launched by an earlier gansweep (its Tune grid is "
+                            f"over the settings, not indices); resume it with that version, or "
+                            f"report what it holds with 'gansweep report'")
     check_trackers(spec.trackers)
     _init_ray(address)
-    trials = [Trial(**t) for t in json.loads((sweep_dir / GRID_FILE).read_text())["trials"]]
     references = json.loads((sweep_dir / REFERENCES_FILE).read_text())
     prepared = {"classifier_negatives": references["classifier_negatives"]}
     try:

@@ -72,6 +72,18 @@ def test_replay_reproduces_the_live_stop_decisions(tiny_sweep):
                           "were stopped early (it ran with a scheduler)")
 
 
+def test_a_sweep_of_an_earlier_grid_layout_is_refused_by_resume(tiny_sweep, tmp_path):
+    """A sweep launched before Tune's grid was over indices (grid.json without
+    ``tune_grid``) cannot be restored by this version: one line, before Ray starts."""
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_sweep[0], copy)
+    grid = json.loads((copy / "gansweep" / "grid.json").read_text())
+    assert grid.pop("tune_grid") == "index"
+    (copy / "gansweep" / "grid.json").write_text(json.dumps(grid))
+    assert_one_clear_line(cli_in_process("resume", copy), "resume",
+                          "was launched by an earlier gansweep")
+
+
 def test_trackers_hold_every_trial(tiny_sweep, monkeypatch):
     """The tiny sweep reported to every installed tracker: TensorBoard files in each trial's
     folder with its metrics and sample grids at every evaluation, one MLflow run per trial with
