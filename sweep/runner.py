@@ -152,8 +152,7 @@ def trial_dirname(trial_id: str, label: str) -> str:
 
 def trial_folder(sweep_dir: Path, trial_id: str, trial: Trial) -> Path:
     """Where a trial's files live on the storage (its phase's experiment folder)."""
-    phase = sweep_dir / CONFIRM_DIR if trial.phase == "confirm" else sweep_dir
-    return phase / trial_dirname(trial_id, trial.label)
+    return _experiment(sweep_dir, trial.phase) / trial_dirname(trial_id, trial.label)
 
 
 def trial_device() -> tuple[str, list[str]]:
@@ -521,6 +520,11 @@ def _trial_dirname(trial) -> str:
     return trial_dirname(trial.trial_id, _labels[trial.config["index"]])
 
 
+def _experiment(sweep_dir: Path, phase: str) -> Path:
+    """Where Tune keeps a phase's experiment: the sweep directory, or SWEEP/confirm."""
+    return sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
+
+
 def _param_space(spec: SweepSpec, trials: list[Trial], sweep_dir: Path,
                  prepared: dict[str, Any], phase: str) -> dict[str, Any]:
     """A phase's search space: its grid as indices into a TrialList, and the settings every
@@ -536,8 +540,7 @@ def _restore(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: di
              phase: str, retry_errored: bool) -> tune.Tuner:
     """The Tuner of an interrupted phase: finished trials stay finished, unfinished ones
     continue from their last checkpoint, errored ones are retried if ``retry_errored``."""
-    experiment = sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
-    return tune.Tuner.restore(str(experiment), trainable=_trainable(spec),
+    return tune.Tuner.restore(str(_experiment(sweep_dir, phase)), trainable=_trainable(spec),
                               param_space=_param_space(spec, trials, sweep_dir, prepared, phase),
                               resume_unfinished=True, resume_errored=retry_errored,
                               restart_errored=False)
@@ -547,7 +550,7 @@ def _tuner(spec: SweepSpec, trials: list[Trial], sweep_dir: Path, prepared: dict
            phase: str) -> tune.Tuner:
     """The Tuner of one phase: the search (the grid, under the spec's scheduler, in the
     sweep directory itself) or the confirmation (every trial to the end, in SWEEP/confirm)."""
-    experiment = sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
+    experiment = _experiment(sweep_dir, phase)
     return tune.Tuner(
         _trainable(spec),
         param_space=_param_space(spec, trials, sweep_dir, prepared, phase),
@@ -591,7 +594,7 @@ def _confirmation(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
     same settings."""
     if spec.confirm is None:
         return
-    experiment = sweep_dir / CONFIRM_DIR
+    experiment = _experiment(sweep_dir, "confirm")
     tune_state.repair(experiment)
     path = sweep_dir / CONFIRM_FILE
     if path.is_file():
