@@ -6,7 +6,7 @@ recorded. Formats (``IMPORTERS``):
   DCGAN (64 px): our ``dcgan`` at 64 px, width ngf (= ndf), z_dim nz; D's final 4 x 4 conv
   is our linear ``fc`` unit (its weight flattened, a zero bias), D's sigmoid becomes the
   ``bce`` loss's logit.
-- ``mimicry``: torch-mimicry's SNGAN 32/64 (``SNGANGenerator32`` ...): our ``sngan``, spectral-
+- ``mimicry``: torch-mimicry's SNGAN 32/48/64 (``SNGANGenerator32`` ...): our ``sngan``, spectral-
   norm buffers included; a training checkpoint (``model_state_dict``) or a bare state dict.
 - ``rosinality``: one training checkpoint of rosinality/stylegan2-pytorch's ``train.py``
   (``g``, ``d``, ``g_ema``, optimisers, ``args``): our ``stylegan2`` (core.stylegan2 has its
@@ -37,6 +37,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, build_models
 from gansweep.core.registry import Registry
+from gansweep.core.sngan import BOTTOM
 
 _MIMICRY_SNGAN = {  # net -> [(their key pattern, our key template)]
     "G": [(r"l1\.(.+)", r"units.fc.l1.\1"), (r"(block\d)\.(.+)", r"units.\1.\2"),
@@ -73,15 +74,18 @@ def _load_exact(module: TransferNet, state: dict[str, torch.Tensor], net: str,
 
 def mimicry_sngan_arch(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
                        where: str) -> ArchConfig:
-    """The ``sngan`` configuration of a torch-mimicry SNGAN pair, read off its shapes."""
+    """The ``sngan`` configuration of a torch-mimicry SNGAN pair, read off its keys and
+    shapes: D's final linear is ``l6`` at 64 px, ``l5`` at 32 and 48 px, where D has a
+    ``block5`` at 48 px only."""
     try:
         l1 = g_state["l1.weight"]
         final = next(v for k, v in d_state.items() if re.fullmatch(r"l[56]\.weight_orig", k))
     except (KeyError, StopIteration):
         raise GansweepError(f"{where}: not a torch-mimicry SNGAN (no l1.weight in G or "
                             f"l5/l6.weight_orig in D)") from None
-    resolution = 64 if "b6.weight" in g_state else 32
-    return ArchConfig("sngan", resolution, l1.shape[0] // 16, l1.shape[1],
+    resolution = 64 if "l6.weight_orig" in d_state else \
+        48 if any(k.startswith("block5.") for k in d_state) else 32
+    return ArchConfig("sngan", resolution, l1.shape[0] // BOTTOM[resolution] ** 2, l1.shape[1],
                       d_width=final.shape[1])
 
 

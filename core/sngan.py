@@ -8,12 +8,15 @@ over space, linear), every weight spectrally normalised.
 | resolution | G units (L_G)                               | D units (L_D)                        |
 |------------|---------------------------------------------|--------------------------------------|
 | 32         | fc block2 block3 block4 out (5)             | block1 block2 block3 block4 fc (5)   |
+| 48         | fc block2 block3 block4 out (5)             | block1 ... block5 fc (6)             |
 | 64         | fc block2 block3 block4 block5 out (6)      | block1 ... block5 fc (6)             |
 
 At 32 px all blocks have ``width`` channels (G) / ``d_width`` (D) and only D's block1 and
-block2 downsample; at 64 px G halves its channels in each block (width -> width/16) and D
-doubles them (d_width/16 -> d_width), every D block downsampling: torch-mimicry's
-SNGANGenerator32/64 and SNGANDiscriminator32/64. ``core.foreign`` loads their checkpoints.
+block2 downsample. At 48 and 64 px G halves its channels in each block (width -> width/8 at
+48, width/16 at 64) and D doubles them (d_width/16 -> d_width); at 64 px every D block
+downsamples, at 48 px all but block5 (48 -> 24 -> 12 -> 6 -> 3 -> 3). G starts from 4 x 4,
+except at 48 px, from 6 x 6. These are torch-mimicry's SNGANGenerator32/48/64 and
+SNGANDiscriminator32/48/64; ``core.foreign`` loads their checkpoints.
 
 Spectral norm is ``SNConv2d``/``SNLinear``: the semantics and state-dict entries of
 ``torch.nn.utils.spectral_norm`` (``weight_orig``, ``weight_u``, ``weight_v``; one power
@@ -159,15 +162,16 @@ class DBlock(nn.Module):
 
 
 class GIn(nn.Module):
-    """z -> linear -> width x 4 x 4."""
+    """z -> linear -> width x bottom x bottom."""
 
-    def __init__(self, z_dim: int, channels: int):
+    def __init__(self, z_dim: int, channels: int, bottom: int):
         super().__init__()
-        self.l1 = nn.Linear(z_dim, channels * 16)
-        self.shift = FilterShift(channels * 16)
+        self.bottom = bottom
+        self.l1 = nn.Linear(z_dim, channels * bottom ** 2)
+        self.shift = FilterShift(channels * bottom ** 2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.shift(self.l1(z)).view(z.shape[0], -1, 4, 4)
+        return self.shift(self.l1(z)).view(z.shape[0], -1, self.bottom, self.bottom)
 
 
 class GOut(nn.Module):
@@ -194,18 +198,29 @@ class DOut(nn.Module):
         return self.shift(self.linear(F.relu(x).sum(dim=(2, 3))))
 
 
+BOTTOM = {32: 4, 48: 6, 64: 4}  # G's first feature map, per resolution
+
+
 def sngan_channels(cfg: ArchConfig) -> tuple[list[int], list[int]]:
-    """G's channels from 4 x 4 to the last block, D's from block1 to the last block."""
+    """G's channels from its first feature map to the last block, D's from block1 to the
+    last block."""
     w, dw = cfg.width, cfg.d_width or cfg.width
     if cfg.resolution == 32:
         return [w] * 4, [dw] * 4
-    return [w // 2 ** i for i in range(5)], [dw // 2 ** i for i in range(4, -1, -1)]
+    g_blocks = {48: 4, 64: 5}[cfg.resolution]
+    return [w // 2 ** i for i in range(g_blocks)], [dw // 2 ** i for i in range(4, -1, -1)]
+
+
+def _d_downsamples(resolution: int, block: int) -> bool:
+    """Whether D's residual block ``block`` (2, 3, ...) halves its input."""
+    return {32: block == 2, 48: block < 5, 64: True}[resolution]
 
 
 class SNGANGenerator(TransferNet):
     def __init__(self, cfg: ArchConfig):
         g, _ = sngan_channels(cfg)
-        units: list[tuple[str, nn.Module]] = [("fc", GIn(cfg.z_dim, g[0]))]
+        units: list[tuple[str, nn.Module]] = [
+            ("fc", GIn(cfg.z_dim, g[0], BOTTOM[cfg.resolution]))]
         units += [(f"block{i + 2}", GBlock(c_in, c_out))
                   for i, (c_in, c_out) in enumerate(zip(g[:-1], g[1:]))]
         units.append(("out", GOut(g[-1])))
@@ -218,13 +233,13 @@ class SNGANDiscriminator(TransferNet):
         _, d = sngan_channels(cfg)
         units: list[tuple[str, nn.Module]] = [("block1", DBlock(3, d[0], True, optimized=True))]
         for i, (c_in, c_out) in enumerate(zip(d[:-1], d[1:])):
-            down = cfg.resolution == 64 or i == 0  # at 32 px only block2 downsamples
-            units.append((f"block{i + 2}", DBlock(c_in, c_out, down)))
+            units.append((f"block{i + 2}",
+                          DBlock(c_in, c_out, _d_downsamples(cfg.resolution, i + 2))))
         units.append(("fc", DOut(d[-1])))
         super().__init__(units, _sngan_init)
 
 
-@register_arch("sngan")
+@register_arch("sngan", resolutions=tuple(BOTTOM))
 def build_sngan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """Miyato et al.'s SNGAN in torch-mimicry's configuration (Denton et al.'s network)."""
     return SNGANGenerator(cfg), SNGANDiscriminator(cfg)

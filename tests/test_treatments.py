@@ -18,6 +18,7 @@ from .conftest import TINY
 
 ARCHS = {"dcgan": ArchConfig("dcgan", 32, 4, 8), "dcgan64": ArchConfig("dcgan", 64, 4, 8),
          "resnet": ArchConfig("resnet", 32, 2, 8, "layer"), "sngan": ArchConfig("sngan", 32, 4, 8),
+         "sngan48": ArchConfig("sngan", 48, 16, 8, d_width=16),
          "sngan64": ArchConfig("sngan", 64, 16, 8, d_width=16),
          "dcgan128": ArchConfig("dcgan", 128, 2, 8),
          "dcgan-price": ArchConfig("dcgan-price", 32, 4, 8),
@@ -37,11 +38,11 @@ def expected_trainable(unit: nn.Module, treatment: str) -> set[int]:
     return {id(p) for m in unit.modules() if isinstance(m, kind) for p in m.parameters()}
 
 
-def plans(treatment: str, units: int) -> tuple[list[str], list[str]]:
+def plans(treatment: str, g_units: int, d_units: int) -> tuple[list[str], list[str]]:
     # The treatment sits between a fine-tuned unit at the input end and frozen units, so
     # the fine-tuned unit only learns if gradients flow *through* the frozen/modulated ones.
-    g = ["finetune", treatment] + ["freeze"] * (units - 2)
-    d = ["finetune", "freeze", treatment] + ["freeze"] * (units - 3)
+    g = ["finetune", treatment] + ["freeze"] * (g_units - 2)
+    d = ["finetune", "freeze", treatment] + ["freeze"] * (d_units - 3)
     return g, d
 
 
@@ -50,7 +51,7 @@ def plans(treatment: str, units: int) -> tuple[list[str], list[str]]:
 def test_exactly_intended_parameters_get_gradients(arch, treatment):
     torch.manual_seed(0)
     g, d = build_models(ARCHS[arch])
-    g_plan, d_plan = plans(treatment, g.num_units)
+    g_plan, d_plan = plans(treatment, g.num_units, d.num_units)
     apply_plan(g, g_plan)
     apply_plan(d, d_plan)
     z = torch.randn(6, g.z_dim)
