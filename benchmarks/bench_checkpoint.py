@@ -2,9 +2,10 @@
 L = 5 units per net), fine-tune vs AdaFM-heavy trials, before and after lean checkpoints.
 
 Before (gansweep 0.2.0): every report wrote the full state (G, D, both optimisers) and Tune
-kept every checkpoint. After: the EMA generator is added, frozen tensors are left out of
-G, D and the EMA (a transfer's frozen weights are its source's), and Tune keeps one. Both
-are measured by writing the checkpoint of a real run after a few steps.
+kept every checkpoint. After: the EMA generator is added (the ranking issue), frozen tensors
+are left out of G, D and the EMA (a transfer's frozen weights are its source's), and Tune
+keeps one. "Full + EMA" is today's state written whole: lean against full on the same
+content. All are measured by writing the checkpoint of a real run after a few steps.
 
     python -m benchmarks.bench_checkpoint [--reports 10]
 """
@@ -48,7 +49,7 @@ def main() -> None:
         for name, how in TRIALS.items():
             sizes = {}
             for when, ema, lean in (("before", None, False), ("lean", None, True),
-                                    ("after", 10.0, True)):
+                                    ("full", 10.0, False), ("after", 10.0, True)):
                 cfg = transfer_config(str(source), str(faces), str(root / name), batch_size=8,
                                       iters=2, metrics=[], ema_kimg=ema, **how)
                 s = setup(cfg)
@@ -56,20 +57,21 @@ def main() -> None:
                     train_step(s)
                     s.iteration += 1
                 sizes[when] = nbytes(checkpoint_state(s, lean=lean))
-            rows.append((name, sizes["before"], sizes["lean"], sizes["after"]))
+            rows.append((name, sizes["before"], sizes["lean"], sizes["full"], sizes["after"]))
     print(machine())
     print(f"dcgan 64 px, width 64; {a.reports} reports per trial")
     mib = 2 ** 20
-    print("| trial | checkpoint before | lean, no EMA | lean + EMA (after) | written per trial "
-          "before / after | less written | kept on disk before / after |")
-    print("|---|---|---|---|---|---|---|")
-    for name, before, lean, after in rows:
-        print(f"| {name} | {before / mib:.2f} MiB | {lean / mib:.2f} MiB ({before / lean:.1f}x) "
-              f"| {after / mib:.2f} MiB | {a.reports * before / mib:.0f} / "
-              f"{a.reports * after / mib:.0f} MiB | {before / after:.1f}x | "
-              f"{a.reports * before / mib:.0f} / {after / mib:.1f} MiB |")
-    print("FIGURE checkpoint: " + "; ".join(f"{n} {b / a:.1f}x less written ({b / le:.1f}x "
-                                            f"without the EMA)" for n, b, le, a in rows))
+    print("| trial | checkpoint before | lean, no EMA | full + EMA | lean + EMA (after) | "
+          "written per trial before / after | less written | kept on disk before / after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, before, lean, full, after in rows:
+        print(f"| {name} | {before / mib:.2f} MiB | {lean / mib:.2f} MiB ({before / lean:.2f}x) "
+              f"| {full / mib:.2f} MiB | {after / mib:.2f} MiB ({full / after:.2f}x) | "
+              f"{a.reports * before / mib:.0f} / {a.reports * after / mib:.0f} MiB | "
+              f"{before / after:.2f}x | {a.reports * before / mib:.0f} / {after / mib:.1f} MiB |")
+    print("FIGURE checkpoint: " + "; ".join(
+        f"{n} {b / a:.2f}x less written than 0.2.0 ({b / le:.2f}x without the EMA; lean vs "
+        f"full, both with the EMA: {f / a:.2f}x)" for n, b, le, f, a in rows))
 
 
 if __name__ == "__main__":

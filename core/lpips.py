@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -65,12 +66,14 @@ class LPIPS(nn.Module):
 
 
 def resolve_lpips_weights(path: str | None) -> str:
+    """The LPIPS weights file, as an absolute path (a sweep's trials run in other working
+    directories): the option, else $GANSWEEP_LPIPS_WEIGHTS."""
     path = path or os.environ.get("GANSWEEP_LPIPS_WEIGHTS")
     if not path:
         raise GansweepError("metric 'intra_lpips' needs LPIPS weights: pass --lpips-weights, "
                             "set lpips_weights in the spec or $GANSWEEP_LPIPS_WEIGHTS (see "
                             "core/lpips.py for the file's layout)")
-    return path
+    return str(Path(path).resolve())
 
 
 @functools.lru_cache(maxsize=2)

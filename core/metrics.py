@@ -33,15 +33,15 @@ STATS_VERSION = "2"  # 2: keyed by weights and precision, not by memory layout
 
 
 def resolve_weights(path: str | os.PathLike | None) -> str | None:
-    """The weights file to use: the option, else the environment variable, else None
-    (pytorch-fid downloads its own)."""
+    """The weights file to use, as an absolute path (a sweep's trials run in other working
+    directories): the option, else the environment variable, else None (pytorch-fid
+    downloads its own)."""
     chosen = path if path else os.environ.get(WEIGHTS_ENV) or None
     if chosen is None:
         return None
-    chosen = str(chosen)
     if not Path(chosen).is_file():
         raise GansweepError(f"Inception weights {chosen}: no such file")
-    return chosen
+    return str(Path(chosen).resolve())
 
 
 def _state_from_file(weights: str) -> dict[str, torch.Tensor]:

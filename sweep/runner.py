@@ -44,6 +44,7 @@ from gansweep.core.evaluate import (
     target_classifier,
 )
 from gansweep.core.losses import LOSSES
+from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import (
     HIGHER_IS_BETTER,
     FeatureStats,
@@ -400,7 +401,8 @@ def _common(spec: SweepSpec, sweep_dir: Path, prepared: dict[str, Any],
             "cpus": spec.resources.cpu, "metrics": spec.metrics, "iw_steps": spec.iw_steps,
             "classifier_steps": spec.classifier_steps,
             "inception_weights": resolve_weights(spec.inception_weights),
-            "lpips_weights": spec.lpips_weights,
+            "lpips_weights": resolve_lpips_weights(spec.lpips_weights)
+            if "intra_lpips" in spec.metrics else None,
             "cache_dir": str(sweep_dir),  # trials read sweep_dir/fid-stats
             "sweep_dir": str(sweep_dir)}
 

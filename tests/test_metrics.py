@@ -13,6 +13,7 @@ from pytorch_fid import inception as pfid_inception
 
 from gansweep.core.data import load_folder
 from gansweep.core.errors import GansweepError
+from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import (
     FeatureStats,
     InceptionFeatures,
@@ -158,6 +159,19 @@ def test_real_stats_cached_atomically(tmp_path):
     assert ex.calls == 2
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 3 and all(f.endswith(".npz") for f in files)
+
+
+def test_weights_paths_are_made_absolute(tmp_path, monkeypatch):
+    """A sweep's trials run in their own working directories: a relative path in the
+    option or the environment variable must reach them as the file the driver meant."""
+    (tmp_path / "w.pth").write_bytes(b"")
+    (tmp_path / "l.pth").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights("w.pth") == str(tmp_path.resolve() / "w.pth")
+    monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", "w.pth")
+    assert resolve_weights(None) == str(tmp_path.resolve() / "w.pth")
+    monkeypatch.setenv("GANSWEEP_LPIPS_WEIGHTS", "l.pth")
+    assert resolve_lpips_weights(None) == str(tmp_path.resolve() / "l.pth")
 
 
 def test_weights_errors(tmp_path, monkeypatch):
