@@ -37,7 +37,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, build_models
 from gansweep.core.registry import Registry
-from gansweep.core.sngan import BOTTOM
+from gansweep.core.sngan import LAYOUT
 
 _MIMICRY_SNGAN = {  # net -> [(their key pattern, our key template)]
     "G": [(r"l1\.(.+)", r"units.fc.l1.\1"), (r"(block\d)\.(.+)", r"units.\1.\2"),
@@ -85,7 +85,7 @@ def mimicry_sngan_arch(g_state: dict[str, torch.Tensor], d_state: dict[str, torc
                             f"l5/l6.weight_orig in D)") from None
     resolution = 64 if "l6.weight_orig" in d_state else \
         48 if any(k.startswith("block5.") for k in d_state) else 32
-    return ArchConfig("sngan", resolution, l1.shape[0] // BOTTOM[resolution] ** 2, l1.shape[1],
+    return ArchConfig("sngan", resolution, l1.shape[0] // LAYOUT[resolution][0] ** 2, l1.shape[1],
                       d_width=final.shape[1])
 
 

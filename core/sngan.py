@@ -198,29 +198,25 @@ class DOut(nn.Module):
         return self.shift(self.linear(F.relu(x).sum(dim=(2, 3))))
 
 
-BOTTOM = {32: 4, 48: 6, 64: 4}  # G's first feature map, per resolution
+# resolution: (G's first feature map, G's up-blocks, D's residual blocks that halve their input)
+LAYOUT = {32: (4, 3, (2,)), 48: (6, 3, (2, 3, 4)), 64: (4, 4, (2, 3, 4, 5))}
 
 
 def sngan_channels(cfg: ArchConfig) -> tuple[list[int], list[int]]:
     """G's channels from its first feature map to the last block, D's from block1 to the
     last block."""
     w, dw = cfg.width, cfg.d_width or cfg.width
+    ups = LAYOUT[cfg.resolution][1]
     if cfg.resolution == 32:
-        return [w] * 4, [dw] * 4
-    g_blocks = {48: 4, 64: 5}[cfg.resolution]
-    return [w // 2 ** i for i in range(g_blocks)], [dw // 2 ** i for i in range(4, -1, -1)]
-
-
-def _d_downsamples(resolution: int, block: int) -> bool:
-    """Whether D's residual block ``block`` (2, 3, ...) halves its input."""
-    return {32: block == 2, 48: block < 5, 64: True}[resolution]
+        return [w] * (ups + 1), [dw] * 4
+    return [w // 2 ** i for i in range(ups + 1)], [dw // 2 ** i for i in range(4, -1, -1)]
 
 
 class SNGANGenerator(TransferNet):
     def __init__(self, cfg: ArchConfig):
         g, _ = sngan_channels(cfg)
         units: list[tuple[str, nn.Module]] = [
-            ("fc", GIn(cfg.z_dim, g[0], BOTTOM[cfg.resolution]))]
+            ("fc", GIn(cfg.z_dim, g[0], LAYOUT[cfg.resolution][0]))]
         units += [(f"block{i + 2}", GBlock(c_in, c_out))
                   for i, (c_in, c_out) in enumerate(zip(g[:-1], g[1:]))]
         units.append(("out", GOut(g[-1])))
@@ -232,14 +228,14 @@ class SNGANDiscriminator(TransferNet):
     def __init__(self, cfg: ArchConfig):
         _, d = sngan_channels(cfg)
         units: list[tuple[str, nn.Module]] = [("block1", DBlock(3, d[0], True, optimized=True))]
+        halving = LAYOUT[cfg.resolution][2]
         for i, (c_in, c_out) in enumerate(zip(d[:-1], d[1:])):
-            units.append((f"block{i + 2}",
-                          DBlock(c_in, c_out, _d_downsamples(cfg.resolution, i + 2))))
+            units.append((f"block{i + 2}", DBlock(c_in, c_out, i + 2 in halving)))
         units.append(("fc", DOut(d[-1])))
         super().__init__(units, _sngan_init)
 
 
-@register_arch("sngan", resolutions=tuple(BOTTOM))
+@register_arch("sngan", resolutions=tuple(LAYOUT))
 def build_sngan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """Miyato et al.'s SNGAN in torch-mimicry's configuration (Denton et al.'s network)."""
     return SNGANGenerator(cfg), SNGANDiscriminator(cfg)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from gansweep.sweep.replay import load_recording, parse_variant, replay_sequence
 from gansweep.sweep.runner import load_sweep_spec
@@ -389,3 +390,33 @@ def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weig
     assert after[-1] == 16 and [*before, *after] == sorted(set(before + after))
     cpu_trial = SweepState.load(tmp_path / "sweeps" / "cpu-only").results()[-1]
     assert cpu_trial["gpu_ids"] == [] and cpu_trial["device"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trials_train_on_the_gpu_ray_gave_them(sources, faces, weights, tmp_path):
+    """On a machine with a real GPU: gpu: 0.5 trials train on CUDA, on the GPU Ray assigned
+    (its id in CUDA_VISIBLE_DEVICES, the first CUDA device inside the trial); gpu: 0 trials
+    on the same machine train on the CPU, though a GPU is visible to the driver."""
+    import ray
+
+    from gansweep.sweep.runner import launch
+    from gansweep.sweep.spec import load_spec
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    try:
+        for name, gpu in (("on-gpu", 0.5), ("on-cpu", 0)):
+            launch(load_spec(write_spec(
+                tmp_path / f"{name}.yaml", sources["dcgan"], faces, weights, name=name,
+                partitions=[], baselines=["fine-tune", "scale-shift"],
+                scheduler={"type": "none"}, resources={"cpu": 1, "gpu": gpu},
+                budget={"iters": 2, "eval_every": 2, "fid_samples": 8, "batch_size": 8})),
+                str(tmp_path / "sweeps"))
+    finally:
+        ray.shutdown()
+    on_gpu = SweepState.load(tmp_path / "sweeps" / "on-gpu").results()
+    assert len({r["trial_id"] for r in on_gpu}) == 2
+    for r in on_gpu:
+        assert r["device"].startswith("cuda") and r["device_name"] != "cpu", r
+        assert len(r["gpu_ids"]) == 1 and r["cuda_visible_devices"] == r["gpu_ids"][0], r
+    on_cpu = SweepState.load(tmp_path / "sweeps" / "on-cpu").results()
+    assert on_cpu and all(r["device"] == "cpu" and r["gpu_ids"] == [] for r in on_cpu)
