@@ -6,7 +6,13 @@ truncated file there, and ``Tuner.restore`` then fails on it. The driver therefo
 the last copy that parsed under ``.tune-state/`` (``back_up``), and a resume puts it back
 in place of a truncated one (``repair``). The backup lags Tune by at most
 ``BACKUP_EVERY_S``: trials that ended in that window are seen by Tune as unfinished, and
-return at once (the done markers of ``sweep.state``)."""
+return at once (the done markers of ``sweep.state``).
+
+Beside each snapshot Tune saves its search algorithm's state of the same session
+(``basic-variant-state-<session>.json``): which trials it has generated and which it counts
+as running. Restored from a newer session than the snapshot, it counts a trial the snapshot
+never had as running forever: under ``max_concurrent`` Tune then waits for it and starts
+nothing. The two are therefore backed up, put back and set aside together."""
 
 from __future__ import annotations
 
@@ -39,34 +45,48 @@ def newest(experiment: Path) -> Path | None:
     return files[-1] if files else None
 
 
+def searcher_state(snapshot: Path) -> Path:
+    """The search algorithm's state saved with ``snapshot`` (the same session)."""
+    return snapshot.with_name(snapshot.name.replace("experiment_state-", "basic-variant-state-"))
+
+
 def back_up(experiment: Path) -> None:
-    """Copy the newest snapshot to the backup folder if it changed and parses whole."""
+    """Copy the newest snapshot, with its searcher's state, to the backup folder if it
+    changed and both parse whole."""
     path = newest(experiment)
     if path is None:
         return
     copy = experiment / BACKUP_DIR / path.name
     if copy.is_file() and copy.stat().st_mtime >= path.stat().st_mtime:
         return
-    data = path.read_bytes()
+    pair = [(p, p.read_bytes()) for p in (path, searcher_state(path)) if p.is_file()]
     try:
-        json.loads(data)
+        for _, data in pair:
+            json.loads(data)
     except ValueError:  # read while Tune was copying it: the next call catches up
         return
-    _write(copy, data)
+    for p, data in reversed(pair):  # the snapshot last: its mtime marks the pair as done
+        _write(experiment / BACKUP_DIR / p.name, data)
 
 
 def repair(experiment: Path) -> None:
-    """Replace each truncated snapshot by its backup; one without a backup is moved aside
-    (Tune then restores from the previous session's snapshot, if any)."""
+    """Replace each truncated snapshot, and its searcher's state, by their backups; one
+    without a backup is moved aside with its searcher's state (Tune then restores both from
+    the previous session, if any)."""
     for path in experiment.glob(PATTERN):
         if _parses(path):
             continue
         copy = experiment / BACKUP_DIR / path.name
+        searcher, searcher_copy = searcher_state(path), searcher_state(copy)
         if _parses(copy):
             _write(path, copy.read_bytes())
+            if _parses(searcher_copy):
+                _write(searcher, searcher_copy.read_bytes())
             what = "restored the driver's last whole copy"
         else:
-            path.rename(path.with_name(path.name + ".truncated"))
+            for p in (path, searcher):
+                if p.is_file():
+                    p.rename(p.with_name(p.name + ".truncated"))
             what = "set it aside"
         print(f"gansweep: Ray Tune's snapshot {path} was cut short when the driver was "
               f"killed; {what}", file=sys.stderr)

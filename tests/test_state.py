@@ -86,17 +86,22 @@ def test_a_snapshot_of_gansweep_0_1_is_not_counted_twice(tmp_path):
 
 
 def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_path, capsys):
-    """Tune copies its snapshot into the sweep from a thread; a killed driver can leave it
-    truncated. The driver's last whole copy replaces it; with no copy it is set aside."""
+    """Tune copies its snapshot into the sweep from a thread; a killed driver (or a full
+    disk) can leave it truncated. The driver's last whole copy replaces it; with no copy it
+    is set aside. The searcher's state of the same session goes with it either way: from a
+    newer session than the snapshot it would wait for a trial the snapshot never had."""
     from gansweep.sweep import tune_state
     whole = json.dumps({"trial_data": [[str(i), "{}"] for i in range(50)]})
     path = tmp_path / "experiment_state-2026-11-24_01-00-00.json"
+    searcher = tmp_path / "basic-variant-state-2026-11-24_01-00-00.json"
     path.write_text(whole)
+    searcher.write_text('{"_live_trials": ["a"]}')
     tune_state.back_up(tmp_path)
     path.write_text(whole[:len(whole) // 2])
+    searcher.write_text('{"_live_trials": ["b"]}')  # saved after the backup
     tune_state.back_up(tmp_path)  # a truncated file never overwrites the copy
     tune_state.repair(tmp_path)
-    assert path.read_text() == whole
+    assert path.read_text() == whole and searcher.read_text() == '{"_live_trials": ["a"]}'
     assert "cut short" in capsys.readouterr().err
     older = tmp_path / "experiment_state-2026-11-23_01-00-00.json"
     older.write_text(whole)
@@ -104,6 +109,7 @@ def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_pat
     path.write_text(whole[:10])
     tune_state.repair(tmp_path)
     assert not path.exists() and tune_state.newest(tmp_path) == older
+    assert not searcher.exists() and searcher.with_name(searcher.name + ".truncated").exists()
 
 
 def test_sweep_reporter_prints_a_compact_table():
