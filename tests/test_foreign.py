@@ -3,6 +3,8 @@ own code recorded (../shared/reference, made by running that code) on one CPU th
 fixtures were made: bit for bit on the fixtures' CPU, to float32 rounding on another
 (tests.helpers.assert_reproduces); ``gansweep import`` makes transfer sources of them."""
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,15 +37,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-# ../shared/reference has no 48 px pair: tests/fixtures/make_mimicry_sngan48.py made one the
-# same way, with torch-mimicry's own code
-MIMICRY_SNGAN = {"mimicry-sngan32": REFERENCE, "mimicry-sngan48": Path(__file__).parent /
-                 "fixtures", "mimicry-sngan64": REFERENCE}
+@pytest.fixture(scope="session")
+def mimicry_sngan48(tmp_path_factory) -> Path:
+    """../shared/reference has no 48 px pair: record one the same way, with torch-mimicry's
+    own code from its PyPI sdist (tests/make_mimicry_sngan48.py)."""
+    where = tmp_path_factory.mktemp("mimicry48")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                    "--no-binary", ":all:", "torch_mimicry==0.1.16", "-d", where], check=True)
+    out = where / "mimicry-sngan48.pt"
+    subprocess.run([sys.executable, Path(__file__).with_name("make_mimicry_sngan48.py"),
+                    where / "torch_mimicry-0.1.16.tar.gz", out], check=True)
+    return out
 
 
-@pytest.mark.parametrize("name", MIMICRY_SNGAN)
-def test_mimicry_sngan_reproduces_its_outputs(name, one_thread):
-    fx = torch.load(MIMICRY_SNGAN[name] / f"{name}.pt", weights_only=True)
+@pytest.mark.parametrize("name", ["mimicry-sngan32", "mimicry-sngan48", "mimicry-sngan64"])
+def test_mimicry_sngan_reproduces_its_outputs(name, one_thread, request):
+    path = request.getfixturevalue("mimicry_sngan48") if name == "mimicry-sngan48" else \
+        REFERENCE / f"{name}.pt"
+    fx = torch.load(path, weights_only=True)
     g, d, arch = load_mimicry_sngan(fx["g_state"], fx["d_state"], name)
     assert arch.name == "sngan" and arch.z_dim == fx["config"]["generator_ctor"]["nz"]
     assert arch.resolution == fx["config"]["image_size"]
