@@ -20,9 +20,9 @@ import torch
 
 from benchmarks._common import machine, synthetic_source
 from gansweep.core.checkpoint import checkpoint_state
-from gansweep.core.config import transfer_config
 from gansweep.core.models import ArchConfig
 from gansweep.core.train import setup, train_step
+from gansweep.core.trial import transfer_config
 
 ARCH = ArchConfig("dcgan", 64, 64, 100, "batch")
 TRIALS = {"fine-tune": {"baseline": "fine-tune"},

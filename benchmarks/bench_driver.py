@@ -85,7 +85,7 @@ def run(root: Path, source: Path, faces: Path, size: int, concurrency: int) -> d
             "inception_weights": WEIGHTS}
     path = root / f"driver-{size}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    from gansweep.sweep.spec import load_spec
+    from gansweep.sweep.specs import load_spec
 
     parsed = load_spec(path)
     trials = len(parsed.trials())

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._common import EMOJI, ROOT, WEIGHTS, machine
-from gansweep.core.config import transfer_config
 from gansweep.core.ema import EMA
 from gansweep.core.evaluate import FID_SEED, generate
-from gansweep.core.metrics import FeatureStats, fid, get_extractor
+from gansweep.core.features import FeatureStats, get_extractor
+from gansweep.core.metrics import fid
 from gansweep.core.train import setup, train_step
+from gansweep.core.trial import transfer_config
 
 SETTINGS = [("baseline", "fine-tune"), ("baseline", "scratch"), ("baseline", "freeze"),
             ("baseline", "scale-shift"), ("baseline", "freeze-d"),

@@ -16,7 +16,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 
 from benchmarks._common import EMOJI, WEIGHTS, Timer, interleaved, machine, summary
 from gansweep.core.data import list_images, load_folder
-from gansweep.core.metrics import FeatureStats, InceptionFeatures
+from gansweep.core.features import FeatureStats, InceptionFeatures
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from benchmarks._common import ROOT, machine
 from gansweep.core import metrics
 from gansweep.core.config import TrainConfig
 from gansweep.core.evaluate import generate
-from gansweep.core.metrics import FeatureStats, get_extractor, resolve_weights
+from gansweep.core.features import FeatureStats, get_extractor, resolve_weights
 from gansweep.core.train import TrainState, setup
 from gansweep.results.tables import load_tables
-from gansweep.sweep.runner import _newest_checkpoint
+from gansweep.sweep.worker import newest_checkpoint
 
 
 def fid(s: TrainState, n: int, seed: int) -> float:
@@ -45,7 +45,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = TrainConfig.from_dict({**json.loads((trial_dir / "config.json").read_text()),
                                          "out": tmp})
-            s = setup(cfg, resume=_newest_checkpoint(trial_dir))
+            s = setup(cfg, resume=newest_checkpoint(trial_dir))
         values = [fid(s, cfg.fid_samples, 10_000 + k) for k in range(a.seeds)]
         large = fid(s, a.large, 99)
         spread = statistics.stdev(values)

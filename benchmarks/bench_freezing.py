@@ -14,11 +14,12 @@ import torch
 
 from benchmarks._common import Timer, interleaved, machine, summary
 from gansweep.core.checkpoint import snapshot
-from gansweep.core.config import TrainConfig, transfer_config
+from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import setup, train_step
 from gansweep.core.treatments import count_trainable
+from gansweep.core.trial import transfer_config
 
 SETTINGS = {"fine-tune D(0,0,5)G(0,0,5)": ("D(0,0,5)", "G(0,0,5)"),
             "mostly frozen D(3,0,2)G(3,0,2)": ("D(3,0,2)", "G(3,0,2)"),

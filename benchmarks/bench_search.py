@@ -30,11 +30,12 @@ import yaml
 
 from benchmarks._common import ROOT, machine
 from gansweep.results.report import write_results
+from gansweep.sweep.driver import launch, resume
 from gansweep.sweep.ranking import ScoreRule, score
 from gansweep.sweep.replay import Recording, load_recording, parse_variant, replay_many
-from gansweep.sweep.runner import launch, resume
-from gansweep.sweep.spec import find_spec, parse_spec
+from gansweep.sweep.specs import find_spec
 from gansweep.sweep.state import SweepState
+from gansweep.sweep.validate import parse_spec
 
 RECORDINGS = ROOT / "benchmarks" / "recordings"  # finished grids, kept in the repository
 

@@ -22,8 +22,8 @@ import yaml
 from benchmarks._common import WEIGHTS, machine, summary, synthetic_source
 from gansweep.core.models import ArchConfig
 from gansweep.sweep import runner
-from gansweep.sweep.runner import launch
-from gansweep.sweep.spec import load_spec
+from gansweep.sweep.driver import launch
+from gansweep.sweep.specs import load_spec
 from gansweep.sweep.state import SweepState
 
 

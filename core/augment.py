@@ -24,11 +24,32 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.registry import Registry
 
 ImageAugment = Callable[[torch.Tensor], torch.Tensor]  # uint8 N x 3 x H x W -> same
-IMAGE_AUGMENTS: Registry[ImageAugment | None] = Registry("augment")
-IMAGE_AUGMENTS.register("none")(None)
 
 
-@IMAGE_AUGMENTS.register("flip")
+@dataclass(frozen=True)
+class Preset:
+    """An augmentation preset: a transform of real uint8 images (``image``), or, when
+    ``differentiable``, DiffAugment's transform of real and fake images in the critic."""
+
+    name: str
+    image: ImageAugment | None = None
+    differentiable: bool = False
+
+
+AUGMENTS: Registry[Preset] = Registry("augment")
+
+
+def register_augment(name: str):
+    def deco(fn: ImageAugment) -> ImageAugment:
+        AUGMENTS.register(name)(Preset(name, image=fn))
+        return fn
+    return deco
+
+
+AUGMENTS.register("none")(Preset("none"))
+
+
+@register_augment("flip")
 def flip(images: torch.Tensor) -> torch.Tensor:
     """Each image mirrored left-right with probability 1/2."""
     flipped = (torch.rand(len(images)) < 0.5).to(images.device)
@@ -103,16 +124,13 @@ def mild_params(n: int) -> dict[str, torch.Tensor]:
             "factors": torch.empty(n, 3).uniform_(0.9, 1.1), "order": torch.rand(n, 3).argsort(1)}
 
 
-@IMAGE_AUGMENTS.register("mild")
+@register_augment("mild")
 def mild(images: torch.Tensor) -> torch.Tensor:
     """The dissertation's: flip, a rotation of up to 10 degrees (white fill) and a colour
     jitter of 10 %, kept mild so the images stay in the target domain."""
     p = mild_params(len(images))
     rotated = rotate(images, p["degrees"], flip=p["flip"])
     return jitter(rotated, p["factors"].to(images.device), p["order"].to(images.device))
-
-
-DIFF_AUGMENTS = ("diffaug",)
 
 
 def _color(x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +172,9 @@ def diff_augment(x: torch.Tensor) -> torch.Tensor:
     return _cutout(_translation(_color(x)))
 
 
+AUGMENTS.register("diffaug")(Preset("diffaug", differentiable=True))
+
+
 @dataclass
 class Augmentation:
     """The parsed ``augment`` setting."""
@@ -172,13 +193,13 @@ class Augmentation:
 
 
 def parse_augment(spec: str) -> Augmentation:
+    """An ``augment`` setting: preset names joined by '+'."""
     names = [n.strip() for n in str(spec).split("+")]
-    valid = IMAGE_AUGMENTS.names() + list(DIFF_AUGMENTS)
-    unknown = [n for n in names if n not in valid]
+    unknown = [n for n in names if n not in AUGMENTS]
     if unknown:
         raise GansweepError(f"augment: unknown preset {unknown[0]!r} in {spec!r}; valid: "
-                            f"{', '.join(valid)} (join several with '+')")
-    image = [IMAGE_AUGMENTS.get(n) for n in names if n in IMAGE_AUGMENTS]
-    return Augmentation([t for t in image if t is not None],
-                        any(n in DIFF_AUGMENTS for n in names))
+                            f"{', '.join(AUGMENTS.names())} (join several with '+')")
+    presets = [AUGMENTS.get(n) for n in names]
+    return Augmentation([p.image for p in presets if p.image is not None],
+                        any(p.differentiable for p in presets))
 

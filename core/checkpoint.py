@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,8 @@ from torch import nn
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
-from gansweep.core.models import TransferNet, load_source_state
+from gansweep.core.models import ArchConfig, TransferNet, cross_resolution, load_source_state
+from gansweep.core.treatments import TREATMENTS
 
 if TYPE_CHECKING:
     from gansweep.core.train import TrainState
@@ -26,13 +28,14 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = "gansweep-checkpoint/1"
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a gansweep checkpoint (tensors and plain data only: weights_only)."""
+def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """Load and validate a gansweep checkpoint (tensors and plain data only: weights_only).
+    ``mmap``: tensors stay on disk until read (to read the metadata of a large one)."""
     path = Path(path)
     if not path.is_file():
         raise GansweepError(f"checkpoint {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated, not a zip/pickle, or holding arbitrary objects
         raise GansweepError(f"checkpoint {path}: not a readable gansweep checkpoint "
                             f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
@@ -44,6 +47,47 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             name = {"G": "the generator G", "D": "the discriminator D"}.get(key, f"'{key}'")
             raise GansweepError(f"checkpoint {path}: missing {name}")
     return ckpt
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a transfer needs to know of its source before it loads the weights."""
+
+    path: str
+    arch: ArchConfig
+    loss: str  # its pretraining loss: a transfer's default
+    data: str | None  # the folder it was trained on (absolute; None: imported)
+    modulated: bool  # made by a modulating treatment: not a transfer source
+
+    @classmethod
+    def of(cls, path: str, ckpt: dict[str, Any]) -> SourceInfo:
+        data = ckpt["config"]["data"]
+        return cls(str(path), ArchConfig(**ckpt["arch"]), ckpt["config"]["loss"],
+                   None if data is None else str(Path(data).resolve()),
+                   any(TREATMENTS.get(t).modulates for p in ckpt["plans"].values() for t in p))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "arch": self.arch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceInfo:
+        return cls(**{**data, "arch": ArchConfig(**data["arch"])})
+
+
+def read_source(path: str | os.PathLike) -> SourceInfo:
+    """A source checkpoint's metadata, without reading its tensors."""
+    return SourceInfo.of(str(path), load_checkpoint(path, mmap=True))
+
+
+def check_source(info: SourceInfo, arch: ArchConfig, new_units: list[str]) -> None:
+    """A run of ``arch`` (with the units a lower resolution adds) can start from the source."""
+    expected = cross_resolution(info.arch, arch.resolution)[0] if new_units else info.arch
+    if expected not in (arch, arch.unconditional):
+        raise GansweepError(f"checkpoint {info.path}: architecture {info.arch} does not match "
+                            f"the requested {arch}")
+    if info.modulated:
+        raise GansweepError(f"checkpoint {info.path}: a modulated run cannot be a transfer "
+                            f"source; use a pretrained or fine-tuned one")
 
 
 def load_source(net: TransferNet, state: dict, what: str, path: str) -> None:
@@ -138,7 +182,10 @@ def _load(net: nn.Module, state: dict[str, torch.Tensor], lean: bool,
         return
     missing, unexpected = net.load_state_dict(state, strict=False)
     expected = set(net.state_dict()) - (trainable or _trainable_and_buffers(net))
-    assert not unexpected and set(missing) == expected, (unexpected, set(missing) ^ expected)
+    if unexpected or set(missing) != expected:
+        differ = sorted(set(unexpected) | (set(missing) ^ expected))
+        raise GansweepError(f"checkpoint: a lean checkpoint must hold exactly the run's trainable "
+                            f"tensors and buffers; these differ: {differ[:5]}")
 
 
 def snapshot(s: TrainState, path: str | os.PathLike | None = None, lean: bool = False) -> Path:

@@ -1,40 +1,20 @@
-"""The configuration of one training run (``TrainConfig``), and ``transfer_config``, which
-builds a transfer trial's config from a source checkpoint and a partition, baseline or plan.
-"""
+"""The configuration of one training run: ``TrainConfig``, validated on construction, and
+the one place its defaults live (the CLI's and a sweep spec's defaults are read from it).
+A transfer trial's config is made by ``core.trial.trial_config``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from gansweep.core.augment import parse_augment
-from gansweep.core.checkpoint import load_checkpoint
-from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
 from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import METRICS
-from gansweep.core.models import (
-    COND_HEADS,
-    ArchConfig,
-    cross_resolution,
-    unit_counts,
-    unit_names,
-)
-from gansweep.core.treatments import (
-    BN_STATS,
-    TREATMENTS,
-    PlanPair,
-    baseline_pair,
-    check_plan,
-    parse_partition,
-    partition_pair,
-    plans_label,
-)
-
-INITS = ("pretrained", "scratch")
+from gansweep.core.models import ArchConfig
+from gansweep.core.treatments import BN_STATS, TREATMENTS
 
 
 def default_cache_dir() -> str:
@@ -85,9 +65,9 @@ class TrainConfig:
     lpips_weights: str | None = None  # intra_lpips (core.lpips); None: $GANSWEEP_LPIPS_WEIGHTS
     cache_dir: str | None = None  # real-data FID statistics; None: $GANSWEEP_CACHE or ~/.cache
     device: str = "auto"
-    # Evaluate an EMA of G's weights (core.ema) with this half-life in thousands of images;
-    # None: evaluate G itself, as the papers do.
-    ema_kimg: float | None = None
+    # Evaluate an EMA of G's weights (core.ema) with this half-life in thousands of images
+    # (benchmarks/RESULTS.md section 4 measured it); None: evaluate G itself, as the papers do.
+    ema_kimg: float | None = 10.0
     ema_rampup: float | None = 0.05  # the half-life is at most this fraction of images seen
     # At the first evaluation at or after each milestone (the scheduler's rungs), FID also on
     # this many generated images (``fid_rung``): a steadier number where decisions are made.
@@ -179,81 +159,15 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
+    def default(cls, name: str) -> Any:
+        """A field's default: what the CLI and a sweep spec use when it is not given."""
+        f = cls.__dataclass_fields__[name]
+        return f.default_factory() if f.default is MISSING else f.default
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise GansweepError(f"unknown config field(s) {unknown}")
         return cls(**d)
-
-
-
-def transfer_config(source: str, data: str, out: str, *, d: str | None = None,
-                    g: str | None = None, baseline: str | None = None,
-                    modulation: str = "adafm", freeze_d_depth: int | None = None,
-                    g_init: str = "pretrained", d_init: str = "pretrained",
-                    plans: tuple[Sequence[str], Sequence[str]] | None = None,
-                    conditional: str | None = None, expect_arch: str | None = None,
-                    resolution: int | None = None,
-                    **overrides: Any) -> TrainConfig:
-    """The config of one transfer trial: a D/G partition pair, a baseline preset, or
-    explicit per-unit ``plans`` (G's, D's), from a source checkpoint. ``g_init``/``d_init =
-    scratch`` re-initialises that whole network (Wang et al.'s G/D initialisation study);
-    it needs that network fully fine-tuned. ``conditional`` (a class head: projection or ac)
-    makes both networks class-conditional, one class per sub-folder of ``data``; the source
-    may be unconditional (Wang et al. section 5).
-    Settings not given (loss, ...) default to the source's pretraining config, and the
-    classifier metric's negatives to the source's training images.
-    ``expect_arch`` refuses a source of another architecture. ``resolution`` below the
-    source's transfers across resolutions (``models.cross_resolution``): the new units it
-    adds are re-initialised, whatever the partition says, and recorded in ``new_units``."""
-    ckpt = load_checkpoint(source)
-    arch = ArchConfig(**ckpt["arch"])
-    if expect_arch is not None and expect_arch != arch.name:
-        raise GansweepError(f"checkpoint {source}: architecture is {arch.name!r}, expected "
-                            f"{expect_arch!r}")
-    new_units: list[str] = []
-    if resolution is not None and resolution != arch.resolution:
-        arch, new_units = cross_resolution(arch, resolution)
-    lg, ld = unit_counts(arch)
-    if modulation not in ("adafm", "filter-shift"):
-        raise GansweepError(f"modulation: {modulation!r} is not 'adafm' or 'filter-shift'")
-    given = [x for x in (baseline, d or g, plans) if x is not None]
-    if len(given) != 1:
-        raise GansweepError("give one of: a baseline, D/G partitions, or per-unit plans")
-    if baseline is not None:
-        pair = baseline_pair(baseline, ld, lg, modulation, freeze_d_depth)
-    elif plans is not None:
-        pair = PlanPair(check_plan(plans[0], lg, "g_plan"), check_plan(plans[1], ld, "d_plan"),
-                        plans_label(plans))
-    elif d is None or g is None:
-        raise GansweepError("give both a D partition and a G partition, or a baseline")
-    else:
-        pair = partition_pair(parse_partition(d, ld, "D"), parse_partition(g, lg, "G"),
-                              modulation)
-    plans = {"g": list(pair.g_plan), "d": list(pair.d_plan)}
-    for net, init in (("g", g_init), ("d", d_init)):
-        if init not in INITS:
-            raise GansweepError(f"{net}_init: {init!r} is not one of {INITS}")
-        if init == "scratch":
-            if any(t not in ("finetune", "reinit") for t in plans[net]):
-                raise GansweepError(f"{net}_init: 'scratch' needs {net.upper()} fully "
-                                    f"fine-tuned, but {pair.label} freezes or modulates it")
-            plans[net] = ["reinit"] * len(plans[net])
-    g_names, d_names = unit_names(arch)
-    for net, names in (("g", g_names), ("d", d_names)):
-        plans[net] = ["reinit" if f"{net.upper()}.{n}" in new_units else t
-                      for n, t in zip(names, plans[net])]
-    if conditional is not None:
-        if conditional not in COND_HEADS:
-            raise GansweepError(f"conditional: {conditional!r} is not one of {COND_HEADS}")
-        arch = replace(arch, num_classes=len(class_names(data)), cond_head=conditional)
-    overrides.setdefault("loss", ckpt["config"]["loss"])
-    if "classifier" in overrides.get("metrics", ()) and \
-            overrides.get("classifier_negatives") is None:
-        if ckpt["config"]["data"] is None:
-            raise GansweepError(f"classifier_negatives: the source {source} records no "
-                                f"training data (imported); give the classifier's negatives")
-        overrides["classifier_negatives"] = str(Path(ckpt["config"]["data"]).resolve())
-    return TrainConfig(data=data, out=out, arch=arch, source=source, g_plan=plans["g"],
-                       d_plan=plans["d"], label=pair.label, new_units=new_units, **overrides)

@@ -14,10 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from gansweep.core.data import ImageSet, to_float
+from gansweep.core.dcgan import ConvUnit, DCGANDiscriminator
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.losses import get_loss
-from gansweep.core.models import RESOLUTIONS, ArchConfig, ConvUnit, DCGANDiscriminator
+from gansweep.core.models import ARCHITECTURES, ArchConfig
 from gansweep.core.numerics import own_rng
 
 CRITIC_WIDTH = 16
@@ -51,8 +52,9 @@ def independent_wasserstein(real: torch.Tensor, fake: torch.Tensor, steps: int =
     the estimated Wasserstein distance: about 0 when the sets match, more negative the
     further apart they are; higher is better.
     """
-    if real.shape[1:] != fake.shape[1:] or real.shape[-1] not in RESOLUTIONS:
-        raise GansweepError(f"IW: the critic needs both image sets at one size of {RESOLUTIONS} "
+    sizes = ARCHITECTURES.get("dcgan").resolutions  # the critic is a DCGAN discriminator
+    if real.shape[1:] != fake.shape[1:] or real.shape[-1] not in sizes:
+        raise GansweepError(f"IW: the critic needs both image sets at one size of {sizes} "
                             f"px, got {tuple(real.shape[1:])} and {tuple(fake.shape[1:])} "
                             f"(give a resolution)")
     if min(len(real), len(fake)) < 4:

@@ -14,18 +14,14 @@ from torchvision.utils import save_image
 from gansweep.core.config import default_cache_dir
 from gansweep.core.critics import TargetClassifier, train_classifier
 from gansweep.core.data import ImageSet, load_folder, quantize
-from gansweep.core.metrics import (
-    Evaluation,
+from gansweep.core.features import (
     FeatureStats,
-    compute_metrics,
-    fid,
-    fid_sd,
     get_extractor,
-    per_class_fid,
     real_stats,
     require_classifier,
     resolve_weights,
 )
+from gansweep.core.metrics import Evaluation, compute_metrics, fid, fid_sd, per_class_fid
 
 if TYPE_CHECKING:
     from gansweep.core.train import TrainState

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from gansweep.core import faults
+
 
 def _read_umask() -> int:
     mask = os.umask(0o022)
@@ -23,6 +25,8 @@ _UMASK = _read_umask()
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True
                  ) -> None:
+    """Write ``path`` through ``write(file)``: whole or not at all, even if ``write`` fails
+    or the process dies part-way."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -30,6 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: b
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the team
+        faults.point("write.rename")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,18 +1,12 @@
-"""FID and KID on pytorch-fid's Inception pool3 features, with cached real-data statistics;
-the Inception Score on the same network's logits.
-
-Weights: ``--inception-weights PATH`` or ``$GANSWEEP_INCEPTION_WEIGHTS`` (a state dict in
-pytorch-fid's layout), else pytorch-fid's own download.
-"""
+"""The metrics registry (``Metric``: how each is computed from an evaluation, which way is
+better, its sampling sd) and the formulas: FID and KID on Inception features
+(``core.features``), its noise, per-class FID; the IS, IW, classifier and Intra-LPIPS
+entries."""
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,171 +14,9 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 
 from gansweep.core.critics import TargetClassifier, independent_wasserstein
 from gansweep.core.errors import GansweepError
-from gansweep.core.fileio import atomic_write, file_sha256
-from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
+from gansweep.core.features import FEATURE_DIM, FeatureStats
 from gansweep.core.lpips import intra_lpips, load_lpips, resolve_lpips_weights
-from gansweep.core.numerics import fp32_features, own_rng
-from gansweep.core.progress import Progress
 from gansweep.core.registry import Registry
-
-WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
-FEATURE_DIM = 2048
-STATS_VERSION = "2"  # 2: keyed by weights and precision, not by memory layout
-
-
-def resolve_weights(path: str | os.PathLike | None) -> str | None:
-    """The weights file to use, as an absolute path (a sweep's trials run in other working
-    directories): the option, else the environment variable, else None (pytorch-fid
-    downloads its own)."""
-    chosen = path if path else os.environ.get(WEIGHTS_ENV) or None
-    if chosen is None:
-        return None
-    if not Path(chosen).is_file():
-        raise GansweepError(f"Inception weights {chosen}: no such file")
-    return str(Path(chosen).resolve())
-
-
-def _state_from_file(weights: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means "not a weights file"
-        raise GansweepError(f"Inception weights {weights}: not a PyTorch state dict "
-                            f"({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(state, dict):
-        raise GansweepError(f"Inception weights {weights}: not a state dict")
-    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-            for k, v in state.items()}
-
-
-class InceptionFeatures:
-    """pytorch-fid's FID Inception (core.inception), fed uint8 images exactly as pytorch-fid
-    feeds PNG files: x / 255, resized to 299 and scaled to [-1, 1] inside the network; in
-    float32 with TF32 off (core.numerics). ``identity`` names the weights and the precision:
-    cached statistics are keyed by it."""
-
-    def __init__(self, weights: str | None, device: torch.device, batch_size: int = 50,
-                 channels_last: bool = False, bf16: bool = False):
-        self.device, self.batch_size = device, batch_size
-        self.channels_last, self.bf16 = channels_last, bf16
-        if weights is None:
-            try:
-                state = download_weights()
-            except OSError as e:  # URLError included: no network, or the download failed
-                raise GansweepError(
-                    f"cannot download pytorch-fid's Inception weights ({e}); give "
-                    f"--inception-weights PATH or set {WEIGHTS_ENV}") from None
-            self.identity = f"pytorch-fid-pool3:{DOWNLOAD_NAME}"
-        else:
-            state = _state_from_file(weights)
-            self.identity = "pytorch-fid-pool3:sha256=" + file_sha256(weights)
-        try:
-            model = FIDInception(state)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()
-            raise GansweepError(f"Inception weights {weights}: do not fit pytorch-fid's FID "
-                                f"Inception ({' '.join(first[:2])[:200]})") from None
-        self.weights = weights or DOWNLOAD_NAME
-        self.has_classifier = model.has_classifier
-        self.model = model.eval().requires_grad_(False).to(device)
-        if channels_last:  # a memory layout: FID within 1e-7, not part of the identity
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.identity += ":bf16" if bf16 else ":fp32"
-
-    @torch.inference_mode()
-    def run(self, images: torch.Tensor, progress: Progress | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """N x 3 x H x W uint8 -> (N x 2048 pool3 features, N x 1008 logits), float32;
-        ``progress`` counts the images."""
-        if images.dtype != torch.uint8:
-            raise TypeError("features expect uint8 images; quantise generated images first")
-        features, logits = [], []
-        with fp32_features():
-            for batch in images.split(self.batch_size):
-                x = batch.to(self.device, non_blocking=True).float().div_(255.0)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-                    pool3, out = self.model(x)
-                features.append(pool3.float().cpu())
-                logits.append(out.float().cpu())
-                if progress is not None:
-                    progress.update(len(batch))
-        return torch.cat(features).numpy(), torch.cat(logits).numpy()
-
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """N x 3 x H x W uint8 -> N x 2048 float32 pool3 features."""
-        return self.run(images)[0]
-
-
-_EXTRACTORS: dict[tuple[str | None, str], InceptionFeatures] = {}
-
-
-def get_extractor(weights: str | None, device: torch.device | str = "cpu") -> InceptionFeatures:
-    """A per-process cached extractor (building Inception takes seconds)."""
-    key = (weights, str(device))
-    if key not in _EXTRACTORS:
-        device = torch.device(device)
-        # channels_last: 1.67x the images/s on CPU with FID within 1e-7 relative
-        # (benchmarks/bench_fid.py); not yet measured on a GPU, so off there.
-        with own_rng():  # building it draws initial weights: not from the run's stream
-            _EXTRACTORS[key] = InceptionFeatures(weights, device,
-                                                 channels_last=device.type == "cpu")
-    return _EXTRACTORS[key]
-
-
-def release_extractors() -> None:
-    """Drop the cached extractors (the sweep driver, once it has made the statistics: it
-    must not hold Inception on a device for the whole sweep)."""
-    _EXTRACTORS.clear()
-    if torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
-@dataclass
-class FeatureStats:
-    """Everything FID, KID and IS need from one image set."""
-
-    features: np.ndarray  # N x 2048 float32
-    logits: np.ndarray | None = None  # N x 1008 (generated images only: IS)
-
-    @cached_property
-    def inception_score(self) -> tuple[float, float]:
-        """(mean, sd) of the Inception Score of these images' logits."""
-        if self.logits is None:
-            raise GansweepError("metric 'is' needs the generated images' Inception logits")
-        return inception_score(self.logits)
-
-    @cached_property
-    def mu(self) -> np.ndarray:
-        return np.mean(self.features, axis=0)
-
-    @cached_property
-    def sigma(self) -> np.ndarray:
-        return np.cov(self.features, rowvar=False)
-
-
-def stats_key(images_digest: str, extractor_identity: str) -> str:
-    text = f"v{STATS_VERSION}|{images_digest}|{extractor_identity}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
-               cache_dir: str | os.PathLike | None) -> FeatureStats:
-    """Features of real images, cached under a hash of the preprocessed pixels and the
-    extractor; computed once, written atomically, shared by every trial of a sweep."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"real-{stats_key(digest, extractor.identity)}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                stats = FeatureStats(z["features"])
-                stats.mu, stats.sigma = z["mu"], z["sigma"]  # fill the cached properties
-                return stats
-    stats = FeatureStats(extractor(images))
-    if path is not None:
-        atomic_write(path, lambda f: np.savez(f, features=stats.features, mu=stats.mu,
-                                              sigma=stats.sigma))
-    return stats
 
 
 @dataclass
@@ -205,16 +37,45 @@ class Evaluation:
     lpips_weights: str | None = None
 
 
-MetricFn = Callable[[Evaluation], float]
-METRICS: Registry[MetricFn] = Registry("metric")
-register_metric = METRICS.register
-HIGHER_IS_BETTER = ("iw", "classifier", "is", "intra_lpips")
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: how it is computed from an evaluation, which way is better, and
+    the result key of its sampling sd where it has one. ``loss`` is the one place a
+    metric's direction becomes a comparison: everything that ranks calls it (or ``mode``
+    and ``worst``, made from it)."""
+
+    name: str
+    compute: Callable[[Evaluation], float]
+    higher_is_better: bool = False
+    sd: str | None = None  # the result key of its sampling sd (a noise margin needs one)
+
+    def loss(self, value: float) -> float:
+        """The value on a lower-is-better scale."""
+        return -value if self.higher_is_better else value
+
+    @property
+    def worst(self) -> float:
+        """What a diverged run or a non-finite value reports, so that it ranks last."""
+        return self.loss(math.inf)
+
+    @property
+    def mode(self) -> str:
+        """Ray Tune's mode for it."""
+        return "max" if self.loss(1.0) < 0 else "min"
 
 
-def worst_value(name: str) -> float:
-    """What a diverged run or a non-finite value reports: +inf, or -inf where higher is
-    better, so that schedulers rank it last."""
-    return -math.inf if name in HIGHER_IS_BETTER else math.inf
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def register_metric(name: str, higher_is_better: bool = False, sd: str | None = None):
+    def deco(fn: Callable[[Evaluation], float]):
+        METRICS.register(name)(Metric(name, fn, higher_is_better, sd))
+        return fn
+    return deco
+
+
+def metric(name: str) -> Metric:
+    return METRICS.get(name)
 
 
 def _trace_sqrt_product(full: FeatureStats, low_rank: FeatureStats) -> float:
@@ -323,45 +184,19 @@ def kid(real: FeatureStats, fake: FeatureStats, subsets: int = 100, subset_size:
     return float(total / subsets)
 
 
-def require_classifier(extractor: InceptionFeatures) -> None:
-    """Refuse the Inception Score with weights whose classifier was removed."""
-    if not extractor.has_classifier:
-        raise GansweepError(f"Inception weights {extractor.weights}: fc is all zeros (FID-only "
-                            f"weights), so the Inception Score cannot be computed; use "
-                            f"weights with the classifier, e.g. pytorch-fid's download")
-
-
-def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """Inception Score (Salimans et al.): exp(E_x KL(p(y|x) || p(y))) on each of ``splits``
-    consecutive chunks, (mean, population sd) over the chunks, in float64."""
-    x = torch.from_numpy(np.asarray(logits, dtype=np.float64))
-    if len(x) < splits:
-        raise GansweepError(f"metric 'is': {len(x)} images cannot make {splits} splits")
-    log_p = x.log_softmax(dim=1)
-    p, n = log_p.exp(), len(x)
-    scores = []
-    for i in range(splits):
-        part = slice(i * n // splits, (i + 1) * n // splits)
-        log_q = p[part].mean(dim=0).log()
-        scores.append(math.exp(float((p[part] * (log_p[part] - log_q)).sum(dim=1).mean())))
-    return float(np.mean(scores)), float(np.std(scores))
-
-
-register_metric("fid")(lambda e: fid(e.real, e.fake))
+register_metric("fid", sd="fid_sd")(lambda e: fid(e.real, e.fake))
 register_metric("kid")(lambda e: kid(e.real, e.fake))
+register_metric("is", higher_is_better=True, sd="is_sd")(lambda e: e.fake.inception_score[0])
 
 
-register_metric("is")(lambda e: e.fake.inception_score[0])
-
-
-@register_metric("iw")
+@register_metric("iw", higher_is_better=True)
 def _iw(e: Evaluation) -> float:
     if e.real_images is None or e.fake_images is None:
         raise GansweepError("metric 'iw' needs the real and generated images")
     return independent_wasserstein(e.real_images, e.fake_images, e.iw_steps, e.seed, e.device)
 
 
-@register_metric("classifier")
+@register_metric("classifier", higher_is_better=True)
 def _classifier(e: Evaluation) -> float:
     if e.classifier is None or e.fake_images is None:
         raise GansweepError("metric 'classifier' needs a trained target classifier "
@@ -369,7 +204,7 @@ def _classifier(e: Evaluation) -> float:
     return e.classifier.score(e.fake_images, e.fake_labels, e.device)
 
 
-@register_metric("intra_lpips")
+@register_metric("intra_lpips", higher_is_better=True)
 def _intra_lpips(e: Evaluation) -> float:
     if e.train_images is None or e.fake_images is None:
         raise GansweepError("metric 'intra_lpips' needs the generated and training images")
@@ -381,8 +216,9 @@ def compute_metrics(evaluation: Evaluation, names: list[str]) -> dict[str, float
     """Named metrics; a non-finite value is reported as ``worst_value``."""
     out = {}
     for name in names:
-        value = METRICS.get(name)(evaluation)
-        out[name] = value if np.isfinite(value) else worst_value(name)
+        m = METRICS.get(name)
+        value = m.compute(evaluation)
+        out[name] = value if np.isfinite(value) else m.worst
     return out
 
 

@@ -35,6 +35,9 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._items)
 
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._items.items())
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

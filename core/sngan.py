@@ -235,7 +235,7 @@ class SNGANDiscriminator(TransferNet):
         super().__init__(units, _sngan_init)
 
 
-@register_arch("sngan", resolutions=tuple(LAYOUT))
+@register_arch("sngan", resolutions=tuple(LAYOUT), d_norms=("spectral",), options=("d_width",))
 def build_sngan(cfg: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """Miyato et al.'s SNGAN in torch-mimicry's configuration (Denton et al.'s network)."""
     return SNGANGenerator(cfg), SNGANDiscriminator(cfg)

@@ -429,7 +429,8 @@ class StyleGAN2Discriminator(UnitsOf, nn.Module):
         return self.final_linear(out.view(n, -1))
 
 
-@register_arch("stylegan2", resolutions=(32, 64, 128, 256, 512, 1024))
+@register_arch("stylegan2", resolutions=(32, 64, 128, 256, 512, 1024), d_norms=("none",),
+               options=("mapping_layers",))
 def build_stylegan2(cfg: ArchConfig) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator]:
     """StyleGAN2, config F's networks with channel multiplier 2 (``width`` = 512 and
     ``z_dim`` = 512, ``mapping_layers`` = 8 at FFHQ-256)."""

@@ -1,8 +1,11 @@
 """Small synthetic image domains, so the demo and the tests need no data of the user's.
 
-``blobs`` (the source domain) are random coloured ellipses; ``faces`` (the target) are the
-same round shapes drawn as simple face emoji: a disc with two eyes and a mouth. As with
-the shared emoji data, the two domains share low-level structure but differ in content.
+- ``faces``: round yellow smileys (two eyes, a smile): the demo's source domain.
+- ``cats``: cat faces in grey, ginger or brown fur, with ears, green eyes with slit pupils, a
+  pink nose and whiskers: the demo's target. The same kind of object as ``faces`` (a round
+  face, two eyes, a mouth region, in the same place), in other colours and shapes, as the
+  papers' sources and targets are (human faces and cartoon faces, ImageNet and LSUN).
+- ``blobs``: random coloured ellipses (the tests' cheap source domain).
 """
 from __future__ import annotations
 
@@ -12,8 +15,6 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from gansweep.core.errors import GansweepError
-
-STYLES = ("blobs", "faces")
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:
@@ -41,16 +42,50 @@ def _face(draw: ImageDraw.ImageDraw, size: int, rng: random.Random) -> None:
     draw.chord(box, 0, 180, fill=(120, 30, 30, 255))
 
 
+def _fur(rng: random.Random) -> tuple[int, int, int, int]:
+    grey = rng.randint(90, 140)
+    return rng.choice([(grey, grey, grey),
+                       (rng.randint(200, 240), rng.randint(120, 160), rng.randint(40, 80)),
+                       (rng.randint(60, 90), rng.randint(50, 70), rng.randint(40, 60))]) + (255,)
+
+
+def _cat(draw: ImageDraw.ImageDraw, size: int, rng: random.Random) -> None:
+    r = rng.uniform(0.30, 0.38) * size
+    cx, cy = size / 2 + rng.uniform(-1.5, 1.5), size / 2 + rng.uniform(0.5, 3)
+    fur = _fur(rng)
+    for sx in (-1, 1):  # ears
+        base = cx + sx * r * 0.55
+        tip = (cx + sx * r * rng.uniform(0.75, 0.95), cy - r * rng.uniform(1.35, 1.6))
+        draw.polygon([(base - r * 0.35, cy - r * 0.55), (base + r * 0.35, cy - r * 0.55), tip],
+                     fill=fur)
+    draw.ellipse((cx - r, cy - r * 0.9, cx + r, cy + r * 0.9), fill=fur)
+    iris = (rng.randint(120, 200), rng.randint(180, 230), rng.randint(40, 90), 255)
+    for sx in (-1, 1):
+        ex, ey = cx + sx * r * 0.4, cy - r * 0.15
+        draw.ellipse((ex - r * 0.2, ey - r * 0.2, ex + r * 0.2, ey + r * 0.2), fill=iris)
+        draw.ellipse((ex - r * 0.06, ey - r * 0.18, ex + r * 0.06, ey + r * 0.18),
+                     fill=(10, 10, 10, 255))
+    draw.polygon([(cx - r * 0.12, cy + r * 0.2), (cx + r * 0.12, cy + r * 0.2),
+                  (cx, cy + r * 0.33)], fill=(230, 120, 140, 255))
+    for sx in (-1, 1):  # whiskers
+        for dy in (0.3, 0.45):
+            end = dy - 0.1 + (0.2 if dy > 0.4 else 0.0)
+            draw.line((cx + sx * r * 0.2, cy + r * dy, cx + sx * r * 1.05, cy + r * end),
+                      fill=(240, 240, 240, 255), width=1)
+
+
+PAINTERS = {"blobs": _blob, "faces": _face, "cats": _cat}
+
+
 def make_domain(out: str | Path, style: str, n: int, size: int = 32, seed: int = 0) -> Path:
     """Write ``n`` RGBA PNGs (transparent background) of a style into ``out``."""
-    if style not in STYLES:
-        raise GansweepError(f"style: {style!r} is not one of {STYLES}")
+    if style not in PAINTERS:
+        raise GansweepError(f"style: {style!r} is not one of {tuple(PAINTERS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{style}-{seed}")
-    painter = _blob if style == "blobs" else _face
     for i in range(n):
         im = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-        painter(ImageDraw.Draw(im), size, rng)
+        PAINTERS[style](ImageDraw.Draw(im), size, rng)
         im.save(out / f"{style}_{i:05d}.png")
     return out

@@ -20,7 +20,14 @@ from typing import Any
 import torch
 
 from gansweep.core.augment import Augmentation, parse_augment
-from gansweep.core.checkpoint import load_checkpoint, load_source, restore, snapshot
+from gansweep.core.checkpoint import (
+    SourceInfo,
+    check_source,
+    load_checkpoint,
+    load_source,
+    restore,
+    snapshot,
+)
 from gansweep.core.config import TrainConfig
 from gansweep.core.critics import TargetClassifier
 from gansweep.core.data import BatchSampler, ImageSet, load_folder, to_float
@@ -33,15 +40,14 @@ from gansweep.core.evaluate import (
     reference_stats,
     target_classifier,
 )
+from gansweep.core.features import FeatureStats
 from gansweep.core.losses import LOSSES, Loss, get_loss
-from gansweep.core.metrics import FeatureStats
 from gansweep.core.models import (
     ArchConfig,
     ClassHead,
     FilterShift,
     TransferNet,
     build_models,
-    cross_resolution,
 )
 from gansweep.core.numerics import numerics_record, pick_device, set_training_numerics
 from gansweep.core.progress import Progress
@@ -88,14 +94,7 @@ def _init_models(cfg: TrainConfig) -> tuple[TransferNet, TransferNet, ArchConfig
     arch = cfg.arch
     source = load_checkpoint(cfg.source) if cfg.source else None
     if source is not None:
-        src_arch = ArchConfig(**source["arch"])
-        expected = cross_resolution(src_arch, arch.resolution)[0] if cfg.new_units else src_arch
-        if expected not in (arch, arch.unconditional):
-            raise GansweepError(f"checkpoint {cfg.source}: architecture {src_arch} does not "
-                                f"match the requested {arch}")
-        if any(t in ("adafm", "filter-shift") for p in source["plans"].values() for t in p):
-            raise GansweepError(f"checkpoint {cfg.source}: a modulated run cannot be a "
-                                f"transfer source; use a pretrained or fine-tuned one")
+        check_source(SourceInfo.of(cfg.source, source), arch, cfg.new_units)
     g, d = build_models(arch)
     if source is not None:
         for net, module in (("G", g), ("D", d)):

@@ -50,8 +50,31 @@ BN_STATS = ("adapt", "fixed")
 
 Plan = tuple[str, ...]
 
-TREATMENTS: Registry[Callable[[TransferNet, nn.Module], None]] = Registry("treatment")
-register_treatment = TREATMENTS.register
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """What a treatment does to a unit (``apply``), and its facts: its ``letter`` in plan
+    labels, whether it ``modulates`` (a scale and shift of frozen weights: what the j of a
+    partition can mean), and whether it ``trains_all`` of the unit's parameters (what a
+    network initialised from scratch allows)."""
+
+    name: str
+    letter: str
+    apply: Callable[[TransferNet, nn.Module], None]
+    modulates: bool = False
+    trains_all: bool = False
+
+
+TREATMENTS: Registry[Treatment] = Registry("treatment")
+
+
+def register_treatment(name: str, letter: str, *, modulates: bool = False,
+                       trains_all: bool = False):
+    def deco(fn: Callable[[TransferNet, nn.Module], None]):
+        TREATMENTS.register(name)(Treatment(name, letter, fn, modulates, trains_all))
+        return fn
+    return deco
 
 
 class AdaFM(nn.Module):
@@ -88,23 +111,23 @@ def _set_trainable(unit: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-@register_treatment("finetune")
+@register_treatment("finetune", "T", trains_all=True)
 def finetune(net: TransferNet, unit: nn.Module) -> None:
     _set_trainable(unit, True)
 
 
-@register_treatment("reinit")
+@register_treatment("reinit", "R", trains_all=True)
 def reinit(net: TransferNet, unit: nn.Module) -> None:
     net.reset_unit(unit)
     _set_trainable(unit, True)
 
 
-@register_treatment("freeze")
+@register_treatment("freeze", "F")
 def freeze(net: TransferNet, unit: nn.Module) -> None:
     _set_trainable(unit, False)
 
 
-@register_treatment("adafm")
+@register_treatment("adafm", "A", modulates=True)
 def adafm(net: TransferNet, unit: nn.Module) -> None:
     _set_trainable(unit, False)
     for m in list(unit.modules()):
@@ -116,12 +139,14 @@ def adafm(net: TransferNet, unit: nn.Module) -> None:
             getattr(m.parametrizations, name).original.requires_grad_(False)
 
 
-@register_treatment("filter-shift")
+@register_treatment("filter-shift", "S", modulates=True)
 def filter_shift(net: TransferNet, unit: nn.Module) -> None:
     _set_trainable(unit, False)
     device = next(unit.parameters()).device
     slots = [m for m in unit.modules() if isinstance(m, FilterShift)]
-    assert slots, "every transfer unit has at least one FilterShift slot"
+    if not slots:
+        raise GansweepError(f"filter-shift: the unit {type(unit).__name__} has no FilterShift "
+                            f"slot (every transfer unit must mark its feature maps)")
     for slot in slots:
         slot.enable(device)
 
@@ -135,7 +160,7 @@ def apply_plan(net: TransferNet, plan: Sequence[str], bn_stats: str = "adapt") -
         raise GansweepError(f"bn_stats: {bn_stats!r} is not one of {BN_STATS}")
     treatments = [TREATMENTS.get(t) for t in plan]
     for (_, unit), treatment, name in zip(net.transfer_units, treatments, plan):
-        treatment(net, unit)
+        treatment.apply(net, unit)
         if name == "freeze" and bn_stats == "fixed":
             for m in unit.modules():
                 if isinstance(m, NORM_LAYERS):
@@ -211,6 +236,7 @@ class Partition:
         return self.i + self.j + self.k
 
     def plan(self, modulation: str = "adafm") -> Plan:
+        """One treatment per unit, with ``modulation`` (a modulating treatment) for j."""
         if self.net == "D":
             return ("freeze",) * self.i + (modulation,) * self.j + ("finetune",) * self.k
         return ("finetune",) * self.k + (modulation,) * self.j + ("freeze",) * self.i
@@ -254,15 +280,22 @@ def check_plan(plan: Sequence[str], units: int, where: str) -> Plan:
     return tuple(plan)
 
 
-PLAN_LETTERS = {"finetune": "T", "freeze": "F", "adafm": "A", "filter-shift": "S",
-                "reinit": "R"}
-
-
 def plans_label(plans: tuple[Sequence[str], Sequence[str]]) -> str:
-    """``G[TTAAF]D[RRRRR]``: one letter per unit (T fine-tune, F freeze, A AdaFM,
-    S filter-shift, R re-initialise), in each network's unit order."""
-    g, d = ("".join(PLAN_LETTERS[t] for t in p) for p in plans)
+    """``G[TTAAF]D[RRRRR]``: one letter per unit (each treatment's registered letter), in
+    each network's unit order."""
+    g, d = ("".join(TREATMENTS.get(t).letter for t in p) for p in plans)
     return f"G[{g}]D[{d}]"
+
+
+def modulations() -> tuple[str, ...]:
+    """The treatments a partition's j can mean (``modulation``)."""
+    return tuple(t for t in TREATMENTS if TREATMENTS.get(t).modulates)
+
+
+def check_modulation(name: str) -> str:
+    if name not in modulations():
+        raise GansweepError(f"modulation: {name!r} is not one of {modulations()}")
+    return name
 
 
 PLAN_FAMILIES = ("forward", "backward")

@@ -1,16 +1,13 @@
-"""What the report's sections share: filters of the trials table, settings ranked by
-mean best FID, a trial's history, and plotly's HTML."""
+"""What the report's sections share: filters of the trials table, settings (the ``setting``
+column, ``sweep.grid.setting_names``) ranked by the sweep's metric, a trial's history, and
+plotly's HTML."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-import yaml
 
-from gansweep.core.metrics import HIGHER_IS_BETTER
 from gansweep.results.tables import SweepTables
 
 TOP = 5  # partitions shown next to the baselines
@@ -21,17 +18,6 @@ def finite(frame: pd.DataFrame, column: str = "best_fid") -> pd.DataFrame:
     """Rows whose ``column`` is a finite number (not missing, not a diverged inf)."""
     values = pd.to_numeric(frame[column], errors="coerce").astype(float).to_numpy()
     return frame.loc[np.isfinite(values)]
-
-
-def sweep_spec(t: SweepTables) -> dict:
-    """The sweep's spec as written (empty for a sweep without one on record)."""
-    return yaml.safe_load(t.spec_text) if t.spec_text else {}
-
-
-def ranked_metric(t: SweepTables) -> tuple[str, int]:
-    """The metric the sweep ranks by and its sign: +1 lower is better, -1 higher is."""
-    metric = sweep_spec(t).get("metric", "fid")  # the spec's own default
-    return metric, -1 if metric in HIGHER_IS_BETTER else 1
 
 
 def trial_kind(trials: pd.DataFrame) -> pd.Series:
@@ -45,20 +31,23 @@ def partition_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trial_kind(trials) == "partition"]
 
 
-def by_setting(trials: pd.DataFrame) -> pd.DataFrame:
-    """Best FID per setting (partition pair, baseline or plan) over seeds and other axes."""
-    scored = finite(trials)
-    grouped = scored.groupby("label")["best_fid"]
+def by_setting(t: SweepTables) -> pd.DataFrame:
+    """The sweep's metric per setting: its trials' mean best value over seeds, its sd and
+    count, and the setting's kind; best first."""
+    best = f"best_{t.metric.name}"
+    scored = finite(t.trials, best)
+    grouped = scored.groupby("setting")[best]
     out = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "n": grouped.size()})
-    kinds = pd.Series(trial_kind(trials).to_numpy(), index=trials["label"])
+    kinds = pd.Series(trial_kind(t.trials).to_numpy(), index=t.trials["setting"])
     out["kind"] = kinds[~kinds.index.duplicated()].reindex(out.index)
-    return out.sort_values("mean")
+    return out.sort_values("mean", key=lambda v: v.map(t.metric.loss))
 
 
-def top_labels(trials: pd.DataFrame) -> tuple[list[str], list[str]]:
-    settings = by_setting(trials)
+def top_settings(t: SweepTables) -> tuple[list[str], list[str]]:
+    """The TOP best partition settings, and every baseline setting."""
+    settings = by_setting(t)
     partitions = settings[settings["kind"] == "partition"].index[:TOP].tolist()
-    baselines = sorted(trials["baseline"].dropna().unique().tolist())
+    baselines = sorted(t.trials.loc[t.trials["baseline"].notna(), "setting"].unique().tolist())
     return partitions, baselines
 
 
@@ -86,19 +75,9 @@ class NotHere(str):
     one paragraph at its end instead of showing empty sections."""
 
 
-AXIS_COLUMNS = ("source", "target", "target_size", "augment", "loss", "lr", "g_init",
-                "d_init", "seed")
-
-
-def varying_axes(trials: pd.DataFrame) -> list[str]:
-    return [c for c in AXIS_COLUMNS if trials[c].nunique(dropna=False) > 1]
-
-
-def trial_name(trial: pd.Series, varying: list[str]) -> str:
-    """The trial's label with the axis values that tell it apart from its siblings."""
-    values = [f"{c}={Path(v).name if c in ('source', 'target') else v}"
-              for c, v in trial[varying].items() if c != "seed"]
-    return " ".join([trial["label"], *values, f"s{trial['seed']}"])
+def trial_name(trial: pd.Series) -> str:
+    """The trial's setting and seed."""
+    return f"{trial['setting']} s{trial['seed']}"
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:

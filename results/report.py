@@ -20,7 +20,7 @@ from gansweep.results.study_sections import (
     section_metrics,
     section_sources,
 )
-from gansweep.results.summary import section_summary, verdict
+from gansweep.results.summary import section_summary, sweep_verdict
 from gansweep.results.sweep_sections import (
     section_asha,
     section_baselines,
@@ -134,7 +134,7 @@ def write_results(sweep_dir: Path, out: str | None = None,
     except OSError as e:
         raise GansweepError(f"cannot write the report: {e}; give --out FILE elsewhere"
                             ) from None
-    found = verdict(tables)
+    found = sweep_verdict(tables)
     if found is not None:
         print(f"verdict: {found.text()}")
     return path

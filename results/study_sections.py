@@ -11,21 +11,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gansweep.core.metrics import Metric
 from gansweep.results.common import (
     NotHere,
     best_row,
     figure_html,
     finite,
-    ranked_metric,
     spearman,
     trial_history,
 )
 from gansweep.results.tables import SweepTables
 
 
-def _reached(history: pd.DataFrame, metric: str, sign: int, threshold: float) -> int | None:
+def _reached(history: pd.DataFrame, metric: Metric, threshold: float) -> int | None:
     """The first evaluated iteration at which ``metric`` is at least as good as ``threshold``."""
-    hit = history[sign * history[metric] <= sign * threshold]
+    hit = history[history[metric.name].map(metric.loss) <= metric.loss(threshold)]
     return None if hit.empty else int(hit["iteration"].min())
 
 
@@ -55,7 +55,7 @@ def section_families(t: SweepTables) -> str:
     fam = t.trials[t.trials["family"].notna()]
     if fam.empty:
         return NotHere("no plan-family trials (<code>plans: [{family: ...}]</code>)")
-    metric, sign = ranked_metric(t)
+    metric = t.metric.name
     best = f"best_{metric}"
     scratch = finite(t.trials[t.trials["baseline"] == "scratch"], best)[best]
     given = t.trials["fid_threshold"].dropna() if metric == "fid" else pd.Series(dtype=float)
@@ -75,7 +75,7 @@ def section_families(t: SweepTables) -> str:
             start = runs.loc[runs["iteration"] == 0, metric]
             reached = [] if threshold is None else [
                 x for _, h in runs.groupby("trial_id")
-                if (x := _reached(h, metric, sign, threshold)) is not None]
+                if (x := _reached(h, t.metric, threshold)) is not None]
             rows.append(f"<tr><td>{family}</td><td>{mode}</td><td>{int(n)}</td>"
                         f"<td>{finite(group, best)[best].mean():.3g}</td>"
                         f"<td>{f'{start.mean():.3g}' if len(start) else '–'}</td>"
@@ -86,7 +86,7 @@ def section_families(t: SweepTables) -> str:
     by_n.update_layout(xaxis_title="units of G transferred (n)", yaxis_title=f"best {metric}",
                        height=420)
     curves.update_layout(xaxis_title="iteration", yaxis_title=metric, height=420)
-    better = "≥" if sign < 0 else "≤"
+    better = "≥" if t.metric.mode == "max" else "≤"
     what = f"{metric} {better} {threshold:.3g}" if threshold is not None else "the threshold"
     return ("<p>Denton et al.'s families: <i>forward</i> transfers G's first n units (from "
             "the latent input), <i>backward</i> its last n, frozen or fine-tuned; the other "
@@ -138,7 +138,7 @@ def section_sources(t: SweepTables) -> str:
     scratch = finite(t.trials[t.trials["baseline"] == "scratch"])
     fig = go.Figure()
     rows, notes = [], []
-    for (target, label), part in tried.groupby(["target", "label"]):
+    for (target, label), part in tried.groupby(["target", "setting"]):
         best = finite(part).groupby("source")["best_fid"].mean()
         gap = pd.Series({s: gaps.get((s, target), {}).get("source_target_fid")
                          for s in best.index}, dtype=float)
@@ -238,7 +238,8 @@ def section_metrics(t: SweepTables) -> str:
     if "classifier" in present:  # Price's comparison: the score over training, by setting
         curves = go.Figure()
         trials = t.trials.set_index("trial_id")
-        for label, part in m[m["classifier"].notna()].groupby("label"):
+        setting = m["trial_id"].map(trials["setting"])
+        for label, part in m[m["classifier"].notna()].groupby(setting):
             curve = part.groupby("iteration")["classifier"].mean()
             kind = trials.loc[part["trial_id"].iloc[0], "baseline"]
             curves.add_trace(go.Scatter(x=curve.index, y=curve.values, mode="lines+markers",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import yaml
 from plotly.subplots import make_subplots
 
 from gansweep.core.evaluate import grid_path
@@ -23,14 +22,12 @@ from gansweep.results.common import (
     figure_html,
     finite,
     partition_trials,
-    top_labels,
+    top_settings,
     trial_history,
     trial_kind,
     trial_name,
-    varying_axes,
 )
 from gansweep.results.tables import SweepTables, recorded_partition
-from gansweep.sweep.spec import Scheduler
 
 # The one-sentence "how to read" of each figure, by section.
 HOW = {
@@ -91,38 +88,39 @@ def section_heatmap(t: SweepTables) -> str:
 
 
 def section_baselines(t: SweepTables) -> str:
-    top, baselines = top_labels(t.trials)
-    labels = baselines + top
-    if not labels:
+    top, baselines = top_settings(t)
+    names = baselines + top
+    if not names:
         return "<p>No scored trials yet.</p>"
-    settings = by_setting(t.trials).reindex(labels)
-    fig = go.Figure(go.Scatter(x=labels, y=settings["mean"], mode="markers",
+    metric = t.metric.name
+    settings = by_setting(t).reindex(names)
+    fig = go.Figure(go.Scatter(x=names, y=settings["mean"], mode="markers",
                                error_y={"type": "data", "array": settings["std"].fillna(0)},
                                marker={"size": 14, "symbol": "diamond", "color": [
-                                   "#888" if b in baselines else "#3b6" for b in labels]},
-                               name="mean best FID ± sd"))
-    scored = finite(t.trials[t.trials["label"].isin(labels)])
-    fig.add_trace(go.Scatter(x=scored["label"], y=scored["best_fid"], mode="markers",
+                                   "#888" if b in baselines else "#3b6" for b in names]},
+                               name=f"mean best {metric} ± sd"))
+    scored = finite(t.trials[t.trials["setting"].isin(names)], f"best_{metric}")
+    fig.add_trace(go.Scatter(x=scored["setting"], y=scored[f"best_{metric}"], mode="markers",
                              marker={"color": "black", "size": 6}, name="trials (seeds)",
                              text=scored["seed"].map(lambda s: f"seed {s}")))
-    fig.update_layout(yaxis_title="best FID (lower is better)", height=420)
-    return ("<p>Baselines (grey) vs the top partitions (green): mean best FID, error bars = "
-            "standard deviation over seeds, dots = single trials.</p>"
+    better = "higher" if t.metric.mode == "max" else "lower"
+    fig.update_layout(yaxis_title=f"best {metric} ({better} is better)", height=420)
+    return (f"<p>Baselines (grey) vs the top partitions (green): mean best {metric}, error "
+            f"bars = standard deviation over seeds, dots = single trials.</p>"
             + figure_html(fig, HOW["baselines"]))
 
 
 def section_curves(t: SweepTables) -> str:
-    top, baselines = top_labels(t.trials)
-    varying = varying_axes(t.trials)
+    top, baselines = top_settings(t)
     fig = go.Figure()
-    for label in baselines + top:
-        for _, trial in t.trials[t.trials["label"] == label].iterrows():
+    for name in baselines + top:
+        for _, trial in t.trials[t.trials["setting"] == name].iterrows():
             history = trial_history(t, trial["trial_id"])
             if history.empty:
                 continue
             fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"],
-                                     mode="lines+markers", name=trial_name(trial, varying),
-                                     line={"dash": "dot" if label in baselines else "solid"}))
+                                     mode="lines+markers", name=trial_name(trial),
+                                     line={"dash": "dot" if name in baselines else "solid"}))
     fig.update_layout(xaxis_title="iteration", yaxis_title="FID", height=450)
     return "<p>Dotted: baselines; solid: top partitions.</p>" + figure_html(fig, HOW["curves"])
 
@@ -212,12 +210,10 @@ def section_sensitivity(t: SweepTables) -> str:
 
 
 def _grace_period(t: SweepTables) -> int | None:
-    """ASHA's grace period from the recorded spec (the spec's defaults where it is silent);
-    None without ASHA or without a recorded spec."""
-    if not t.spec_text:
+    """ASHA's grace period from the recorded spec; None without ASHA or without a spec."""
+    if t.spec is None or t.spec.scheduler.type != "asha":
         return None
-    scheduler = Scheduler(**(yaml.safe_load(t.spec_text).get("scheduler") or {}))
-    return scheduler.grace_period if scheduler.type == "asha" else None
+    return t.spec.scheduler.grace_period
 
 
 def section_asha(t: SweepTables) -> str:
@@ -258,10 +254,10 @@ def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:
 
 
 def section_samples(t: SweepTables) -> str:
-    top, baselines = top_labels(t.trials)
+    top, baselines = top_settings(t)
     cells = []
     for label in top[:3] + baselines:
-        scored = finite(t.trials[t.trials["label"] == label])
+        scored = finite(t.trials[t.trials["setting"] == label])
         if scored.empty:
             continue
         trial = scored.loc[scored["best_fid"].idxmin()]
@@ -279,10 +275,10 @@ def section_samples(t: SweepTables) -> str:
             "best-FID evaluation.</p><div class='grid'>" + "".join(cells) + "</div>")
 
 
-TABLE_COLUMNS = ["label", "seed", "status", "best_fid", "best_kid", "last_fid", "iterations",
-                 "iters_to_threshold", "wall_s", "images_per_s", "trainable_g", "trainable_d",
-                 "target_size", "augment", "loss", "lr", "g_init", "d_init", "new_units",
-                 "trial_id"]
+TABLE_COLUMNS = ["setting", "seed", "phase", "status", "best_fid", "best_kid", "last_fid",
+                 "iterations", "iters_to_threshold", "wall_s", "images_per_s", "trainable_g",
+                 "trainable_d", "target_size", "augment", "loss", "lr", "g_init", "d_init",
+                 "new_units", "trial_id"]
 
 
 def _cell(value: object) -> str:

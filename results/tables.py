@@ -1,8 +1,10 @@
 """A sweep directory -> ``trials.parquet`` and ``metrics.parquet``, without Ray.
 
 Reads only gansweep's own files (``gansweep/grid.json``, ``trials.json``, ``results.jsonl``,
-``sweep.yaml``), so it works on an unfinished sweep, on a copy of one, and while the sweep
-is still running. The schema is in the README ("Results").
+and the spec through the same loader as the driver, ``sweep.specs.load_sweep_spec``), so it
+works on an unfinished sweep, on a copy of one, and while the sweep is still running. Each
+trial's row is joined to the grid by its phase and grid index, which its record carries.
+The schema is in the README ("Results").
 """
 from __future__ import annotations
 
@@ -17,16 +19,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gansweep.core.fileio import atomic_write
-from gansweep.core.metrics import METRICS
+from gansweep.core.metrics import METRICS, Metric
 from gansweep.core.treatments import Partition, parse_partition
-from gansweep.sweep.spec import Trial
-from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SPEC_FILE, SweepState
+from gansweep.core.trial import Trial, setting_key
+from gansweep.sweep.grid import setting_names
+from gansweep.sweep.schema import SweepSpec
+from gansweep.sweep.specs import SPEC_FILE, load_sweep_spec
+from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
 METRICS_PARQUET = "metrics.parquet"
 
 TRIAL_SCHEMA = pa.schema([
-    ("trial_id", pa.string()), ("label", pa.string()),
+    ("trial_id", pa.string()), ("label", pa.string()), ("setting", pa.string()),
+    ("index", pa.int64()),
     ("d_partition", pa.string()), ("g_partition", pa.string()),
     ("d_i", pa.int64()), ("d_j", pa.int64()), ("d_k", pa.int64()),
     ("g_i", pa.int64()), ("g_j", pa.int64()), ("g_k", pa.int64()),
@@ -78,6 +84,13 @@ class SweepTables:
     units: dict[str, list[str]] | None  # {"G": [...], "D": [...]} in network order
     spec_text: str
     references: dict[str, Any]  # REFERENCES_FILE: classifier accuracy, source-target FIDs
+    spec: SweepSpec | None  # the recorded spec, validated (None: a sweep without one)
+    records: list[dict[str, Any]]  # the trial records (sweep.state), for the verdict
+
+    @property
+    def metric(self) -> Metric:
+        """What the sweep ranks by."""
+        return METRICS.get(self.spec.metric if self.spec is not None else "fid")
 
     @property
     def missing(self) -> int:
@@ -144,6 +157,29 @@ def _metrics_frame(state: SweepState, labels: dict[str, str]) -> pd.DataFrame:
     return frame.sort_values(["trial_id", "iteration"], kind="stable").reset_index(drop=True)
 
 
+def _join(planned: list[Trial], records: list[dict[str, Any]]
+          ) -> list[tuple[Trial, dict[str, Any] | None]]:
+    """Each planned trial with its record (None: Tune never created it), by phase and grid
+    index; then records no plan holds. A sweep recorded before trials carried their index
+    is joined once by settings and seed."""
+    by_place = {(r["config"]["phase"], r["config"]["index"]): r for r in records
+                if "index" in r["config"]}
+    legacy = [r for r in records if "index" not in r["config"]]
+    rows, joined = [], set()
+    for t in planned:
+        rec = by_place.get((t.phase, t.index))
+        if rec is None and legacy:
+            rec = next((r for r in legacy if r["trial_id"] not in joined and
+                        setting_key(r["config"]) == t.setting_key and
+                        r["config"]["seed"] == t.seed and
+                        r["config"].get("phase", "search") == t.phase), None)
+        if rec is not None:
+            joined.add(rec["trial_id"])
+        rows.append((t, rec))
+    return rows + [(Trial.from_dict(r["config"]), r) for r in records
+                   if r["trial_id"] not in joined]
+
+
 def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> SweepTables:
     """Read a sweep directory into tables. ``fid_threshold`` defaults to the best FID of
     the scratch baseline (Denton et al.'s criterion: how soon a transfer gets there)."""
@@ -152,21 +188,13 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     grid_path = sweep_dir / GRID_FILE
     grid = json.loads(grid_path.read_text()) if grid_path.is_file() else None
     records = list(state.trials.values())
-    for r in records:  # sweeps made before a Trial field existed get its default
-        r["config"] = Trial(**r["config"]).to_dict()
     labels = {r["trial_id"]: r["label"] for r in records}
     metrics = _metrics_frame(state, labels)
-
-    # One row per trial of the grid: its record if Tune created it, else a pending row.
-    rows: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    unmatched = list(records)
-    planned = (grid["trials"] if grid else []) + state.confirm_trials
-    for config in (Trial(**c).to_dict() for c in planned):
-        match = next((r for r in unmatched if r["config"] == config), None)
-        if match is not None:
-            unmatched.remove(match)
-        rows.append((config, match))
-    rows += [(r["config"], r) for r in unmatched]
+    # A grid recorded before trials carried their index: its order is the index.
+    planned = [Trial.from_dict({"index": i, **c}) for part in
+               (grid["trials"] if grid else [], state.confirm_trials) for i, c in enumerate(part)]
+    rows = _join(planned, records)
+    names = setting_names([t for t, _ in rows])
 
     if fid_threshold is None:
         scratch = [r["best"].get("fid") for r in records
@@ -179,19 +207,22 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     references = json.loads(ref_path.read_text()) if ref_path.is_file() else {}
     gaps = {(g["source"], g["target"]): g["source_target_fid"]
             for g in references.get("sources", [])}
-    table = [{**_trial_row(config, rec, state.data["max_iters"], sweep_dir,
+    table = [{**_trial_row(t.to_dict(), rec, state.data["max_iters"], sweep_dir,
                            histories.get(rec["trial_id"] if rec else None, metrics.iloc[:0]),
                            fid_threshold),
+              "setting": names[t.setting_key],
               # scratch records a source only for its architecture: no transfer from it
-              "source_target_fid": None if config["baseline"] == "scratch" else
-              gaps.get((config["source"], config["target"]))}
-             for config, rec in rows]
+              "source_target_fid": None if t.baseline == "scratch" else
+              gaps.get((t.source, t.target))}
+             for t, rec in rows]
     trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
-    spec = sweep_dir / SPEC_FILE
+    spec_path = sweep_dir / SPEC_FILE
+    spec = load_sweep_spec(sweep_dir) if spec_path.is_file() else None
     return SweepTables(state.data["name"], sweep_dir, trials, metrics,
                        max(state.expected, len(trials)), state.data["max_iters"],
                        grid["units"] if grid else None,
-                       spec.read_text() if spec.is_file() else "", references)
+                       spec_path.read_text() if spec_path.is_file() else "", references,
+                       spec, records)
 
 
 def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
@@ -201,7 +232,7 @@ def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: in
     last, best = rec.get("last", {}), rec.get("best", {})
     path = rec.get("path")
     return {
-        "trial_id": rec.get("trial_id"), "label": config["label"],
+        "trial_id": rec.get("trial_id"), "label": config["label"], "index": config["index"],
         "d_partition": config["d"], "g_partition": config["g"],
         "d_i": d_ijk[0], "d_j": d_ijk[1], "d_k": d_ijk[2],
         "g_i": g_ijk[0], "g_j": g_ijk[1], "g_k": g_ijk[2],

@@ -1,4 +1,12 @@
-"""``gansweep demo``: the whole job on a fresh machine with no data of the user's."""
+"""``gansweep demo``: the whole job on a fresh machine with no data of the user's.
+
+It draws two related domains (``core.synthetic``): 1,000 smiley faces as the source and 48
+cat faces as the target (the same kind of object in other colours and shapes, few images),
+pretrains a small DCGAN on the faces, and runs the shipped ``demo`` spec on the cats with a
+local Ray: a 2 x 2 grid of D x G partitions and the fine-tune and scratch baselines under
+ASHA, then the search's best setting and the baselines rerun on fresh seeds, from which the
+verdict says whether transfer beat training from scratch, and by how much.
+"""
 from __future__ import annotations
 
 import shutil
@@ -6,36 +14,40 @@ import time
 from pathlib import Path
 
 from gansweep.core.checkpoint import snapshot
-from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import train
+from gansweep.core.trial import Trial, TrialTemplate, trial_config
+from gansweep.sweep.cli_sweep import finished
+from gansweep.sweep.driver import launch
+from gansweep.sweep.specs import load_spec, shipped_dir
+
+SOURCE_IMAGES, TARGET_IMAGES = 1000, 48
+# The source GAN: a DCGAN with the hinge loss, one critic step per generator step and many
+# small batches (measured: FID 188 to its own data in 46 s on 2 cores, against 337 for the
+# same images seen in batches of 64).
+SOURCE = TrialTemplate({"batch_size": 16, "iters": 2000, "n_critic": 1, "metrics": []},
+                       arch=ArchConfig("dcgan", 32, 16, 32, "batch"))
 
 
 def run_demo(out: Path, inception_weights: str | None = None) -> Path:
-    """Make a source and a target domain, pretrain a tiny source GAN, and run the demo sweep
-    (ASHA, local Ray) in ``out``; returns the sweep directory."""
-    from gansweep.results.report import write_results
-    from gansweep.sweep.runner import launch
-    from gansweep.sweep.spec import load_spec, shipped_dir
-    from gansweep.sweep.state import status_text
-
+    """Make the domains, pretrain the source, run the demo sweep in ``out`` and print its
+    verdict; returns the sweep directory."""
     t0 = time.time()
     out = out.resolve()
     data = out / "data"
-    if not (data / "faces").is_dir():
-        print(f"[demo] making synthetic domains in {data}: 600 'blobs' (source), "
-              f"64 'faces' (target)", flush=True)
-        make_domain(data / "blobs", "blobs", 600, 32, seed=0)
-        make_domain(data / "faces", "faces", 64, 32, seed=1)
+    if not (data / "cats").is_dir():
+        print(f"[demo] drawing {SOURCE_IMAGES} smiley faces (the source domain) and "
+              f"{TARGET_IMAGES} cat faces (the target) in {data}", flush=True)
+        make_domain(data / "faces", "faces", SOURCE_IMAGES, 32, seed=0)
+        make_domain(data / "cats", "cats", TARGET_IMAGES, 32, seed=1)
     source = out / "source.pt"
     if not source.is_file():
-        print("[demo] pretraining a tiny DCGAN-WGAN source on 'blobs' (400 iterations)",
+        print(f"[demo] pretraining a DCGAN on the faces ({SOURCE.options['iters']} iterations)",
               flush=True)
-        cfg = TrainConfig(data=str(data / "blobs"), out=str(out / "source_run"),
-                          arch=ArchConfig("dcgan", 32, 16, 32, "batch"), loss="wgan", lr=2e-4,
-                          batch_size=32, iters=400, metrics=[], label="pretrain")
-        snapshot(train(cfg), source)
+        trial = Trial(label="pretrain", source=None, target=str(data / "faces"), loss="hinge",
+                      lr=4e-4)
+        snapshot(train(trial_config(SOURCE, trial, str(out / "source_run"))), source)
     spec_path = out / "demo.yaml"
     # A copy beside the data it names: its relative paths are relative to its folder.
     shutil.copy(shipped_dir() / "demo.yaml", spec_path)
@@ -48,12 +60,10 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     while (storage / spec.name).exists():
         n += 1
         spec.name = spec.raw["name"] = f"demo-{n}"
-    confirm = "" if spec.confirm is None else \
-        f", then confirming the best on seeds {list(spec.confirm.seeds)}"
-    print(f"[demo] launching {len(spec.trials())} trials with ASHA on a local Ray{confirm}",
+    print(f"[demo] transferring to the cats: {len(spec.trials())} trials with ASHA on a local "
+          f"Ray, then the best setting and the baselines on seeds {list(spec.confirm.seeds)}",
           flush=True)
     sweep_dir = launch(spec, str(storage))
-    print(f"\n[demo] done in {time.time() - t0:.0f} s. Results: {sweep_dir}")
-    print(status_text(sweep_dir))
-    print(f"[demo] report (open in a browser): {write_results(sweep_dir)}")
+    print(f"\n[demo] done in {time.time() - t0:.0f} s.")
+    finished(sweep_dir)
     return sweep_dir

@@ -6,6 +6,7 @@ import os
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+from gansweep.core import extras
 from gansweep.sweep.trackers import numbers
 
 
@@ -38,8 +39,7 @@ class MLflowTracker(MLflowLoggerCallback):
     def _continue(self, trial) -> str | None:
         """The run of a resumed trial, marked running again; None if there is none, or if
         the store lost part of it (a file store copied from a bucket mid-write)."""
-        from mlflow.exceptions import MlflowException
-
+        errors = extras.require("mlflow.exceptions", "trackers", "tracker 'mlflow'")
         client = self.mlflow_util._get_client()
         try:
             found = client.search_runs(
@@ -48,7 +48,7 @@ class MLflowTracker(MLflowLoggerCallback):
             if found:
                 client.update_run(found[0].info.run_id, status="RUNNING")
                 return found[0].info.run_id
-        except MlflowException:
+        except errors.MlflowException:
             pass
         return None
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.metrics import HIGHER_IS_BETTER, worst_value
+from gansweep.core.metrics import METRICS
+from gansweep.core.trial import setting_key
 
 SCORE_RULES = ("last", "mean", "best")
 
@@ -40,30 +41,27 @@ class ScoreRule:
 def values(history: Sequence[dict[str, Any]], metric: str) -> list[tuple[float, float | None]]:
     """(value, sd) per evaluation; the rung evaluation's larger-sample FID where there is
     one."""
-    out = []
+    m, out = METRICS.get(metric), []
     for record in history:
         if metric == "fid" and record.get("fid_rung") is not None:
             out.append((record["fid_rung"], record.get("fid_rung_sd")))
         else:
             value = record.get(metric)
-            out.append((worst_value(metric) if value is None else value,
-                        record.get(f"{metric}_sd")))
+            out.append((m.worst if value is None else value,
+                        None if m.sd is None else record.get(m.sd)))
     return out
 
 
 def score(history: Sequence[dict[str, Any]], metric: str,
           rule: ScoreRule) -> tuple[float, float | None]:
     """The trial's score and its sampling sd after the evaluations in ``history``."""
-    series = values(history, metric)
-    if not series:
-        return worst_value(metric), None
-    if not all(math.isfinite(v) for v, _ in series[-rule.window:]):
-        return worst_value(metric), None
+    series, m = values(history, metric), METRICS.get(metric)
+    if not series or not all(math.isfinite(v) for v, _ in series[-rule.window:]):
+        return m.worst, None
     if rule.rule == "last":
         return series[-1]
     if rule.rule == "best":
-        pick = max if metric in HIGHER_IS_BETTER else min
-        return pick(series, key=lambda vs: vs[0])
+        return min(series, key=lambda vs: m.loss(vs[0]))
     window = series[-rule.window:]
     mean = float(np.mean([v for v, _ in window]))
     sds = [sd for _, sd in window]
@@ -114,22 +112,21 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Interval:
 
 # --- the confirmation phase's selection ------------------------------------------------------
 
-def rank_settings(records: Sequence[dict[str, Any]], metric: str,
-                  key: Any) -> list[tuple[str, float, int]]:
+def rank_settings(records: Sequence[dict[str, Any]],
+                  metric: str) -> list[tuple[str, float, int]]:
     """Settings of the search, best first: (setting key, mean score, iterations reached).
     A setting whose trials got further ranks first (a trial stopped at a rung has a score
     from fewer iterations); among those at the same depth, the better mean score of the
-    trials that got there. ``key(config)`` names a trial's setting; records are
-    ``trials.json`` records (config, status, iteration, last)."""
-    sign = -1 if metric in HIGHER_IS_BETTER else 1
+    trials that got there. Records are ``trials.json`` records (config, status, iteration,
+    last)."""
     by_setting: dict[str, list[tuple[int, float]]] = {}
     for r in records:
         value = (r.get("last") or {}).get("score")
         if r["status"] == "errored" or value is None:
             continue
-        by_setting.setdefault(key(r["config"]), []).append((r["iteration"], value))
+        by_setting.setdefault(setting_key(r["config"]), []).append((r["iteration"], value))
     ranked = []
     for setting, scored in by_setting.items():
         depth = max(it for it, _ in scored)
         ranked.append((setting, float(np.mean([v for it, v in scored if it == depth])), depth))
-    return sorted(ranked, key=lambda x: (-x[2], sign * x[1]))
+    return sorted(ranked, key=lambda x: (-x[2], METRICS.get(metric).loss(x[1])))

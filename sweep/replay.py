@@ -32,18 +32,20 @@ from ray.tune.schedulers import TrialScheduler
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
-from gansweep.core.metrics import HIGHER_IS_BETTER
+from gansweep.core.metrics import METRICS
+from gansweep.core.trial import setting_key
 from gansweep.sweep.ranking import ScoreRule, score
 from gansweep.sweep.scheduler import RobustASHA
-from gansweep.sweep.spec import Scheduler, parse_spec, setting_key
-from gansweep.sweep.state import GRID_FILE, SPEC_FILE, SweepState
+from gansweep.sweep.schema import Scheduler
+from gansweep.sweep.specs import load_sweep_spec
+from gansweep.sweep.state import GRID_FILE, SweepState
 
 
 @dataclass
 class RecordedTrial:
     trial_id: str
     label: str
-    setting: str  # sweep.spec.setting_key
+    setting: str  # core.trial.setting_key
     seed: int
     evaluations: list[dict[str, Any]]  # results.jsonl records, one per iteration, in order
 
@@ -111,10 +113,7 @@ def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
     if sweep_dir.is_file():
         return _read_export(sweep_dir)
     state = SweepState.load(sweep_dir)
-    import yaml  # only here: the CLI's other commands do not need it at import
-
-    spec = parse_spec(yaml.safe_load((sweep_dir / SPEC_FILE).read_text()), sweep_dir,
-                      str(sweep_dir / SPEC_FILE), read_sources=False)
+    spec = load_sweep_spec(sweep_dir)
     planned = json.loads((sweep_dir / GRID_FILE).read_text())["trials"]
     search = [r for r in state.trials.values() if r["config"].get("phase", "search") == "search"]
     max_iters = state.data["max_iters"]
@@ -241,8 +240,7 @@ class _Replayer:
     def __init__(self, recording: Recording, variant: Variant, trials: Sequence[RecordedTrial]):
         self.max_iters, metric = recording.max_iters, recording.metric
         self.scheduler = RobustASHA(None, noise=variant.noise, time_attr="iteration",
-                                    metric="score",
-                                    mode="max" if metric in HIGHER_IS_BETTER else "min",
+                                    metric="score", mode=METRICS.get(metric).mode,
                                     max_t=self.max_iters, grace_period=variant.grace,
                                     reduction_factor=variant.rf)
         milestones = Scheduler(grace_period=variant.grace,
@@ -290,9 +288,9 @@ def replay(recording: Recording, variant: Variant, trials: Sequence[RecordedTria
             heapq.heappush(events, (began + r.results[trial_id][k + 1]["elapsed_s"],
                                     next(tick), trial_id, k + 1, began))
     full = sum(t.evaluations[-1]["time_total_s"] for t in trials)
-    sign = -1 if recording.metric in HIGHER_IS_BETTER else 1
+    loss = METRICS.get(recording.metric).loss
     done = [t for t in trials if r.stops[t.trial_id] >= recording.max_iters]
-    best = min(done, key=lambda t: sign * r.results[t.trial_id][-1]["score"], default=None)
+    best = min(done, key=lambda t: loss(r.results[t.trial_id][-1]["score"]), default=None)
     return Outcome(spent, full, None if best is None else best.setting, r.stops)
 
 
@@ -333,8 +331,8 @@ def replay_many(recording: Recording, variant: Variant, orders: int,
                 concurrency: Sequence[int], seed: int = 0) -> Summary:
     """Replays of each search seed's trials in ``orders`` random orders at each concurrency."""
     truth = recording.truth()
-    sign = -1 if recording.metric in HIGHER_IS_BETTER else 1
-    best = min(truth, key=lambda k: sign * truth[k])
+    loss = METRICS.get(recording.metric).loss
+    best = min(truth, key=lambda k: loss(truth[k]))
     rng = np.random.default_rng(seed)
     out = Summary(variant, [], [], [])
     for s in recording.seeds:
@@ -344,7 +342,7 @@ def replay_many(recording: Recording, variant: Variant, orders: int,
                 order = [trials[i] for i in rng.permutation(len(trials))]
                 o = replay(recording, variant, order, c)
                 out.compute.append(o.spent_s / o.full_s)
-                regret = sign * (truth[o.pick] - truth[best]) / abs(truth[best]) \
+                regret = (loss(truth[o.pick]) - loss(truth[best])) / abs(truth[best]) \
                     if o.pick is not None else math.inf
                 out.regret.append(regret)
                 out.hit.append(o.pick == best)

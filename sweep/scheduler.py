@@ -21,6 +21,7 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
+from gansweep.core.errors import GansweepError
 from gansweep.sweep.state import atomic_write_text
 
 SD_KEY = "score_sd"
@@ -70,7 +71,10 @@ class RobustASHA(ASHAScheduler):
         for bracket, rungs in zip(self._brackets, saved["brackets"]):
             for (milestone, recorded), (saved_milestone, saved_recorded) in zip(bracket._rungs,
                                                                                 rungs):
-                assert milestone == saved_milestone, "rung layout changed between runs"
+                if milestone != saved_milestone:
+                    raise GansweepError(f"{path}: its ASHA rungs are at other iterations "
+                                        f"({saved_milestone}, not {milestone}): the sweep's "
+                                        f"scheduler changed since it was launched")
                 recorded.update(saved_recorded)
         self._num_stopped = saved["num_stopped"]
         self._saved = (self._num_stopped, sum(len(rec) for b in self._brackets

@@ -27,11 +27,13 @@ from typing import Any
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
-from gansweep.core.metrics import HIGHER_IS_BETTER, METRICS
+from gansweep.core.metrics import METRICS
+from gansweep.sweep.specs import load_sweep_spec
 from gansweep.sweep.storage import Mirror, is_uri, join
+from gansweep.sweep.verdict import verdict
 
-# In a subfolder: Tune's restore re-uploads stale copies of top-level .json files.
-SPEC_FILE = "gansweep/sweep.yaml"
+# In a subfolder: Tune's restore re-uploads stale copies of top-level .json files (the
+# spec as launched is sweep.specs.SPEC_FILE, gansweep/sweep.yaml).
 TRIALS_FILE = "gansweep/trials.json"
 EVENTS_FILE = "gansweep/events.jsonl"
 RESULTS_FILE = "gansweep/results.jsonl"  # every reported evaluation, appended as it arrives
@@ -40,7 +42,8 @@ RUNGS_FILE = "gansweep/asha_rungs.json"
 # Made by the driver before trials: the classifier metric's accuracy and negatives, and
 # the FID between each source's training data and each target.
 REFERENCES_FILE = "gansweep/references.json"
-GRID_FILE = "gansweep/grid.json"  # {"arch", "units": {"G", "D"}, "trials": [Trial dicts]}
+# {"format", "arch", "units": {"G", "D"}, "trials": [Trial dicts], "template": TrialTemplate}
+GRID_FILE = "gansweep/grid.json"
 # The confirmation phase: its selection {"settings": [labels], "trials": [Trial dicts]},
 # written when the search ends, and its Ray Tune experiment folder.
 CONFIRM_FILE = "gansweep/confirm.json"
@@ -240,11 +243,10 @@ class SweepState:
         rec["time_total_s"] = float(r.get("time_total_s") or 0.0)
         rec["node_ip"] = r.get("node_ip")
         rec["last"] = {k: r.get(k) for k in LAST_KEYS}
-        for m in METRICS:
-            value, best = r.get(m), rec["best"].get(m)
-            sign = -1 if m in HIGHER_IS_BETTER else 1
-            if value is not None and (best is None or sign * value < sign * best):
-                rec["best"][m] = value
+        for name, m in METRICS.items():
+            value, best = r.get(name), rec["best"].get(name)
+            if value is not None and (best is None or m.loss(value) < m.loss(best)):
+                rec["best"][name] = value
         if r.get("diverged"):
             rec["status"], rec["error"] = "diverged", r.get("error")
         return rec
@@ -304,20 +306,26 @@ def done_record(sweep_dir: Path, trial_id: str) -> dict[str, Any] | None:
 
 
 def status_text(sweep_dir: Path) -> str:
-    """What ``gansweep status`` prints: trials by state, best so far, compute spent."""
+    """What ``gansweep status`` prints: trials by state, the verdict's winner (the sweep's
+    one "best"), each metric's lowest (or highest) single evaluation labelled as such, and
+    the compute spent."""
     state = SweepState.load(sweep_dir)
     counts = state.counts()
     lines = [f"sweep {state.data['name']} at {sweep_dir}",
              f"trials: {state.expected} expected; " +
              ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
-    for metric in METRICS:
-        scored = [(t["best"][metric], t) for t in state.trials.values()
-                  if t["best"].get(metric) is not None]
+    found = verdict(load_sweep_spec(sweep_dir), list(state.trials.values()),
+                    len(state.confirm_trials))
+    lines.append(f"winner: {found.headline()}" if found is not None else
+                 "winner: none yet (no trial has run to the end)")
+    for name, m in METRICS.items():
+        scored = [(t["best"][name], t) for t in state.trials.values()
+                  if t["best"].get(name) is not None]
         if scored:
-            pick = max if metric in HIGHER_IS_BETTER else min
-            value, t = pick(scored, key=lambda x: x[0])
-            lines.append(f"best {metric}: {value:.4g}  {t['label']}  "
-                         f"(trial {t['trial_id']}, iteration {t['iteration']})")
+            value, t = min(scored, key=lambda x: m.loss(x[0]))
+            which = "highest" if m.mode == "max" else "lowest"
+            lines.append(f"{which} single evaluation: {name} {value:.4g}  {t['label']}  "
+                         f"(trial {t['trial_id']}, seed {t['config']['seed']})")
     seconds = sum(t["time_total_s"] for t in state.trials.values())
     iters = sum(t["iteration"] for t in state.trials.values())
     full = state.expected * state.data["max_iters"]

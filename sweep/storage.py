@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,11 @@ def is_uri(location: str | os.PathLike | None) -> bool:
 def join(uri: str, name: str) -> str:
     base, sep, query = uri.partition("?")
     return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
+def mirrors_root() -> Path:
+    """Where the local copies of sweeps on object storage live."""
+    return Path(default_cache_dir()) / "mirrors"
 
 
 def _fs(uri: str):
@@ -75,8 +81,19 @@ class Mirror:
         """The mirror of the sweep at ``uri``: ``mirrors/<hash of its storage>/<name>``."""
         path, sep, query = uri.partition("?")
         storage, _, name = path.rstrip("/").rpartition("/")
+        if not name or name.startswith(".") or "\\" in name:
+            raise GansweepError(f"storage {uri}: {name!r} is not a sweep's folder name")
         key = hashlib.sha256(f"{storage}{sep}{query}".encode()).hexdigest()[:16]
-        return cls(uri, Path(default_cache_dir()) / "mirrors" / key / name)
+        return cls(uri, mirrors_root() / key / name)
+
+    def discard_local(self) -> None:
+        """Delete the local copy (a stale one of a deleted sweep): only ever a sweep's own
+        folder inside the mirrors' root, whatever the URI was."""
+        root, local = mirrors_root().resolve(), self.local.resolve()
+        if local.parent.parent != root:
+            raise GansweepError(f"storage {self.uri}: its local copy {local} is not a sweep "
+                                f"folder inside {root}; not deleting it")
+        shutil.rmtree(local, ignore_errors=True)
 
     @classmethod
     def of_local(cls, sweep_dir: Path) -> Mirror | None:
@@ -191,3 +208,16 @@ def push_if_mirrored(sweep_dir: Path) -> None:
     mirror = Mirror.of_local(sweep_dir)
     if mirror is not None:
         mirror.push(checkpoints=False)
+
+
+def publish(sweep_dir: Path, written: Path) -> str:
+    """Push what was written into a mirrored sweep to its bucket; where to find ``written``
+    (its bucket URI too, when it lies inside the sweep)."""
+    mirror = Mirror.of_local(sweep_dir)
+    out, here = Path(written).resolve(), Path(sweep_dir).resolve()
+    if mirror is None:
+        return str(out)
+    mirror.push(checkpoints=False)
+    if not out.is_relative_to(here):
+        return str(out)
+    return f"{out} (in the bucket: {join(mirror.uri, out.relative_to(here).as_posix())})"

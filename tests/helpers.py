@@ -56,9 +56,10 @@ def installed_trackers() -> list[str]:
     """The registered trackers whose packages are installed here."""
     import importlib.util
 
-    from gansweep.sweep.trackers import PACKAGES, TRACKERS
+    from gansweep.sweep.trackers import TRACKERS
 
-    return [t for t in TRACKERS if importlib.util.find_spec(PACKAGES[t]) is not None]
+    return [t for t in TRACKERS
+            if importlib.util.find_spec(TRACKERS.get(t).package) is not None]
 
 
 def tensorboard_events(folder: Path) -> list:
@@ -100,10 +101,12 @@ def assert_one_clear_line(out: subprocess.CompletedProcess, command: str, fragme
     assert lines[0].startswith(f"gansweep {command}: error:") and fragment in lines[0], lines[0]
 
 
-def gansweep(*args, **kw) -> subprocess.Popen:
+def gansweep(*args, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """The CLI in a subprocess, its output captured; ``env`` adds to the environment (a
+    fault to inject: core.faults)."""
     # W&B (the tiny sweep's tracker) writes its runs to disk and talks to no server.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0",
-           "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+           "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "gansweep", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, **kw)

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from gansweep.core.config import transfer_config
 from gansweep.core.data import class_names
 from gansweep.core.errors import GansweepError
 from gansweep.core.models import ArchConfig, build_models, load_source_state
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import train
 from gansweep.core.treatments import apply_plan, trainable_parameters
+from gansweep.core.trial import transfer_config
 
 ARCH = ArchConfig("dcgan", 32, 8, 16, "batch")
 G_NORMS = ["b4", "b8", "b16", "b32"]  # the units of G with batch norm (not rgb)

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from gansweep.core.config import transfer_config
 from gansweep.core.ema import EMA
 from gansweep.core.evaluate import generate
 from gansweep.core.train import setup, train_step
+from gansweep.core.trial import transfer_config
 
 
 class Toy(nn.Module):

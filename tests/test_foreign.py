@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from gansweep.core.checkpoint import load_checkpoint
-from gansweep.core.config import transfer_config
 from gansweep.core.errors import GansweepError
 from gansweep.core.foreign import (
     IMPORTERS,
@@ -22,6 +21,7 @@ from gansweep.core.foreign import (
 )
 from gansweep.core.models import ArchConfig, build_models
 from gansweep.core.train import train
+from gansweep.core.trial import transfer_config
 from tests.helpers import assert_one_clear_line, assert_reproduces, cli_in_process
 
 from .conftest import SHARED

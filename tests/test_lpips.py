@@ -6,10 +6,10 @@ import itertools
 import pytest
 import torch
 
-from gansweep.core.config import transfer_config
 from gansweep.core.errors import GansweepError
 from gansweep.core.lpips import LPIPS, _embed, intra_lpips, load_lpips
 from gansweep.core.train import train
+from gansweep.core.trial import transfer_config
 
 
 @pytest.fixture

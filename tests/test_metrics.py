@@ -13,19 +13,16 @@ from pytorch_fid import inception as pfid_inception
 
 from gansweep.core.data import load_folder
 from gansweep.core.errors import GansweepError
-from gansweep.core.lpips import resolve_lpips_weights
-from gansweep.core.metrics import (
+from gansweep.core.features import (
     FeatureStats,
     InceptionFeatures,
-    fid,
-    fid_sd,
     get_extractor,
     inception_score,
-    kid,
     real_stats,
-    resampled_fids,
     resolve_weights,
 )
+from gansweep.core.lpips import resolve_lpips_weights
+from gansweep.core.metrics import fid, fid_sd, kid, resampled_fids
 from tests.helpers import assert_one_clear_line, cli_in_process
 
 from .conftest import EMOJI
@@ -159,6 +156,31 @@ def test_real_stats_cached_atomically(tmp_path):
     assert ex.calls == 2
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 3 and all(f.endswith(".npz") for f in files)
+
+
+def test_an_interrupted_stats_write_leaves_no_cache(tmp_path, monkeypatch):
+    """The disk fills half-way through the statistics file: the write fails, no cache file
+    (whole or partial) is left, and the next run computes them again and caches them."""
+    from gansweep.core import features
+
+    images = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    real_savez = np.savez
+
+    def half_then_full_disk(f, **arrays):
+        real_savez(f, **arrays)
+        f.truncate(f.tell() // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(features.np, "savez", half_then_full_disk)
+    ex = _Counting("x")
+    with pytest.raises(OSError, match="No space left"):
+        real_stats(images, "d", ex, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
+    monkeypatch.setattr(features.np, "savez", real_savez)
+    first = real_stats(images, "d", ex, tmp_path)
+    again = real_stats(images, "d", ex, tmp_path)
+    assert ex.calls == 2 and np.array_equal(first.features, again.features)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".npz"]
 
 
 def test_weights_paths_are_made_absolute(tmp_path, monkeypatch):

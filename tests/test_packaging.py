@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gansweep.sweep.spec import find_spec, load_spec, shipped_dir, shipped_specs
+from gansweep.sweep.specs import find_spec, load_spec, shipped_dir, shipped_specs
 from tests.helpers import cli_in_process
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
 """Ranking: the rung score rules, the noise-aware ASHA (Ray's decisions when k = 0), replay,
 and the confirmation phase's selection and intervals. No Ray cluster is started here."""
+import json
 import math
 import random
 
@@ -7,6 +8,7 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
+from gansweep.core.trial import Trial
 from gansweep.sweep.ranking import ScoreRule, interval, paired, rank_settings, score
 from gansweep.sweep.replay import (
     RecordedTrial,
@@ -18,7 +20,7 @@ from gansweep.sweep.replay import (
     replay_sequence,
 )
 from gansweep.sweep.scheduler import RobustASHA
-from gansweep.sweep.spec import Scheduler
+from gansweep.sweep.schema import Scheduler
 from tests.helpers import cli_in_process
 
 
@@ -95,14 +97,18 @@ def test_intervals_and_paired_differences():
 
 
 def test_rank_settings_prefers_depth_then_score():
-    def rec(setting, it, value, status="finished"):
-        return {"config": {"s": setting}, "iteration": it, "status": status,
+    def rec(setting, it, value, status="finished", seed=0):
+        config = Trial(label=setting, source="s.pt", target="t", baseline=setting, seed=seed)
+        return {"config": config.to_dict(), "iteration": it, "status": status,
                 "last": {"score": value}}
-    records = [rec("a", 8, 300.0), rec("a", 8, 310.0), rec("b", 8, 290.0),
+    records = [rec("a", 8, 300.0), rec("a", 8, 310.0, seed=1), rec("b", 8, 290.0),
                rec("c", 2, 100.0, "stopped"), rec("d", 8, 1.0, "errored")]
-    ranked = rank_settings(records, "fid", key=lambda c: c["s"])
-    assert [k for k, _, _ in ranked] == ["b", "a", "c"]
+    ranked = rank_settings(records, "fid")
+    assert [json.loads(k)["label"] for k, _, _ in ranked] == ["b", "a", "c"]
     assert ranked[1][1] == 305.0
+    # a metric where higher is better ranks the other way (its registry entry says so)
+    assert [json.loads(k)["label"] for k, _, _ in rank_settings(records, "is")] == \
+        ["a", "b", "c"]
 
 
 def _recording(values: dict[str, list[float]], seeds=(0,)) -> Recording:

@@ -195,30 +195,27 @@ slow = pytest.mark.slow
 
 @slow
 def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
-    """SIGKILL `gansweep report` the moment one of its files is being written (a temporary
-    file exists): the kill lands mid-write, yet every Parquet file and the report are
-    either absent or whole (atomic rename), and the next report succeeds."""
+    """SIGKILL `gansweep report` while each of its files is being written (core.faults: at
+    the k-th atomic write, its temporary file whole, the rename not done): every Parquet file
+    and the report are then either absent or whole, and the next report succeeds."""
     sweep = tmp_path / "tiny"
     shutil.copytree(tiny_sweep[0], sweep)
     outputs = [sweep / "gansweep" / "trials.parquet", sweep / "gansweep" / "metrics.parquet"]
     for path in [*outputs, sweep / "report.html"]:
         path.unlink()
-    mid_write = []
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-m", "gansweep", "report", sweep],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        writing: list[Path] = []
-        while proc.poll() is None and not writing:
-            writing = [*sweep.glob("*.tmp"), *(sweep / "gansweep").glob("*.parquet*.tmp")]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        mid_write += [w for w in writing if w.exists()]  # killed before its rename
-        for path in outputs:
-            if path.exists():
-                assert pq.read_table(path).num_rows > 0
-        if (sweep / "report.html").exists():
-            assert (sweep / "report.html").read_text().rstrip().endswith("</html>")
-    assert mid_write, "no kill landed while a file was being written"
+    for k in (1, 2, 3):  # trials.parquet, metrics.parquet, report.html
+        run = subprocess.run([sys.executable, "-m", "gansweep", "report", sweep, "--quiet"],
+                             env={**os.environ, "GANSWEEP_FAULTS": f"write.rename={k}"},
+                             capture_output=True, text=True)
+        assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+        left = [*sweep.glob("*.tmp"), *(sweep / "gansweep").glob("*.tmp")]
+        assert len(left) == 1, left  # killed mid-write: the temporary file of the k-th output
+        assert left[0].name.startswith(("trials.parquet", "metrics.parquet", "report.html")[k - 1])
+        left[0].unlink()
+        for path in outputs[:k - 1]:
+            assert pq.read_table(path).num_rows > 0
+        for path in [*outputs[k - 1:], sweep / "report.html"]:
+            assert not path.exists()
     finish(gansweep("report", sweep))
     assert len(pd.read_parquet(outputs[0])) == 11
     assert (sweep / "report.html").read_text().rstrip().endswith("</html>")
@@ -300,15 +297,12 @@ def tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def _wait_finished(proc: subprocess.Popen, sweep_dir: Path, n: int) -> None:
+def _paused(proc: subprocess.Popen, marker: Path) -> None:
+    """Wait until the driver pauses at its fault point (core.faults: it made ``marker``)."""
     deadline = time.time() + 300
-    while True:
-        assert time.time() < deadline and proc.poll() is None, "sweep ended too early"
-        with contextlib.suppress(Exception):
-            if sum(t["status"] == "finished"
-                   for t in SweepState.load(sweep_dir).trials.values()) >= n:
-                return
-        time.sleep(0.2)
+    while not marker.exists():
+        assert time.time() < deadline and proc.poll() is None, "the driver never paused"
+        time.sleep(0.1)
 
 
 def _check_intact(sweep_dir: Path, tmp_path: Path, finished: int) -> None:
@@ -325,32 +319,39 @@ def _check_intact(sweep_dir: Path, tmp_path: Path, finished: int) -> None:
 @slow
 def test_storage_read_only_then_full(sources, faces, weights, tmp_path):
     """The storage turns read-only mid-sweep, later fills up: each time the driver stops
-    with one clear line, what was written stays readable, and resume completes."""
+    with one clear line, what was written stays readable, and resume completes. The storage
+    changes while the driver is paused at its record of a trial's end (core.faults), so the
+    driver's next write is the first to meet it: no race with its writes."""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
                       baselines=["fine-tune", "freeze", "scale-shift"],
                       scheduler={"type": "none"}, max_concurrent=1,
                       budget={"iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8})
+    marker = tmp_path / "paused"
+    pause = {"GANSWEEP_FAULTS": f"driver.end.search=1@{marker}"}
     with tmpfs(tmp_path / "store", "64m") as store:
         sweep_dir = store / "tiny"
-        proc = gansweep("launch", spec, "--storage", store)
-        _wait_finished(proc, sweep_dir, 1)
+        proc = gansweep("launch", spec, "--storage", store, env=pause)
+        _paused(proc, marker)
         subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        marker.unlink()
         out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 2
+        assert proc.returncode == 2, out[-3000:]
         assert ("gansweep launch: error: cannot write to the sweep directory "
-                f"{sweep_dir}: Read-only file system") in out
+                f"{sweep_dir}: Read-only file system") in out, out[-3000:]
         assert f"run 'gansweep resume {sweep_dir}'" in out
         _check_intact(sweep_dir, tmp_path, 1)
 
         subprocess.run(["mount", "-o", "remount,rw", str(store)], check=True)
-        proc = gansweep("resume", sweep_dir)
-        _wait_finished(proc, sweep_dir, 2)
+        proc = gansweep("resume", sweep_dir, env=pause)
+        _paused(proc, marker)
         with open(store / "filler", "wb") as f, contextlib.suppress(OSError):
             while True:
                 f.write(b"\0" * (1 << 20))
+        marker.unlink()
         out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 2
-        assert "cannot write to the sweep directory" in out and "No space left" in out
+        assert proc.returncode == 2, out[-3000:]
+        assert "cannot write to the sweep directory" in out and "No space left" in out, \
+            out[-3000:]
         (store / "filler").unlink()
         _check_intact(sweep_dir, tmp_path, 2)
 

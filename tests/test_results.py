@@ -10,11 +10,14 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from gansweep.core.trial import Trial
 from gansweep.results.report import SECTIONS
+from gansweep.results.sweep_sections import TABLE_COLUMNS
 from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
-from gansweep.sweep.spec import Trial
-from gansweep.sweep.state import SPEC_FILE, SweepState
+from gansweep.sweep.specs import SPEC_FILE
+from gansweep.sweep.state import SweepState
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -106,10 +109,12 @@ def open_in_chromium(report: Path, screenshot: Path, sort: bool = False):
                   s.querySelectorAll('img').length, s.innerText.length])""")
         cells = None
         if sort:
-            best_cell = "document.querySelector('#trials tbody tr td:nth-child(4)').innerText"
+            column = TABLE_COLUMNS.index("best_fid") + 1
+            best_cell = (f"document.querySelector('#trials tbody tr td:nth-child({column})')"
+                         ".innerText")
             first = page.evaluate(best_cell)
-            page.click("#trials th:nth-child(4)")  # best_fid: ascending, then descending
-            page.click("#trials th:nth-child(4)")
+            page.click(f"#trials th:nth-child({column})")  # ascending, then descending
+            page.click(f"#trials th:nth-child({column})")
             cells = first, page.evaluate(best_cell)
         page.screenshot(path=str(screenshot), full_page=True)
         for name, *_ in found:  # and one per section, beside it
@@ -272,7 +277,11 @@ def test_denton_quantities_on_the_inception_score(tmp_path):
     sweep_dir = tmp_path / "denton"
     state = SweepState.create(sweep_dir, "denton", 3, 4)
     state.save()
-    (sweep_dir / SPEC_FILE).write_text("name: denton\nmetric: is\n")
+    (sweep_dir / SPEC_FILE).write_text(yaml.safe_dump({  # as a launch records it
+        "name": "denton", "source": "/src.pt", "target": "/target",
+        "arch": {"name": "dcgan", "resolution": 32}, "baselines": ["scratch"],
+        "plans": [{"family": "forward", "mode": "freeze", "n": [1, 2]}],
+        "budget": {"iters": 4, "eval_every": 2}, "metric": "is", "metrics": ["fid", "is"]}))
     curves = {"scratch": [1.0, 1.5, 2.0], "fwd1": [1.8, 2.1, 2.6], "fwd2": [1.9, 1.9, 1.95]}
     for n, (tid, values) in enumerate(curves.items()):
         family = {} if tid == "scratch" else {"family": "forward", "family_mode": "freeze",

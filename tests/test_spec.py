@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from gansweep.core.errors import GansweepError
-from gansweep.sweep.spec import load_spec, parse_spec
+from gansweep.core.trial import trial_config
+from gansweep.sweep.grid import describe
+from gansweep.sweep.specs import load_spec
+from gansweep.sweep.validate import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,14 +47,30 @@ def test_stylegan2_fewshot_dry_run(monkeypatch):
     assert {t.target_size for t in trials} == {10}
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "search_spaces").glob("*.yaml")))
+# shipped spec -> the trials its dry run counts: the search's, the confirmation's (None: none)
+SHIPPED_COUNTS = {"demo": (6, 12), "denton_plans": (21, None), "denton_sngan_cpu": (17, None),
+                  "dissertation": (446, None), "emoji_cpu": (14, None), "emoji_study": (123, None),
+                  "price_cpu": (6, None), "stylegan2_cpu": (9, None),
+                  "stylegan2_fewshot": (19, None), "wang2018_conditional_cpu": (6, None),
+                  "wang2018_init_size": (12, None), "wang2018_init_size_cpu": (12, None),
+                  "wang2018_sources_cpu": (4, None)}
+
+
+def test_every_shipped_spec_has_its_count_here():
+    assert set(SHIPPED_COUNTS) == {p.stem for p in (ROOT / "search_spaces").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_COUNTS))
 def test_shipped_specs_parse(name, monkeypatch):
-    """Every shipped spec, found by glob, parses and expands; the only problems are the
-    inputs its header tells the user to make (a source checkpoint they pretrain or import,
-    derived data folders, their own data, LPIPS weights), never a spec error."""
+    """Every shipped spec parses and its dry run counts its trials; the only problems are
+    the inputs its header tells the user to make (a source checkpoint they pretrain or
+    import, derived data folders, their own data, LPIPS weights), never a spec error."""
     monkeypatch.chdir(ROOT)  # shipped specs' paths are relative to the current directory
     s = load_spec(name)
-    assert s.trials()
+    search, confirm = SHIPPED_COUNTS[name]
+    text = describe(s)
+    assert f"# {search} trials: " in text and len(s.trials()) == search
+    assert (f"# then the confirmation phase: {confirm} trials" in text) == (confirm is not None)
     for problem in s.problems:  # the shared emoji data, beside the checkout, is there
         field, _, rest = problem.partition(": ")
         assert field in ("source", "target", "lpips_weights") and "does not exist" in rest, \
@@ -154,14 +173,14 @@ def test_missing_files_refused_by_launch(sources, faces, tmp_path):
     s = parse_spec(spec(tmp_path, sources["dcgan"], tmp_path / "nope", arch={
         "name": "dcgan", "resolution": 32}), tmp_path)
     assert s.problems and "target: " in s.problems[0]
-    from gansweep.sweep.runner import launch
+    from gansweep.sweep.driver import launch
 
     with pytest.raises(GansweepError, match="target: .* does not exist"):
         launch(s, str(tmp_path / "storage"))
 
 
 def test_same_name_launch_refused(sources, faces, tmp_path):
-    from gansweep.sweep.runner import launch
+    from gansweep.sweep.driver import launch
 
     s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
     (tmp_path / "storage" / "t").mkdir(parents=True)
@@ -183,12 +202,8 @@ def test_spec_file_errors(tmp_path):
 def test_a_lower_resolution_spec_transfers_across_resolutions(sources, faces, tmp_path):
     """arch.resolution below the source's: the trials transfer to it (models.cross_resolution),
     their configs record the new units."""
-    from gansweep.sweep.runner import _common, _trial_config
-
     s = parse_spec(spec(tmp_path, sources["dcgan64"], faces,
                         arch={"name": "dcgan", "resolution": 32}), tmp_path)
     assert (s.arch.resolution, s.arch.width) == (32, 8)  # the 64 px source's width 4, doubled
-    trial = s.trials()[0]
-    common = _common(s, tmp_path, {"classifier_negatives": None})  # what a launch passes
-    cfg = _trial_config({"trial": trial.to_dict(), "common": common}, str(tmp_path), "cpu")
+    cfg = trial_config(s.template, s.trials()[0], str(tmp_path), "cpu")  # as a trial makes it
     assert cfg.new_units == ["G.rgb", "D.rgb"] and cfg.arch == s.arch

@@ -3,7 +3,7 @@ markers; readers always see every event."""
 import io
 import json
 
-from gansweep.sweep.spec import Trial
+from gansweep.core.trial import Trial
 from gansweep.sweep.state import (
     EVENTS_FILE,
     RESULTS_FILE,
@@ -112,28 +112,36 @@ def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_pat
     assert not searcher.exists() and searcher.with_name(searcher.name + ".truncated").exists()
 
 
-def test_sweep_reporter_prints_a_compact_table():
-    """One line for the sweep (counts, best so far by the ranked metric, higher or lower is
-    better) and one per running trial; nothing between intervals."""
+def test_sweep_reporter_prints_a_compact_table(tmp_path):
+    """One line for the sweep (counts, the winner so far as the verdict names it: by the
+    score rule, over trials that ran to the end) and one per running trial; nothing between
+    intervals."""
     from types import SimpleNamespace
 
+    from gansweep.core.trial import Trial
     from gansweep.sweep.reporter import SweepReporter
+    from gansweep.sweep.validate import parse_spec
+
+    spec = parse_spec({"name": "denton", "source": "src.pt", "target": "t",
+                       "arch": {"name": "dcgan", "resolution": 32}, "baselines": ["scratch"],
+                       "budget": {"iters": 60, "eval_every": 20}, "metric": "is",
+                       "metrics": ["fid", "is"]}, tmp_path, read_sources=False)
 
     def trial(status, label, iteration, value):
-        return SimpleNamespace(status=status, config={"trial": {"label": label, "seed": 0}},
-                               last_result={"iteration": iteration, "is": value})
+        config = Trial(label=label, source="src.pt", target="t", baseline=label).to_dict()
+        return SimpleNamespace(status=status, config={"trial": config},
+                               last_result={"iteration": iteration, "score": value})
 
-    trials = [trial("TERMINATED", "scratch", 60, 2.5), trial("RUNNING", "G forward 2 freeze",
-                                                             20, 3.1),
-              trial("RUNNING", "G forward 1 freeze", 0, float("nan")),
-              trial("PENDING", "G backward 1 freeze", 0, None)]
+    trials = [trial("TERMINATED", "scratch", 60, 2.5), trial("RUNNING", "fine-tune", 20, 3.1),
+              trial("RUNNING", "freeze", 0, float("nan")), trial("PENDING", "freeze-d", 0, None)]
     out = io.StringIO()
-    reporter = SweepReporter("denton", "is", higher_is_better=True, every=60, stream=out)
+    reporter = SweepReporter(spec, every=60, stream=out)
     assert not reporter.should_report(trials) and reporter.should_report(trials, done=True)
     reporter.report(trials, True)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[gansweep denton] ")
-    assert lines[0].endswith("1/4 done, 2 running, 1 pending, 0 failed; best is 3.1: "
-                             "G forward 2 freeze (seed 0)")
-    assert len(lines) == 3 and lines[2].split() == ["G", "forward", "1", "freeze", "seed", "0",
-                                                    "iteration", "0", "is", "-"]
+    assert lines[0].endswith("1/4 done, 2 running, 1 pending, 0 failed; winner so far: scratch, "
+                             "is (of the EMA generator, last evaluation) 2.50 (n = 1: no "
+                             "interval) (search, not confirmed)"), lines[0]
+    assert len(lines) == 3 and lines[2].split() == ["freeze", "seed", "0", "iteration", "0",
+                                                    "score", "(is)", "-"]

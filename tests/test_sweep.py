@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gansweep.sweep.replay import load_recording, parse_variant, replay_sequence
-from gansweep.sweep.runner import load_sweep_spec
+from gansweep.sweep.specs import load_sweep_spec
 from gansweep.sweep.state import SweepState
 from tests.helpers import (
     MAX_ITERS,
@@ -49,7 +49,9 @@ def test_tiny_sweep_asha_stops_some(tiny_sweep):
         assert results(sweep_dir, t["trial_id"])[-1]["iteration"] == MAX_ITERS
     rungs = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     assert len(rungs["brackets"][0][-1][1]) == 11  # every trial recorded at the grace rung
-    assert "best fid" in out and "report: " in out
+    # One "best": the verdict's winner; a raw extreme evaluation is labelled as that.
+    assert "winner: " in out and "lowest single evaluation: fid " in out and "best fid" not in out
+    assert "verdict: Best setting of the search: " in out and "report: " in out
     assert "[gansweep tiny] " in out and "== Status ==" not in out  # the compact table
     assert (sweep_dir / "report.html").is_file()  # written when the sweep ends
     status = subprocess.run([sys.executable, "-m", "gansweep", "status", sweep_dir],
@@ -73,16 +75,19 @@ def test_replay_reproduces_the_live_stop_decisions(tiny_sweep):
                           "were stopped early (it ran with a scheduler)")
 
 
-def test_a_sweep_of_an_earlier_grid_layout_is_refused_by_resume(tiny_sweep, tmp_path):
-    """A sweep launched before Tune's grid was over indices (grid.json without
-    ``tune_grid``) cannot be restored by this version: one line, before Ray starts."""
+@pytest.mark.parametrize("earlier", [{"tune_grid": "index"}, {}])  # 0.2; 0.1 and before
+def test_a_sweep_of_an_earlier_grid_layout_is_refused_by_resume(tiny_sweep, tmp_path, earlier):
+    """A sweep launched by an earlier gansweep (its grid file without this version's format:
+    its trials' configs and Tune's pickled objects are another layout) cannot be restored:
+    one line, before Ray starts; its status and report still read."""
     copy = tmp_path / "tiny"
     shutil.copytree(tiny_sweep[0], copy)
     grid = json.loads((copy / "gansweep" / "grid.json").read_text())
-    assert grid.pop("tune_grid") == "index"
-    (copy / "gansweep" / "grid.json").write_text(json.dumps(grid))
+    assert grid.pop("format") == 3 and grid.pop("template")
+    (copy / "gansweep" / "grid.json").write_text(json.dumps({**grid, **earlier}))
     assert_one_clear_line(cli_in_process("resume", copy), "resume",
                           "was launched by an earlier gansweep")
+    assert cli_in_process("status", copy).returncode == 0
 
 
 def test_trackers_hold_every_trial(tiny_sweep, monkeypatch):
@@ -126,21 +131,13 @@ def test_trackers_hold_every_trial(tiny_sweep, monkeypatch):
         assert all(list(d.glob("*.wandb")) for d in offline)
 
 
-def kill_when(proc: subprocess.Popen, sweep_dir: Path, ready) -> dict:
-    """SIGKILL the driver's whole process group (driver and local Ray, like a crashed head
-    node) as soon as ``ready(trials)`` holds; returns the trial records at that moment."""
-    deadline = time.time() + 300
-    while True:
-        assert time.time() < deadline and proc.poll() is None, "sweep ended before the kill"
-        try:
-            trials = SweepState.load(sweep_dir).trials
-        except Exception:
-            trials = {}
-        if ready(trials):
-            break
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def killed_at(fault: str, sweep_dir: Path, *args) -> dict:
+    """Run ``gansweep ARGS`` with the driver killed at a fault point (core.faults: it kills
+    its whole process group, driver and local Ray, like a crashed head node); returns the
+    trial records it left."""
+    proc = gansweep(*args, env={"GANSWEEP_FAULTS": fault}, start_new_session=True)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, out[-3000:]
     return SweepState.load(sweep_dir).trials
 
 
@@ -182,8 +179,8 @@ def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
                       baselines=["scratch"], scheduler={"type": "none"},
                       resources={"cpu": 2})  # one trial at a time
     mirror = Mirror.of(f"{s3}/tiny")
-    launch = gansweep("launch", spec, "--storage", s3, start_new_session=True)
-    kill_when(launch, mirror.local, lambda t: len(done(t)) >= 1 and running_with_report(t))
+    # one trial at a time, each reporting at 2, 4, 6: the 4th result is the second trial's first
+    killed_at("driver.result.search=4", mirror.local, "launch", spec, "--storage", s3)
 
     shutil.rmtree(mirror.local)  # what the bucket holds, as a new machine would see it
     mirror.claim()
@@ -218,34 +215,31 @@ def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
         assert b"D(0,0,5)G(3,0,2)" in f.read()
 
 
-def confirming(trials: dict) -> bool:
-    return any(t["config"]["phase"] == "confirm" and t["status"] == "running" and t["reports"]
-               for t in trials.values())
-
-
 def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
-    """Killed before any trial finished, resumed, killed again mid-search, resumed, killed
-    in the confirmation phase, resumed: the sweep completes with exactly the grid's trials
-    and the confirmation's, nothing done twice, each trial marked with its phase."""
+    """Killed after the first evaluation (no trial finished), resumed, killed again when two
+    more trials ended, resumed, killed at the first evaluation of the confirmation phase,
+    resumed: the sweep completes with exactly the grid's trials and the confirmation's,
+    nothing done twice, each trial marked with its phase."""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
                       confirm={"top": 1, "seeds": [5]})
     sweep_dir = tmp_path / "sweeps" / "tiny"
-    launch = gansweep("launch", spec, "--storage", tmp_path / "sweeps", start_new_session=True)
-    # Before any trial has run to the end (ASHA may already have stopped some at the rung).
-    first = kill_when(launch, sweep_dir, lambda t: running_with_report(t) and not any(
-        r["status"] == "finished" for r in t.values()))
+    first = killed_at("driver.result.search=1", sweep_dir, "launch", spec, "--storage",
+                      tmp_path / "sweeps")
+    assert running_with_report(first) and not any(r["status"] == "finished"
+                                                  for r in first.values())
     check_partial_results(sweep_dir, first)
     rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     lines = {i: len(results(sweep_dir, i)) for i in done(first)}
 
-    second = kill_when(gansweep("resume", sweep_dir, start_new_session=True), sweep_dir,
-                       lambda t: len(done(t)) >= len(done(first)) + 2 and running_with_report(t))
+    second = killed_at("driver.end.search=2", sweep_dir, "resume", sweep_dir)
+    assert len(done(second)) >= len(done(first)) + 2
     check_resumed(sweep_dir, first, lines)
     lines = {i: len(results(sweep_dir, i)) for i in done(second)}
 
-    third = kill_when(gansweep("resume", sweep_dir, start_new_session=True), sweep_dir,
-                      confirming)
+    third = killed_at("driver.result.confirm=1", sweep_dir, "resume", sweep_dir)
+    assert any(t["config"]["phase"] == "confirm" and t["status"] == "running" and t["reports"]
+               for t in third.values())
     check_resumed(sweep_dir, second, lines)
     lines = {i: len(results(sweep_dir, i)) for i in done(third)}
     selection = json.loads((sweep_dir / "gansweep" / "confirm.json").read_text())
@@ -325,8 +319,8 @@ def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weig
     import ray
     from ray.cluster_utils import Cluster
 
-    from gansweep.sweep.runner import launch
-    from gansweep.sweep.spec import load_spec
+    from gansweep.sweep.driver import launch
+    from gansweep.sweep.specs import load_spec
 
     spec = load_spec(write_spec(
         tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
@@ -399,8 +393,8 @@ def test_trials_train_on_the_gpu_ray_gave_them(sources, faces, weights, tmp_path
     on the same machine train on the CPU, though a GPU is visible to the driver."""
     import ray
 
-    from gansweep.sweep.runner import launch
-    from gansweep.sweep.spec import load_spec
+    from gansweep.sweep.driver import launch
+    from gansweep.sweep.specs import load_spec
 
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
     try:

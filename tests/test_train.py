@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from gansweep.core.checkpoint import load_checkpoint
-from gansweep.core.config import TrainConfig, transfer_config
+from gansweep.core.config import TrainConfig
 from gansweep.core.errors import DivergenceError, GansweepError
+from gansweep.core.features import release_extractors
 from gansweep.core.losses import LOSSES
-from gansweep.core.metrics import release_extractors
 from gansweep.core.models import ArchConfig
 from gansweep.core.train import setup, train, train_step
+from gansweep.core.trial import transfer_config
 
 from .conftest import make_source
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from gansweep.core.checkpoint import load_checkpoint
-from gansweep.core.config import transfer_config
 from gansweep.core.errors import GansweepError
 from gansweep.core.models import ARCHITECTURES, ArchConfig, FilterShift, build_models
 from gansweep.core.train import setup, train
-from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan, param_groups
+from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan, modulations, param_groups
+from gansweep.core.trial import transfer_config
 
 from .conftest import TINY
 
@@ -29,10 +29,17 @@ def test_every_architecture_is_tested():
     assert {a.name for a in ARCHS.values()} == set(ARCHITECTURES.names())
 
 
+MODULATION_PARAMETERS = {"adafm": AdaFM, "filter-shift": FilterShift}  # where each keeps them
+
+
+def test_every_modulation_says_where_its_parameters_are():
+    assert set(MODULATION_PARAMETERS) == set(modulations())
+
+
 def expected_trainable(unit: nn.Module, treatment: str) -> set[int]:
-    if treatment in ("finetune", "reinit"):
+    if TREATMENTS.get(treatment).trains_all:
         return {id(p) for p in unit.parameters()}
-    kind = {"adafm": AdaFM, "filter-shift": FilterShift}.get(treatment)
+    kind = MODULATION_PARAMETERS.get(treatment)
     if kind is None:
         return set()
     return {id(p) for m in unit.modules() if isinstance(m, kind) for p in m.parameters()}
@@ -75,7 +82,7 @@ def test_exactly_intended_parameters_get_gradients(arch, treatment):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("treatment", ["adafm", "filter-shift"])
+@pytest.mark.parametrize("treatment", modulations())
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_modulation_at_init_reproduces_pretrained(arch, treatment, mode):
     torch.manual_seed(0)

@@ -1,0 +1,190 @@
+"""Commands for sweeps: specs, launch, resume, status, report, replay, demo. Each command's
+parser is beside its handler."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gansweep.core.errors import GansweepError
+from gansweep.sweep.cli import add_inception, add_quiet, command
+
+
+def finished(sweep_dir: Path) -> None:
+    """The end-of-sweep lines: where it is, its status (the verdict's winner first), the
+    tables and the report, and the verdict itself."""
+    from gansweep.sweep.state import status_text
+    from gansweep.sweep.storage import Mirror
+
+    mirror = Mirror.of_local(sweep_dir)
+    print(f"sweep finished: {mirror.uri if mirror else sweep_dir}")
+    print(status_text(sweep_dir))
+    print(f"report: {write_results(sweep_dir)}")
+
+
+def write_results(sweep_dir: Path, out: str | None = None, fid_threshold: float | None = None,
+                  quiet: bool = True) -> str:
+    """The Parquet tables and report (``results.report.write_results``), pushed to the bucket
+    of a sweep on object storage; where the report is."""
+    from gansweep.results.report import write_results as write
+    from gansweep.sweep.storage import publish
+
+    return publish(sweep_dir, write(sweep_dir, out, fid_threshold, quiet))
+
+
+def _storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="PATH_OR_URI", help="where sweeps live (default "
+                   "$GANSWEEP_STORAGE or ./sweeps): a folder every node sees, or a bucket "
+                   "(s3://bucket/prefix, gs://...)")
+
+
+def _specs_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("specs", "list the shipped sweep specs with their purpose", _specs_args)
+def cmd_specs(a: argparse.Namespace) -> int:
+    from gansweep.sweep.specs import shipped_dir, shipped_specs
+
+    specs = shipped_specs()
+    width = max(map(len, specs))
+    for name, description in specs.items():
+        print(f"{name.ljust(width)}  {description}")
+    print(f"# {len(specs)} shipped specs in {shipped_dir()}; 'gansweep launch NAME' runs one "
+          f"(relative paths in it are relative to the current directory)")
+    return 0
+
+
+def _launch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="sweep spec: a YAML file, or the name of a shipped spec "
+                                "('gansweep specs' lists them)")
+    p.add_argument("--name", help="sweep name (default: the spec's)")
+    _storage(p)
+    p.add_argument("--address", help="join this Ray cluster (HOST:PORT or auto; default: start "
+                                     "a local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+
+
+@command("launch", "run a sweep spec on Ray Tune", _launch_args)
+def cmd_launch(a: argparse.Namespace) -> int:
+    from gansweep.sweep.grid import describe
+    from gansweep.sweep.specs import load_spec
+    from gansweep.sweep.validate import check_name
+
+    spec = load_spec(a.spec)
+    if a.name is not None:
+        spec.name = spec.raw["name"] = check_name(a.name, "--name")
+    if a.dry_run:
+        print(describe(spec))
+        for problem in spec.problems:
+            print(f"warning: {problem} (a real launch refuses this)", file=sys.stderr)
+        return 0
+    from gansweep.sweep.driver import launch
+
+    finished(launch(spec, a.storage, a.address))
+    return 0
+
+
+def _resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    _storage(p)
+    p.add_argument("--address", help="join this Ray cluster (HOST:PORT or auto)")
+    p.add_argument("--skip-errored", action="store_true", help="do not retry errored trials")
+
+
+@command("resume", "continue a sweep after a failure", _resume_args)
+def cmd_resume(a: argparse.Namespace) -> int:
+    from gansweep.sweep.driver import resume
+    from gansweep.sweep.state import sweep_dir_of
+
+    finished(resume(sweep_dir_of(a.sweep, a.storage), a.address, not a.skip_errored))
+    return 0
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    _storage(p)
+
+
+@command("status", "trials by state, the winner, compute spent (no Ray)", _status_args)
+def cmd_status(a: argparse.Namespace) -> int:
+    from gansweep.sweep.state import status_text, sweep_dir_of
+
+    print(status_text(sweep_dir_of(a.sweep, a.storage)))
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", metavar="NAME_OR_PATH")
+    _storage(p)
+    p.add_argument("--out", metavar="FILE", help="HTML file (default SWEEP/report.html)")
+    p.add_argument("--fid-threshold", type=float, help="FID for 'iterations to threshold' "
+                   "(default: the scratch baseline's best FID)")
+    add_quiet(p)
+
+
+@command("report", "Parquet tables and the HTML comparison report (no Ray)", _report_args)
+def cmd_report(a: argparse.Namespace) -> int:
+    from gansweep.sweep.state import sweep_dir_of
+
+    out = write_results(sweep_dir_of(a.sweep, a.storage), a.out, a.fid_threshold, a.quiet)
+    print(f"report: {out}")
+    return 0
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a grid (every trial run to the end): "
+                   "its sweep, or a file written by --export")
+    _storage(p)
+    p.add_argument("--export", metavar="FILE", help="also write the grid's recorded "
+                   "evaluations to FILE (gzipped JSON), to replay without the sweep directory")
+    p.add_argument("--scheduler", action="append", metavar="SETTING",
+                   help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
+                        "own), or NAME:key=value,... with grace, rf, score (last|mean|best), "
+                        "window, noise (k), rung (0|1); repeat to compare (default: today "
+                        "and spec)")
+    p.add_argument("--orders", type=int, default=100, help="random trial orders per seed and "
+                                                           "concurrency (default %(default)s)")
+    p.add_argument("--concurrency", default="1,4,16", help="trials at a time (default "
+                                                           "%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="of the random orders")
+
+
+@command("replay", "measure schedulers on a finished grid by replaying its recorded "
+                   "evaluations (seconds, no GPU)", _replay_args)
+def cmd_replay(a: argparse.Namespace) -> int:
+    from gansweep.sweep.replay import load_recording, parse_variant, replay_many
+    from gansweep.sweep.state import sweep_dir_of
+
+    source = Path(a.sweep) if Path(a.sweep).is_file() else sweep_dir_of(a.sweep, a.storage)
+    recording = load_recording(source)
+    if a.export:
+        recording.save(a.export)
+        print(f"recording of {recording.name} ({len(recording.trials)} trials) written to "
+              f"{a.export}")
+    variants = [parse_variant(v, recording.scheduler) for v in a.scheduler or ["today", "spec"]]
+    try:
+        concurrency = [int(c) for c in a.concurrency.split(",")]
+    except ValueError:
+        raise GansweepError(f"--concurrency {a.concurrency!r}: comma-separated integers, "
+                            f"e.g. 1,4,16") from None
+    print(f"replaying {recording.name}: {len(recording.trials)} trials x "
+          f"{recording.max_iters} iterations, seeds {recording.seeds}, metric "
+          f"{recording.metric}; {a.orders} random orders x concurrency {concurrency} per seed")
+    for variant in variants:
+        print(replay_many(recording, variant, a.orders, concurrency, a.seed).line(),
+              flush=True)
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="gansweep-demo", metavar="DIR")
+    add_inception(p)
+
+
+@command("demo", "make data, pretrain a tiny source, run a small sweep", _demo_args)
+def cmd_demo(a: argparse.Namespace) -> int:
+    from gansweep.sweep.demo import run_demo
+
+    run_demo(Path(a.out), a.inception_weights)
+    return 0
