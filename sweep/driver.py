@@ -17,11 +17,15 @@ copies taken at restore time.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import socket
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,16 +184,34 @@ def _init_ray(address: str | None) -> None:
         return
     _check_reachable(address)
     try:
-        ray.init(address=address)
-    except ray.exceptions.AuthenticationError as e:
+        with _stderr_held():
+            ray.init(address=address)
+    except (ray.exceptions.AuthenticationError, ConnectionError) as e:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
         raise GansweepError(
-            f"--address {address}: the cluster refused this driver's token ({_first(e)}); with "
-            f"token authentication every node and the driver need RAY_AUTH_MODE=token and the "
-            f"head's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN): see "
-            f"the README, 'Running on a cluster'") from None
-    except ConnectionError as e:
-        raise GansweepError(f"--address {address}: cannot join the Ray cluster there "
-                            f"({_first(e)})") from None
+            f"--address {address}: the Ray cluster there did not accept this driver "
+            f"({_first(e)}); the likely cause is token authentication: a cluster started with "
+            f"a token (Ray does so where ~/.ray/auth_token exists) needs RAY_AUTH_MODE=token "
+            f"(here: {mode}) and the head's token on this machine too (~/.ray/auth_token, "
+            f"RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN); see the README, 'Running on a "
+            f"cluster'") from None
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[None]:
+    """Hold what is written to file descriptor 2 (Ray's C++ logs too) and pass it on only if
+    the block succeeds: a refused connection is our one line, not Ray's logged retries."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        os.write(2, held.read())
 
 
 def _first(e: BaseException) -> str:

@@ -77,10 +77,11 @@ def tensorboard_events(folder: Path) -> list:
     return events
 
 
-def cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the CLI to completion, capturing its output."""
+def cli(*args, cwd: Path | None = None, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run the CLI to completion, capturing its output (``env``: its whole environment)."""
     return subprocess.run([sys.executable, "-m", "gansweep", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, cwd=cwd)
+                          capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
 
 
 def cli_in_process(*args) -> subprocess.CompletedProcess:
