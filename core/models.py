@@ -13,6 +13,7 @@ class-conditional networks, and how a source is cut down to a lower resolution.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -309,9 +310,16 @@ def cross_resolution(source: ArchConfig, resolution: int) -> tuple[ArchConfig, l
 
 def unit_names(cfg: ArchConfig) -> tuple[list[str], list[str]]:
     """The transfer units' names of G and of D, in network order."""
+    g, d = _unit_names(cfg)
+    return list(g), list(d)
+
+
+@functools.cache
+def _unit_names(cfg: ArchConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # Built once per architecture (without weights): a spec's validation asks per setting.
     with torch.device("meta"):
         g, d = build_models(cfg)
-    return [n for n, _ in g.transfer_units], [n for n, _ in d.transfer_units]
+    return tuple(n for n, _ in g.transfer_units), tuple(n for n, _ in d.transfer_units)
 
 
 def unit_counts(cfg: ArchConfig) -> tuple[int, int]:
