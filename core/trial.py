@@ -148,7 +148,9 @@ def trial_config(template: TrialTemplate, trial: Trial, out: str = "",
         check_source(info, arch, new_units)
     g_plan, d_plan, label = _plans(trial, arch, new_units)
     options = dict(template.options)
-    if "classifier" in options.get("metrics", ()) and options.get("classifier_negatives") is None \
+    shared = {k: options.get(k, TrainConfig.default(k))
+              for k in ("metrics", "classifier_negatives")}
+    if "classifier" in shared["metrics"] and shared["classifier_negatives"] is None \
             and info is not None:
         if info.data is None:
             raise GansweepError(f"classifier_negatives: the source {info.path} records no "
