@@ -74,8 +74,7 @@ def cluster(tmp_path):
                                       env=_machine(tmp_path, "worker", token),
                                       start_new_session=True, stdout=log,
                                       stderr=subprocess.STDOUT))
-        _wait_for(lambda: (tmp_path / "nodes.log").read_text().count("Ray runtime started") == 2
-                  or nodes[1].poll() is not None, "the worker")
+        _wait_for(lambda: _idle(address, token) or nodes[1].poll() is not None, "the worker")
         assert all(n.poll() is None for n in nodes), (tmp_path / "nodes.log").read_text()[-3000:]
         yield address, token
     finally:
@@ -87,6 +86,14 @@ def cluster(tmp_path):
             n.wait()
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _idle(address: str, token: Path) -> bool:
+    """Both nodes have joined and no CPU is in use (a killed driver's actors are gone)."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    status = subprocess.run([RAY, "status", f"--address={address}"], env=env,
+                            capture_output=True, text=True)
+    return " 0.0/2.0 CPU" in status.stdout
 
 
 def _listening(port: int) -> bool:
@@ -117,11 +124,13 @@ def test_a_sweep_on_a_ray_start_cluster_launches_and_resumes(cluster, sources, f
     ended = {i for i, t in before.items() if t["status"] == "finished"}
     assert len(ended) == 1
 
+    # Both nodes free (the killed driver's trial actors released), so the two remaining
+    # trials run at once, one on each node (1 CPU each).
+    _wait_for(lambda: _idle(address, token), "the killed driver's trials to be released")
     out = finish(gansweep("resume", sweep_dir, "--address", address, env=driver))
     after = SweepState.load(sweep_dir).trials
     assert len(after) == 3 and all(t["status"] == "finished" for t in after.values()), out
     assert all(after[i]["starts"] == before[i]["starts"] for i in ended)  # not rerun
-    # the first two trials ran at once, one on each node (1 CPU each)
     assert len({r["node_id"] for r in SweepState.load(sweep_dir).results()}) == 2
     assert "winner: " in out
 

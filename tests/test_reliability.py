@@ -357,7 +357,11 @@ def test_storage_read_only_then_full(sources, faces, weights, tmp_path):
 
         out = finish(gansweep("resume", sweep_dir))
         state = SweepState.load(sweep_dir)
-        assert [t["status"] for t in state.trials.values()] == ["finished"] * 3
+        seen = {i: (t["config"]["label"], t["status"], len(t["starts"]))
+                for i, t in state.trials.items()}
+        files = sorted(p.name for p in sweep_dir.iterdir())
+        assert [t["status"] for t in state.trials.values()] == ["finished"] * 3, \
+            f"{seen}\n{files}\n{out[-6000:]}"
         for t in state.trials.values():
             iters = [r["iteration"] for r in results(sweep_dir, t["trial_id"])]
             assert iters == sorted(set(iters)) and iters[-1] == 4

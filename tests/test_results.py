@@ -18,6 +18,7 @@ from gansweep.results.sweep_sections import TABLE_COLUMNS
 from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
 from gansweep.sweep.specs import SPEC_FILE
 from gansweep.sweep.state import SweepState
+from gansweep.sweep.verdict import verdict
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -253,6 +254,11 @@ def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, 
     assert metrics.loc[conditional, "class_fid"].map(
         lambda v: sorted(k for k, _ in v)).tolist() == [["blobs", "faces"]] * conditional.sum()
     assert metrics.loc[~conditional, "class_fid"].isna().all()
+    # Unconditional and conditional transfer of one source are two settings: in the Parquet
+    # and in the verdict's ranking, named apart.
+    assert trials.groupby("source")["setting"].nunique().tolist() == [2, 2]
+    names = [name for name, _ in verdict(tables.spec, tables.records).ranking]
+    assert len(names) == 4 and sum("conditional=ac" in n for n in names) == 2, names
     (classifier,) = tables.references["classifiers"]
     assert classifier["classes"] == ["blobs", "faces"] and classifier["balanced_accuracy"] > 0.5
     assert tables.references["classifier_negatives"] == str(blobs)  # the first source's data
