@@ -10,9 +10,9 @@ allow-list instead:
 - the tensor and storage rebuild functions (``torch._utils._rebuild_tensor_v2``,
   ``_rebuild_parameter``; ``torch.storage._load_from_bytes``, whose torch version unpickles
   the storage's bytes with ``weights_only=False``, is replaced by a ``weights_only=True``
-  load of the same bytes), ``collections.OrderedDict``, numpy's scalar, dtype and array
-  reconstructors (``AugmentPipe`` holds numpy values), and ``dnnlib.util.EasyDict`` as a
-  plain dict;
+  load of the same bytes), ``collections.OrderedDict``, ``set`` and ``frozenset`` (globals
+  below pickle protocol 4), numpy's scalar, dtype and array reconstructors (``AugmentPipe``
+  holds numpy values), and ``dnnlib.util.EasyDict`` as a plain dict;
 - a persistent object becomes a ``Persistent`` record of its class name and state (its
   ``_parameters``, ``_buffers``, ``_modules``, ``_init_args``/``_init_kwargs``, ...);
   ``module_src`` is kept as text and never executed;
@@ -59,14 +59,6 @@ class Persistent:
             raise GansweepError(f"{self.class_name} has no {name!r}: not a network of "
                                 f"stylegan2-ada-pytorch")
         return self.state[name]
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        """The constructor's keyword arguments (``_init_kwargs``)."""
-        if self.field("_init_args"):
-            raise GansweepError(f"{self.class_name}: built with positional arguments "
-                                f"{self.state['_init_args']!r}; only keyword arguments are read")
-        return dict(self.field("_init_kwargs"))
 
     def module(self, name: str) -> Persistent | None:
         """A sub-module by attribute name (None where the network has none)."""
@@ -141,6 +133,10 @@ def _numpy(name: str) -> Callable:
 
 ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+    # below pickle protocol 4 (Python 3.7's default, NVIDIA's supported version) a set is a
+    # call of builtins.set: every nn.Module holds one (_non_persistent_buffers_set)
+    ("builtins", "set"): lambda: set,
+    ("builtins", "frozenset"): lambda: frozenset,
     ("torch._utils", "_rebuild_tensor_v2"): lambda: _tensor,
     ("torch._utils", "_rebuild_parameter"): lambda: _parameter,
     ("torch.storage", "_load_from_bytes"): lambda: _load_storage,

@@ -279,7 +279,6 @@ class UnitsOf:
         object.__setattr__(self, "_units", tuple(units))  # not registered: no new keys
 
 
-
 def conv_layer(c_in: int, c_out: int, kernel: int, downsample: bool = False,
                activate: bool = True, bias: bool = True,
                clamp: float | None = None) -> nn.Sequential:
@@ -309,5 +308,3 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
-
-

@@ -5,10 +5,12 @@ recorded (../shared/reference, section 4); a pickle naming any other global is r
 before anything of it runs; what our architecture cannot compute is refused in one line."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import pickle
+import pickletools
 import sys
 import types
 from dataclasses import replace
@@ -85,10 +87,41 @@ def test_a_global_outside_the_allow_list_is_refused_and_never_runs(tmp_path,
 
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": Exploit(), "D": None}))
-    assert_one_clear_line(cli_in_process("import", "stylegan2-ada", path, "--out",
-                                         tmp_path / "x.pt"),
-                          "import", f"refuses the global {os.system.__module__}.system")
-    assert not marker.exists() and not (tmp_path / "x.pt").exists()
+    out = cli_in_process("import", "stylegan2-ada", path, "--out", tmp_path / "x.pt")
+    assert not marker.exists(), "the pickle's os.system ran"
+    assert_one_clear_line(out, "import", f"refuses the global {os.system.__module__}.system")
+    assert not (tmp_path / "x.pt").exists()
+
+
+class PersistentObj:
+    """Pickled as NVIDIA's persistence pickles a network: a call of
+    ``torch_utils.persistence._reconstruct_persistent_obj(meta)``."""
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+
+    def __reduce__(self):
+        return sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj, (self.meta,)
+
+
+@contextlib.contextmanager
+def nvidia_persistence(monkeypatch):
+    """Stand-ins for ``torch_utils.persistence`` while pickles are written (its
+    ``_reconstruct_persistent_obj`` makes a ``PersistentObj``); afterwards ``torch_utils``
+    cannot be imported again."""
+    package, persistence = types.ModuleType("torch_utils"), types.ModuleType("persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        return PersistentObj(meta)
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    monkeypatch.setitem(sys.modules, "torch_utils", package)
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", persistence)
+    yield
+    monkeypatch.setitem(sys.modules, "torch_utils", None)
+    monkeypatch.delitem(sys.modules, "torch_utils.persistence")
 
 
 def test_module_source_is_never_executed(tmp_path, monkeypatch):
@@ -97,30 +130,36 @@ def test_module_source_is_never_executed(tmp_path, monkeypatch):
     marker = tmp_path / "ran"
     meta = {"type": "class", "version": 6, "module_src": f"open({str(marker)!r}, 'w')",
             "class_name": "Generator", "state": {"_init_args": (), "_init_kwargs": {}}}
-    # Pickle it as NVIDIA's persistence does, through stand-ins for torch_utils.persistence.
-    package, persistence = types.ModuleType("torch_utils"), types.ModuleType("persistence")
-
-    def _reconstruct_persistent_obj(meta):
-        raise AssertionError("never called")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    monkeypatch.setitem(sys.modules, "torch_utils", package)
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", persistence)
-
-    class Net:
-        def __reduce__(self):
-            return _reconstruct_persistent_obj, (meta,)
-
     path = tmp_path / "net.pkl"
-    path.write_bytes(pickle.dumps({"G_ema": Net(), "D": Net()}))
-    monkeypatch.setitem(sys.modules, "torch_utils", None)
-    monkeypatch.delitem(sys.modules, "torch_utils.persistence")
+    with nvidia_persistence(monkeypatch):
+        path.write_bytes(pickle.dumps({"G_ema": PersistentObj(meta), "D": PersistentObj(meta)}))
     assert_one_clear_line(cli_in_process("import", "stylegan2-ada", path, "--out",
                                          tmp_path / "x.pt"),
                           "import", "Generator has no 'c_dim'")
     assert not marker.exists()
+
+
+def test_a_pickle_of_protocol_3_imports_the_same(tmp_path, monkeypatch):
+    """Python 3.7 (NVIDIA's supported version) pickles with protocol 3, where every set (each
+    module's ``_non_persistent_buffers_set``) is a call of ``builtins.set``: the fixture
+    written again that way gives the same source."""
+    with nvidia_persistence(monkeypatch):
+        with open(PKL, "rb") as f:  # our own fixture: unpickled with torch's usual functions
+            data = pickle.load(f)
+        old = tmp_path / "protocol3.pkl"
+        old.write_bytes(pickle.dumps(data, protocol=3))
+    calls = {arg for op, arg, _ in pickletools.genops(old.read_bytes()) if op.name == "GLOBAL"}
+    assert "builtins set" in calls and "torch_utils.persistence _reconstruct_persistent_obj" \
+        in calls, calls
+    sources = []
+    for pkl in (PKL, old):
+        out = cli_in_process("import", "stylegan2-ada", pkl, "--out", tmp_path / "src.pt")
+        assert out.returncode == 0, out.stderr
+        sources.append(load_checkpoint(tmp_path / "src.pt"))
+    assert sources[0]["arch"] == sources[1]["arch"]
+    for net in ("G", "D"):
+        assert sources[0][net].keys() == sources[1][net].keys()
+        assert all(torch.equal(v, sources[1][net][k]) for k, v in sources[0][net].items())
 
 
 @pytest.fixture(scope="module")
