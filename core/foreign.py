@@ -12,6 +12,8 @@ recorded. Formats (``IMPORTERS``):
   (``g``, ``d``, ``g_ema``, optimisers, ``args``): our ``stylegan2`` (core.stylegan2 has its
   layout, so keys map one to one); G is ``g_ema``, the generator rosinality samples and
   evaluates with, D is ``d``; the configuration is read off the shapes.
+- ``stylegan2-ada``: a network pickle of NVIDIA's stylegan2-ada-pytorch (core.foreign_ada),
+  read without running its code (core.nvidia_pickle); G is ``G_ema`` (or ``G`` on request).
 
 Files are read with ``torch.load(weights_only=True)``; one that needs arbitrary Python
 objects unpickled is refused unless the caller trusts it (``trust_pickle``): unpickling runs
@@ -29,6 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -167,7 +170,7 @@ def load_rosinality(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.T
     return g, d, arch
 
 
-def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool
+def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool, generator: None
                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """G (``g_ema``, else ``g``) and D (``d``) of a rosinality training checkpoint."""
     with torch.serialization.safe_globals([argparse.Namespace]):
@@ -203,11 +206,21 @@ def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
     return obj
 
 
-Loader = Callable[[dict, dict, str], tuple[TransferNet, TransferNet, ArchConfig]]
-Reader = Callable[[Path, "Path | None", bool], tuple[dict, dict]]
+# (G's and D's states as read, where, the generator chosen) -> G, D, arch and what the
+# import records about the networks besides
+Loader = Callable[[Any, Any, str, "str | None"], tuple[TransferNet, TransferNet, ArchConfig, dict]]
+# (G's file or the one file, D's file, trust_pickle, the generator chosen) -> the states
+Reader = Callable[[Path, "Path | None", bool, "str | None"], tuple[Any, Any]]
 
 
-def _read_pair(g_path: Path, d_path: Path | None, trust_pickle: bool) -> tuple[dict, dict]:
+def _plain(load: Callable[[dict, dict, str], tuple[TransferNet, TransferNet, ArchConfig]]
+           ) -> Loader:
+    """A loader of a format with one generator and nothing more to record."""
+    return lambda g, d, where, generator: (*load(g, d, where), {})
+
+
+def _read_pair(g_path: Path, d_path: Path | None, trust_pickle: bool, generator: None
+               ) -> tuple[dict, dict]:
     if d_path is None:
         raise GansweepError(f"{g_path.name}: this format keeps G and D in two files; give "
                             f"the D file too")
@@ -222,32 +235,42 @@ class Importer:
     loss: str
     read: Reader = _read_pair
     one_file: bool = False  # G and D in one file
+    generators: tuple[str, ...] = ()  # the generators a file holds, the default first
 
 
 IMPORTERS: Registry[Importer] = Registry("import format")
-IMPORTERS.register("pytorch-examples-dcgan")(Importer(load_examples_dcgan, "bce"))
-IMPORTERS.register("mimicry")(Importer(load_mimicry_sngan, "hinge"))
+IMPORTERS.register("pytorch-examples-dcgan")(Importer(_plain(load_examples_dcgan), "bce"))
+IMPORTERS.register("mimicry")(Importer(_plain(load_mimicry_sngan), "hinge"))
 # StyleGAN2's non-saturating logistic loss is the BCE one on logits.
-IMPORTERS.register("rosinality")(Importer(load_rosinality, "bce", _read_rosinality, True))
+IMPORTERS.register("rosinality")(Importer(_plain(load_rosinality), "bce", _read_rosinality,
+                                          True))
 
 
 def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path | None, out: str | Path,
-                      trust_pickle: bool = False) -> dict:
+                      trust_pickle: bool = False, generator: str | None = None) -> dict:
     """Write a gansweep source checkpoint at ``out`` from another codebase's G and D files
     (one file holding both for formats that have one: ``d_path`` None); returns what was
-    made. Its G and D are plain (every unit fine-tuned), its loss the codebase's, its
-    training data unknown (None), its origin recorded."""
+    made. ``generator``: which of the file's generators becomes G, for formats that hold
+    several (stylegan2-ada: G_ema, the default, or G). Its G and D are plain (every unit
+    fine-tuned), its loss the codebase's, its training data unknown (None), its origin
+    recorded."""
     importer = IMPORTERS.get(fmt)
     g_path = Path(g_path)
     d_path = None if d_path is None else Path(d_path)
     if importer.one_file and d_path is not None:
         raise GansweepError(f"{fmt}: G and D are in one file ({g_path.name}); give no D file")
-    g_state, d_state = importer.read(g_path, d_path, trust_pickle)
+    if generator is not None and generator not in importer.generators:
+        raise GansweepError(f"--generator: {generator!r} is not one of the generators a {fmt} "
+                            f"file holds {list(importer.generators) or '(only one)'}")
+    if generator is None and importer.generators:
+        generator = importer.generators[0]
+    g_state, d_state = importer.read(g_path, d_path, trust_pickle, generator)
     where = g_path.name if d_path is None else f"{g_path.name}/{d_path.name}"
-    g, d, arch = importer.load(g_state, d_state, where)
+    g, d, arch, notes = importer.load(g_state, d_state, where, generator)
     files = {net: {"path": str(p.resolve()), "sha256": file_sha256(p)}
              for net, p in (("G", g_path), ("D", d_path or g_path))}
-    origin = {"format": fmt, "files": files}
+    origin = {"format": fmt, "files": files,
+              **({"generator": generator} if generator else {}), **notes}
     ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch.to_dict(),
             "plans": {"g": ["finetune"] * g.num_units, "d": ["finetune"] * d.num_units},
             "config": {"label": f"imported ({fmt})", "loss": importer.loss, "data": None,
@@ -256,3 +279,7 @@ def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path | None, o
             "iteration": 0, "history": []}
     atomic_write(Path(out), lambda f: torch.save(ckpt, f))
     return {"checkpoint": str(out), "arch": arch.to_dict(), "loss": importer.loss, **origin}
+
+
+# Registered by its own module, which builds on this one.
+from gansweep.core import foreign_ada  # noqa: E402,F401

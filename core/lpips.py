@@ -11,12 +11,19 @@ within each such cluster, the mean LPIPS over all pairs of its generated images;
 over clusters with at least two members. Higher is more diverse: a generator that copies its
 10 training images scores about 0.
 
-Weights come from a file (``lpips_weights``, ``--lpips-weights`` or
-``$GANSWEEP_LPIPS_WEIGHTS``): a state dict of ``LPIPS`` below, i.e. torchvision's AlexNet
-conv layers (``features.{0,3,6,8,10}.weight/bias``, as in torchvision's
-``alexnet-owt-7be5be79.pth``) and the LPIPS package's linear weights renamed ``lins.{l}.weight``
-(its ``alex.pth`` holds them as ``lin{l}.model.1.weight``). Nothing is downloaded; the tests
-use random weights, which test the arithmetic, not the perceptual calibration.
+The calibration is Zhang et al.'s: the linear weights w_l the ``lpips`` package (PyPI,
+``pip install 'gansweep[lpips]'``) ships in its wheel (``lpips/weights/v0.1/alex.pth``,
+``lin{l}.model.1.weight``), on torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``),
+the pair ``lpips.LPIPS(net='alex')`` computes with; ours equals it on the same inputs
+(tests/test_lpips.py). Where the weights come from:
+
+1. a file (``lpips_weights``, ``--lpips-weights`` or ``$GANSWEEP_LPIPS_WEIGHTS``): either a
+   state dict of ``LPIPS`` below (torchvision's AlexNet conv layers
+   ``features.{0,3,6,8,10}.weight/bias`` and the linear weights renamed ``lins.{l}.weight``),
+   or torchvision's AlexNet file itself, whose linear weights then come from the package
+   (offline: copy ``alexnet-owt-7be5be79.pth`` to the machine and give its path);
+2. otherwise the package's linear weights and torchvision's AlexNet from the torch hub cache
+   (``$TORCH_HOME/hub/checkpoints``), downloaded there once if it is not.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gansweep.core import extras
 from gansweep.core.errors import GansweepError
 from gansweep.core.numerics import own_rng
 
@@ -65,23 +73,73 @@ class LPIPS(nn.Module):
                    for lin, fa, fb in zip(self.lins, a, b))
 
 
-def resolve_lpips_weights(path: str | None) -> str:
+NEEDED_FOR = "intra_lpips's calibrated linear weights"
+
+
+def resolve_lpips_weights(path: str | None) -> str | None:
     """The LPIPS weights file, as an absolute path (a sweep's trials run in other working
-    directories): the option, else $GANSWEEP_LPIPS_WEIGHTS."""
+    directories): the option, else $GANSWEEP_LPIPS_WEIGHTS; None: the lpips package's
+    linear weights on torchvision's AlexNet from the torch hub cache (``load_lpips``),
+    refused in one line when the package is not installed. Downloads nothing."""
     path = path or os.environ.get("GANSWEEP_LPIPS_WEIGHTS")
-    if not path:
-        raise GansweepError("metric 'intra_lpips' needs LPIPS weights: pass --lpips-weights, "
-                            "set lpips_weights in the spec or $GANSWEEP_LPIPS_WEIGHTS (see "
-                            "core/lpips.py for the file's layout)")
-    return str(Path(path).resolve())
+    if path:
+        return str(Path(path).resolve())
+    try:
+        extras.check("lpips", "lpips", NEEDED_FOR)
+    except GansweepError as e:
+        raise GansweepError(f"metric 'intra_lpips' needs LPIPS weights: {e}; or pass "
+                            f"--lpips-weights, set lpips_weights in the spec or "
+                            f"$GANSWEEP_LPIPS_WEIGHTS (see core/lpips.py)") from None
+    return None
+
+
+def alexnet_weights() -> str:
+    """torchvision's ImageNet AlexNet in the torch hub cache (downloaded there if absent,
+    as torchvision does), as an absolute path; one line where it cannot be had."""
+    from torchvision.models import AlexNet_Weights
+
+    url = AlexNet_Weights.IMAGENET1K_V1.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), torch.hub.HASH_REGEX.search(
+                path.name).group(1), progress=False)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad hash, Runtime
+            raise GansweepError(f"LPIPS: cannot download torchvision's AlexNet weights to "
+                                f"{path} ({str(e).splitlines()[0][:80]}); put "
+                                f"{path.name} there, or give its path as --lpips-weights "
+                                f"(core/lpips.py)") from None
+    return str(path)
+
+
+def package_linear_weights() -> dict[str, torch.Tensor]:
+    """The lpips package's calibrated linear weights (its ``weights/v0.1/alex.pth``), in our
+    names (``lins.{l}.weight``)."""
+    package = extras.require("lpips", "lpips", NEEDED_FOR)
+    path = Path(package.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {f"lins.{i}.weight": state[f"lin{i}.model.1.weight"] for i in range(len(CHANNELS))}
+
+
+def load_lpips(path: str | None, device: str = "cpu") -> LPIPS:
+    """LPIPS with the weights of ``path`` (a full LPIPS state dict, or torchvision's AlexNet
+    with the lpips package's linear weights), or with None the package's linear weights on
+    the torch hub cache's AlexNet."""
+    return _load_lpips(path or alexnet_weights(), device)
 
 
 @functools.lru_cache(maxsize=2)
-def load_lpips(path: str, device: str = "cpu") -> LPIPS:
+def _load_lpips(path: str, device: str) -> LPIPS:
     with own_rng():  # building it draws initial weights: not from the run's stream
         net = LPIPS()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise GansweepError(f"LPIPS weights {path}: not a state dict")
+        if not any(k.startswith("lins.") for k in state):  # torchvision's AlexNet file
+            state = {**{k: v for k, v in state.items() if k.startswith("features.")},
+                     **package_linear_weights()}
         missing = [k for k, _ in net.named_parameters() if k not in state]
         if missing:
             raise GansweepError(f"LPIPS weights {path}: no {missing[0]!r} (and "

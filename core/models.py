@@ -40,6 +40,15 @@ class ArchConfig:
     cond_head: str = "projection"  # D's class head when conditional: projection | ac
     d_width: int | None = None  # D's base channels where they differ from G's (sngan)
     mapping_layers: int = 8  # stylegan2's mapping network depth
+    # stylegan2, what NVIDIA's stylegan2-ada networks add (core.stylegan2): channels at
+    # resolution r are min(channel_base // r, width) (None: 64 * width, rosinality's table);
+    # activations clamped to +-conv_clamp (None: not clamped); the minibatch-stddev group
+    # size and channels; a tracked mean of W, the truncation centre (the ``style.w_avg`` key)
+    channel_base: int | None = None
+    conv_clamp: float | None = None
+    mbstd_group: int = 4
+    mbstd_channels: int = 1
+    w_avg: bool = False
 
     def __post_init__(self) -> None:
         arch = ARCHITECTURES.get(self.name)
@@ -72,8 +81,7 @@ class ArchConfig:
             if self.name not in owners:
                 raise GansweepError(f"arch.{f.name}: {value!r} is for {owners} only, not "
                                     f"{self.name!r}")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GansweepError(f"arch.{f.name}: {value!r} must be a positive integer")
+            _check_option(f.name, value, f.default)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +90,20 @@ class ArchConfig:
     def unconditional(self) -> ArchConfig:
         """The same networks without classes: what a conditional net can transfer from."""
         return replace(self, num_classes=0, cond_head=COND_HEADS[0])
+
+
+def _check_option(name: str, value: object, default: object) -> None:
+    """An architecture option's non-default value has the option's type: a flag, a positive
+    number (``conv_clamp``) or a positive integer."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise GansweepError(f"arch.{name}: {value!r} must be true or false")
+    elif name == "conv_clamp":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 < value < float("inf"):
+            raise GansweepError(f"arch.{name}: {value!r} must be a positive number or null")
+    elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise GansweepError(f"arch.{name}: {value!r} must be a positive integer")
 
 
 class FilterShift(nn.Module):

@@ -42,7 +42,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.models import ArchConfig, ClassTable, FilterShift, TransferNet, build_models
 from gansweep.core.registry import Registry
 from gansweep.core.sngan import SpectralNorm
-from gansweep.core.stylegan2 import EqualizedLayer
+from gansweep.core.stylegan2_layers import EqualizedLayer
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, EqualizedLayer)
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm)

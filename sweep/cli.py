@@ -78,8 +78,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default=",".join(default("metrics")),
                    help="comma-separated metrics, or 'none' (default %(default)s)")
     p.add_argument("--lpips-weights", metavar="PATH",
-                   help="LPIPS weights for intra_lpips (core/lpips.py); default "
-                        "$GANSWEEP_LPIPS_WEIGHTS")
+                   help="LPIPS weights for intra_lpips (core/lpips.py): a full LPIPS "
+                        "state dict, or torchvision's AlexNet file; default "
+                        "$GANSWEEP_LPIPS_WEIGHTS, else the lpips package's linear weights "
+                        "on the torch hub cache's AlexNet")
     p.add_argument("--cache-dir", help="where real-data FID statistics are cached "
                                        "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
     p.add_argument("--device", default=default("device"), help="auto (GPU if any), cpu or "

@@ -164,14 +164,19 @@ def cmd_fid(a: argparse.Namespace) -> int:
 
 
 def _import_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("format", help="pytorch-examples-dcgan, mimicry or rosinality")
+    p.add_argument("format", help="pytorch-examples-dcgan, mimicry, rosinality or "
+                                  "stylegan2-ada")
     p.add_argument("g", metavar="G_FILE", help="the generator's file (e.g. netG_epoch_24.pth), "
-                                               "or the checkpoint holding both (rosinality)")
+                                               "or the file holding both (rosinality, "
+                                               "stylegan2-ada)")
     p.add_argument("d", metavar="D_FILE", nargs="?", help="the discriminator's file")
     p.add_argument("--out", required=True, metavar="CKPT", help="gansweep checkpoint to write")
+    p.add_argument("--generator", help="stylegan2-ada: the network pickle's generator that "
+                                       "becomes G: G_ema (default) or G")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow files that need arbitrary Python objects unpickled (this runs "
-                        "code from the file: only for files you trust)")
+                        "code from the file: only for files you trust; stylegan2-ada pickles "
+                        "never need it)")
 
 
 @command("import", "make a gansweep source from another codebase's checkpoint (G and D "
@@ -179,7 +184,8 @@ def _import_args(p: argparse.ArgumentParser) -> None:
 def cmd_import(a: argparse.Namespace) -> int:
     from gansweep.core.foreign import import_checkpoint
 
-    print(json.dumps(import_checkpoint(a.format, a.g, a.d, a.out, a.trust_pickle)))
+    print(json.dumps(import_checkpoint(a.format, a.g, a.d, a.out, a.trust_pickle,
+                                       a.generator)))
     return 0
 
 

@@ -35,7 +35,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.features import resolve_weights
-from gansweep.core.lpips import resolve_lpips_weights
+from gansweep.core.lpips import alexnet_weights, resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import unit_names
 from gansweep.core.trial import Trial, TrialTemplate
@@ -159,7 +159,8 @@ def _for_this_run(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
     driver's environment), the sweep's cache, the classifier's negatives."""
     return template.with_options(
         inception_weights=resolve_weights(spec.inception_weights),
-        lpips_weights=resolve_lpips_weights(spec.lpips_weights)
+        # no file: torchvision's AlexNet, fetched into the torch hub cache before any trial
+        lpips_weights=(resolve_lpips_weights(spec.lpips_weights) or alexnet_weights())
         if "intra_lpips" in spec.metrics else None,
         cache_dir=str(sweep_dir), classifier_negatives=negatives)
 

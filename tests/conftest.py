@@ -22,6 +22,15 @@ EMOJI = SHARED / "data" / "emoji"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def one_thread():
+    """One CPU thread, as ../shared/reference's fixtures were recorded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def weights() -> str:
     assert WEIGHTS.is_file(), f"FID Inception weights not found at {WEIGHTS} (see README)"

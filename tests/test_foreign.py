@@ -29,14 +29,6 @@ from .conftest import SHARED
 REFERENCE = SHARED / "reference"
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def mimicry_sngan48(tmp_path_factory) -> Path:
     """../shared/reference has no 48 px pair: record one the same way, with torch-mimicry's
@@ -104,7 +96,8 @@ def test_pytorch_examples_dcgan_reproduces_its_outputs(one_thread):
 FILES = {"pytorch-examples-dcgan": ("netG_epoch_0.pth", "netD_epoch_0.pth"),
          "mimicry": ("mimicry-sngan32-checkpoints/netG/netG_100_steps.pth",
                      "mimicry-sngan32-checkpoints/netD/netD_100_steps.pth"),
-         "rosinality": ("stylegan2-rosinality-train-ckpt.pt",)}  # G and D in one file
+         "rosinality": ("stylegan2-rosinality-train-ckpt.pt",),  # G and D in one file
+         "stylegan2-ada": ("stylegan2-ada-tiny32.pkl",)}
 
 
 @pytest.mark.parametrize("fmt", IMPORTERS.names())

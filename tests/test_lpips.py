@@ -1,13 +1,23 @@
-"""LPIPS and CDC's Intra-LPIPS (core.lpips), with random weights: these tests check the
-arithmetic (distances, clustering, averaging) and the plumbing, not the perceptual
-calibration, which needs the published weights (not downloadable here)."""
+"""LPIPS and CDC's Intra-LPIPS (core.lpips): ours equals the lpips package's LPIPS on the same
+inputs with its shipped (calibrated) linear weights, given the same AlexNet; ImageNet's AlexNet
+cannot be downloaded here, so the backbone is a random one in torchvision's layout, and the
+other tests use random weights (arithmetic and plumbing)."""
 import itertools
+import sys
+import urllib.error
 
 import pytest
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.lpips import LPIPS, _embed, intra_lpips, load_lpips
+from gansweep.core.lpips import (
+    LPIPS,
+    _embed,
+    alexnet_weights,
+    intra_lpips,
+    load_lpips,
+    package_linear_weights,
+)
 from gansweep.core.train import train
 from gansweep.core.trial import transfer_config
 
@@ -61,8 +71,12 @@ def test_intra_lpips_clusters_and_averages(lpips_file):
 
 
 def test_weights_are_required_and_checked(tmp_path, monkeypatch, lpips_file, sources, faces):
+    """Without a file and without the lpips package, one line naming both ways."""
     monkeypatch.delenv("GANSWEEP_LPIPS_WEIGHTS", raising=False)
-    with pytest.raises(GansweepError, match="metric 'intra_lpips' needs LPIPS weights"):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # not installed
+    with pytest.raises(GansweepError, match=r"metric 'intra_lpips' needs LPIPS weights: .* "
+                                            r"pip install 'gansweep\[lpips\]'; or pass "
+                                            r"--lpips-weights"):
         transfer_config(str(sources["dcgan"]), str(faces), "out", baseline="fine-tune",
                         metrics=["fid", "intra_lpips"])
     state = torch.load(lpips_file)
@@ -72,10 +86,70 @@ def test_weights_are_required_and_checked(tmp_path, monkeypatch, lpips_file, sou
         load_lpips(str(tmp_path / "partial.pt"))
 
 
-def test_a_transfer_reports_intra_lpips(sources, faces, weights, tmp_path, lpips_file):
+@pytest.fixture
+def torch_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache; ``alexnet()`` puts a random AlexNet state dict in
+    torchvision's layout (features and classifier) where torchvision caches its ImageNet
+    weights, and returns that network."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("GANSWEEP_LPIPS_WEIGHTS", raising=False)
+
+    def alexnet():
+        torch.manual_seed(3)
+        net = torchvision.models.alexnet()
+        path = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+        path.parent.mkdir(parents=True)
+        torch.save(net.state_dict(), path)
+        return net
+    return alexnet
+
+
+def test_lpips_equals_the_lpips_package(tmp_path, torch_hub):
+    """Ours (torchvision's AlexNet file as --lpips-weights: the linear weights come from the
+    package) against lpips.LPIPS(net='alex', pretrained=True) with the same backbone, on the
+    same images: equal to float rounding."""
+    import lpips
+
+    torch.manual_seed(0)
+    theirs = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    alexnet = {f"features.{k.split('.', 2)[2]}": v for k, v in theirs.state_dict().items()
+               if k.startswith("net.slice")}  # net.slice2.3.weight -> features.3.weight
+    torch.save(alexnet, tmp_path / "alexnet.pth")
+    ours = load_lpips(str(tmp_path / "alexnet.pth"))
+    for i, w in enumerate(package_linear_weights().values()):
+        assert torch.equal(ours.lins[i].weight, w) and torch.equal(
+            getattr(theirs, f"lin{i}").model[1].weight, w)  # the calibrated ones, both
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.rand(6, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
+    with torch.no_grad():
+        expected = theirs(x, y).flatten()
+        got = ours.distance(ours.embed(x), ours.embed(y))
+    assert (expected > 0).all()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_transfer_reports_intra_lpips_from_the_package_weights(torch_hub, sources, faces,
+                                                                 weights, tmp_path):
+    """No file anywhere: the package's linear weights on the torch hub cache's AlexNet."""
+    alexnet = torch_hub()
+    net = load_lpips(None)
+    assert torch.equal(net.features[3].weight, alexnet.features[3].weight)
+    assert torch.equal(net.lins[0].weight, package_linear_weights()["lins.0.weight"])
     cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path / "run"),
                           baseline="fine-tune", iters=2, batch_size=4, target_size=5,
                           fid_samples=20, metrics=["fid", "intra_lpips"],
-                          inception_weights=weights, lpips_weights=lpips_file)
-    record = train(cfg).history[-1]
-    assert record["intra_lpips"] > 0
+                          inception_weights=weights)
+    assert cfg.lpips_weights is None
+    assert train(cfg).history[-1]["intra_lpips"] > 0
+
+
+def test_alexnet_that_cannot_be_downloaded_is_one_line(torch_hub, monkeypatch):
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(GansweepError, match=r"LPIPS: cannot download torchvision's AlexNet "
+                                            r"weights to .*alexnet-owt-7be5be79.pth .*give its "
+                                            r"path as --lpips-weights"):
+        alexnet_weights()

@@ -5,12 +5,15 @@ Treatments and losses have their own parametrised tests (test_treatments, test_l
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 import torch
 
 from gansweep.core.augment import AUGMENTS, parse_augment
 from gansweep.core.errors import GansweepError
+from gansweep.core.foreign import IMPORTERS, import_checkpoint
+from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import ARCHITECTURES, ArchConfig, unit_names
 from gansweep.core.treatments import (
@@ -160,3 +163,55 @@ def test_architecture_facts(name):
     if not arch.conditional:
         with pytest.raises(GansweepError, match="arch.num_classes"):
             ArchConfig(name, arch.resolutions[0], num_classes=2)
+
+
+# option -> a value of the wrong kind, and what the one-line refusal says it must be
+ARCH_OPTION_FACTS = {"d_width": (0, "a positive integer"),
+                     "mapping_layers": (0, "a positive integer"),
+                     "channel_base": (1.5, "a positive integer"),
+                     "conv_clamp": (-1.0, "a positive number or null"),
+                     "mbstd_group": (0, "a positive integer"),
+                     "mbstd_channels": ("2", "a positive integer"),
+                     "w_avg": (1, "true or false")}
+
+
+def test_every_architecture_option_has_its_facts_here():
+    assert {o for a in ARCHITECTURES for o in ARCHITECTURES.get(a).options} == \
+        set(ARCH_OPTION_FACTS)
+
+
+@pytest.mark.parametrize("option", sorted(ARCH_OPTION_FACTS))
+def test_architecture_option_refusals(option):
+    """A bad value names the field and the value; another architecture refuses the option."""
+    bad, kind = ARCH_OPTION_FACTS[option]
+    owners = [a for a in ARCHITECTURES if option in ARCHITECTURES.get(a).options]
+    with pytest.raises(GansweepError, match=rf"^arch\.{option}: {re.escape(repr(bad))} must "
+                                            rf"be {kind}$"):
+        ArchConfig(owners[0], ARCHITECTURES.get(owners[0]).resolutions[0], **{option: bad})
+    other = next(a for a in ARCHITECTURES if a not in owners)
+    with pytest.raises(GansweepError, match=rf"^arch\.{option}: .* is for {re.escape(str(owners))} "
+                                            rf"only, not '{other}'$"):
+        ArchConfig(other, ARCHITECTURES.get(other).resolutions[0], **{option: bad})
+
+
+# import format -> (its loss, G and D in one file, the generators a file holds, default first)
+IMPORTER_FACTS = {"pytorch-examples-dcgan": ("bce", False, ()), "mimicry": ("hinge", False, ()),
+                  "rosinality": ("bce", True, ()),
+                  "stylegan2-ada": ("stylegan2", True, ("G_ema", "G"))}
+
+
+def test_every_import_format_has_its_facts_here():
+    assert set(IMPORTERS.names()) == set(IMPORTER_FACTS)
+
+
+@pytest.mark.parametrize("name", IMPORTERS.names())
+def test_import_format_facts(name, tmp_path):
+    """Each format's facts; its loss is registered; a generator it does not hold is refused
+    in one line naming the option, before any file is read (tests/test_foreign.py imports
+    each format's files)."""
+    importer = IMPORTERS.get(name)
+    assert (importer.loss, importer.one_file, importer.generators) == IMPORTER_FACTS[name]
+    LOSSES.get(importer.loss)
+    d_file = None if importer.one_file else tmp_path / "d.pt"
+    with pytest.raises(GansweepError, match=r"^--generator: 'g_x' is not one of the generators"):
+        import_checkpoint(name, tmp_path / "g.pt", d_file, tmp_path / "x.pt", generator="g_x")

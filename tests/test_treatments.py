@@ -1,6 +1,7 @@
 """Treatments: exactly the intended parameters learn, modulation starts as the identity,
 frozen units stay bit-identical through real training steps."""
 import copy
+import functools
 import re
 
 import pytest
@@ -9,12 +10,13 @@ from torch import nn
 
 from gansweep.core.checkpoint import load_checkpoint
 from gansweep.core.errors import GansweepError
+from gansweep.core.foreign_ada import load_ada, read_ada
 from gansweep.core.models import ARCHITECTURES, ArchConfig, FilterShift, build_models
 from gansweep.core.train import setup, train
 from gansweep.core.treatments import TREATMENTS, AdaFM, apply_plan, modulations, param_groups
 from gansweep.core.trial import transfer_config
 
-from .conftest import TINY
+from .conftest import SHARED, TINY
 
 ARCHS = {"dcgan": ArchConfig("dcgan", 32, 4, 8), "dcgan64": ArchConfig("dcgan", 64, 4, 8),
          "resnet": ArchConfig("resnet", 32, 2, 8, "layer"), "sngan": ArchConfig("sngan", 32, 4, 8),
@@ -22,11 +24,34 @@ ARCHS = {"dcgan": ArchConfig("dcgan", 32, 4, 8), "dcgan64": ArchConfig("dcgan", 
          "sngan64": ArchConfig("sngan", 64, 16, 8, d_width=16),
          "dcgan128": ArchConfig("dcgan", 128, 2, 8),
          "dcgan-price": ArchConfig("dcgan-price", 32, 4, 8),
-         "stylegan2": ArchConfig("stylegan2", 32, 8, 16, mapping_layers=2)}
+         "stylegan2": ArchConfig("stylegan2", 32, 8, 16, mapping_layers=2),
+         "stylegan2-ada": None}  # imported from NVIDIA's network pickle: see networks()
+
+
+@functools.cache
+def _ada() -> tuple[ArchConfig, dict, dict]:
+    pickle = SHARED / "reference" / "stylegan2-ada-tiny32.pkl"
+    g, d, arch, _ = load_ada(*read_ada(pickle, None, False, "G_ema"), "fixture")
+    return arch, g.state_dict(), d.state_dict()
+
+
+def arch_of(name: str) -> ArchConfig:
+    return _ada()[0] if ARCHS[name] is None else ARCHS[name]
+
+
+def networks(name: str) -> tuple[nn.Module, nn.Module]:
+    """Fresh G and D of ``ARCHS[name]``; the imported one holds the pickle's weights."""
+    if ARCHS[name] is not None:
+        return build_models(ARCHS[name])
+    arch, g_state, d_state = _ada()
+    g, d = build_models(arch)
+    g.load_state_dict(g_state)
+    d.load_state_dict(d_state)
+    return g, d
 
 
 def test_every_architecture_is_tested():
-    assert {a.name for a in ARCHS.values()} == set(ARCHITECTURES.names())
+    assert {arch_of(a).name for a in ARCHS} == set(ARCHITECTURES.names())
 
 
 MODULATION_PARAMETERS = {"adafm": AdaFM, "filter-shift": FilterShift}  # where each keeps them
@@ -57,12 +82,12 @@ def plans(treatment: str, g_units: int, d_units: int) -> tuple[list[str], list[s
 @pytest.mark.parametrize("treatment", TREATMENTS.names())
 def test_exactly_intended_parameters_get_gradients(arch, treatment):
     torch.manual_seed(0)
-    g, d = build_models(ARCHS[arch])
+    g, d = networks(arch)
     g_plan, d_plan = plans(treatment, g.num_units, d.num_units)
     apply_plan(g, g_plan)
     apply_plan(d, d_plan)
     z = torch.randn(6, g.z_dim)
-    real = torch.rand(6, 3, ARCHS[arch].resolution, ARCHS[arch].resolution) * 2 - 1
+    real = torch.rand(6, 3, arch_of(arch).resolution, arch_of(arch).resolution) * 2 - 1
     # D's update: D on real and (detached) fake; G's update: through D.
     (d(g(z).detach()).mean() - d(real).mean()).backward()
     g_out = d(g(z)).mean()
@@ -86,7 +111,7 @@ def test_exactly_intended_parameters_get_gradients(arch, treatment):
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_modulation_at_init_reproduces_pretrained(arch, treatment, mode):
     torch.manual_seed(0)
-    g, d = build_models(ARCHS[arch])
+    g, d = networks(arch)
     g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
     apply_plan(g2, [treatment] * g2.num_units)
     apply_plan(d2, [treatment] * d2.num_units)
@@ -189,7 +214,7 @@ def test_lr_mult_puts_each_treatment_in_its_group(arch, faces, tmp_path):
     """One optimiser group per treatment, holding exactly that treatment's trainable
     parameters, at lr times its multiplier (1 where not named); none without lr_mult."""
     lr_mult = {"finetune": 0.1, "adafm": 3.0}
-    g, d = build_models(ARCHS[arch])
+    g, d = networks(arch)
     plan = ["reinit", "finetune", "adafm"] + ["freeze"] * (g.num_units - 3)
     apply_plan(g, plan)
     groups = param_groups(g, plan, 2e-4, lr_mult)
