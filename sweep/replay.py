@@ -155,8 +155,11 @@ class Variant:
     rule: ScoreRule = field(default_factory=ScoreRule)
     noise: float = 0.0
     rung_samples: bool = False
+    stops: bool = True  # False: no scheduler, every trial runs to the end ('none')
 
     def __str__(self) -> str:
+        if not self.stops:
+            return f"{self.name}: every trial to the end, score {self.rule.rule}"
         return (f"{self.name}: grace {self.grace}, rf {self.rf:g}, score {self.rule.rule}"
                 + (f"/{self.rule.window}" if self.rule.rule == "mean" else "")
                 + f", noise {self.noise:g}" + (", rung samples" if self.rung_samples else ""))
@@ -167,12 +170,15 @@ KEYS = {"grace": int, "rf": float, "score": str, "window": int, "noise": float, 
 
 def parse_variant(text: str, base: Scheduler) -> Variant:
     """``today`` (ASHA deciding on the last FID, stopping on any deficit: gansweep 0.1),
-    ``spec`` (the sweep's own scheduler section), or ``NAME:key=value,...`` with keys grace,
-    rf, score (last|mean|best), window, noise, rung (0|1), over the spec's settings."""
+    ``spec`` (the sweep's own scheduler section), ``none`` (no scheduler: every trial to the
+    end), or ``NAME:key=value,...`` with keys grace, rf, score (last|mean|best), window,
+    noise, rung (0|1), over the spec's settings."""
     spec = Variant("spec", base.grace_period, base.reduction_factor, base.rule, base.noise,
                    base.rung_fid_samples is not None)
     if text == "spec":
         return spec
+    if text == "none":
+        return replace(spec, name="none", rung_samples=False, stops=False)
     if text == "today":
         return replace(spec, name="today", rule=ScoreRule(), noise=0.0, rung_samples=False)
     name, _, body = text.partition(":")
@@ -209,7 +215,9 @@ class Outcome:
     spent_s: float  # trial-seconds
     full_s: float  # trial-seconds of the grid
     pick: str | None  # the setting picked
-    stops: dict[str, int]  # trial id -> iteration of its last report
+    stops: dict[str, int]  # trial id -> iteration of its last report (started trials)
+    spent: dict[str, float] = field(default_factory=dict)  # trial id -> its trial-seconds
+    cost: dict[str, float] = field(default_factory=dict)  # trial id -> seconds to the end
 
 
 def _results(trial: RecordedTrial, variant: Variant, metric: str,
@@ -242,56 +250,85 @@ class _Replayer:
         self.scheduler = RobustASHA(None, noise=variant.noise, time_attr="iteration",
                                     metric="score", mode=METRICS.get(metric).mode,
                                     max_t=self.max_iters, grace_period=variant.grace,
-                                    reduction_factor=variant.rf)
+                                    reduction_factor=variant.rf) if variant.stops else None
         milestones = Scheduler(grace_period=variant.grace,
                                reduction_factor=variant.rf).milestones(self.max_iters)
         self.results = {t.trial_id: _results(t, variant, metric, milestones) for t in trials}
         self.stops: dict[str, int] = {}
 
     def add(self, trial_id: str) -> None:
-        self.scheduler.on_trial_add(None, _Trial(trial_id))
+        if self.scheduler is not None:
+            self.scheduler.on_trial_add(None, _Trial(trial_id))
 
     def report(self, trial_id: str, k: int) -> bool:
         """Result k of the trial reaches the scheduler; True when the trial ends with it
         (stopped, or its last recorded result)."""
         result = self.results[trial_id][k]
+        last = k == len(self.results[trial_id]) - 1
+        if self.scheduler is None:
+            if last:
+                self.stops[trial_id] = result["iteration"]
+            return last
         action = self.scheduler.on_trial_result(None, _Trial(trial_id), result)
-        if action == TrialScheduler.STOP or k == len(self.results[trial_id]) - 1:
+        if action == TrialScheduler.STOP or last:
             self.scheduler.on_trial_complete(None, _Trial(trial_id), result)
             self.stops[trial_id] = result["iteration"]
             return True
         return False
 
 
+class Chooser:
+    """Which recorded trial starts next (``replay`` asks when a slot is free) and what it
+    learns when one ends. This one: a fixed order, every trial (a grid)."""
+
+    def __init__(self, order: Sequence[RecordedTrial]):
+        self.waiting = list(order)
+
+    def next(self) -> RecordedTrial | None:
+        """The next trial; None: none now (wait for a trial to end, or the end)."""
+        return self.waiting.pop(0) if self.waiting else None
+
+    def ended(self, trial: RecordedTrial, result: dict[str, Any], finished: bool) -> None:
+        """``trial`` ended with ``result`` (its last report), run to the end or not."""
+
+
 def replay(recording: Recording, variant: Variant, trials: Sequence[RecordedTrial],
-           concurrency: int) -> Outcome:
-    """Run ``trials`` in this order, ``concurrency`` at a time, each result arriving at the
-    trial's recorded wall time after its start, through the variant's scheduler."""
+           concurrency: int, chooser: Chooser | None = None) -> Outcome:
+    """Run ``trials``, ``concurrency`` at a time, each result arriving at the trial's
+    recorded wall time after its start, through the variant's scheduler: in this order, or
+    those ``chooser`` picks (it sees each trial's end before it is asked again)."""
     r = _Replayer(recording, variant, trials)
-    waiting, events, tick, spent = list(trials), [], itertools.count(), 0.0
+    chooser = chooser or Chooser(trials)
+    events, tick, spent = [], itertools.count(), {}
+    by_id = {t.trial_id: t for t in trials}
 
-    def start(now: float) -> None:
-        t = waiting.pop(0)
-        r.add(t.trial_id)
-        heapq.heappush(events, (now + r.results[t.trial_id][0]["elapsed_s"], next(tick),
-                                t.trial_id, 0, now))
+    def fill(now: float) -> None:
+        while len(events) < concurrency:
+            t = chooser.next()
+            if t is None:
+                return
+            r.add(t.trial_id)
+            heapq.heappush(events, (now + r.results[t.trial_id][0]["elapsed_s"], next(tick),
+                                    t.trial_id, 0, now))
 
-    while waiting and len(events) < concurrency:
-        start(0.0)
+    fill(0.0)
     while events:
         clock, _, trial_id, k, began = heapq.heappop(events)
         if r.report(trial_id, k):
-            spent += r.results[trial_id][k]["elapsed_s"]
-            if waiting:
-                start(clock)
+            spent[trial_id] = r.results[trial_id][k]["elapsed_s"]
+            chooser.ended(by_id[trial_id], r.results[trial_id][k],
+                          r.stops[trial_id] >= recording.max_iters)
+            fill(clock)
         else:
             heapq.heappush(events, (began + r.results[trial_id][k + 1]["elapsed_s"],
                                     next(tick), trial_id, k + 1, began))
-    full = sum(t.evaluations[-1]["time_total_s"] for t in trials)
+    assert chooser.next() is None, "the chooser waited with no trial running"
+    cost = {t.trial_id: t.evaluations[-1]["time_total_s"] for t in trials}
     loss = METRICS.get(recording.metric).loss
-    done = [t for t in trials if r.stops[t.trial_id] >= recording.max_iters]
+    done = [t for t in trials if r.stops.get(t.trial_id, 0) >= recording.max_iters]
     best = min(done, key=lambda t: loss(r.results[t.trial_id][-1]["score"]), default=None)
-    return Outcome(spent, full, None if best is None else best.setting, r.stops)
+    return Outcome(sum(spent.values()), sum(cost.values()),
+                   None if best is None else best.setting, r.stops, spent, cost)
 
 
 def replay_sequence(recording: Recording, variant: Variant,
@@ -318,11 +355,29 @@ class Summary:
     compute: list[float]  # fractions of the grid's trial-seconds
     regret: list[float]  # relative to the best setting's true value
     hit: list[bool]  # the best setting picked
+    searcher: str | None = None  # what chose the trials (None: every trial, a grid)
+    pairs: list[float] = field(default_factory=list)  # compute on the D x G pairs only
+
+    def add(self, o: Outcome, metric: str, truth: dict[str, float], best: str,
+            pairs: set[str]) -> None:
+        """One replay's figures: compute (all trials; the trial ids in ``pairs`` only),
+        regret, hit."""
+        loss = METRICS.get(metric).loss
+        self.compute.append(o.spent_s / o.full_s)
+        full_pairs = sum(v for k, v in o.cost.items() if k in pairs)
+        if full_pairs:
+            self.pairs.append(sum(v for k, v in o.spent.items() if k in pairs) / full_pairs)
+        self.regret.append((loss(truth[o.pick]) - loss(truth[best])) / abs(truth[best])
+                           if o.pick is not None else math.inf)
+        self.hit.append(o.pick == best)
 
     def line(self) -> str:
         c, r = np.array(self.compute), np.array(self.regret)
-        return (f"{self.variant}: compute {100 * np.median(c):.1f}% of the grid "
-                f"({100 * c.min():.1f}-{100 * c.max():.1f}%), regret median "
+        what = f"{self.searcher} + " if self.searcher else ""
+        pairs = (f", pairs only {100 * np.median(self.pairs):.1f}%" if self.pairs and
+                 self.searcher else "")
+        return (f"{what}{self.variant}: compute {100 * np.median(c):.1f}% of the grid "
+                f"({100 * c.min():.1f}-{100 * c.max():.1f}%{pairs}), regret median "
                 f"{100 * np.median(r):.2f}%, 90th percentile {100 * np.percentile(r, 90):.2f}%, "
                 f"best picked {100 * np.mean(self.hit):.0f}% of {len(r)} replays")
 
@@ -340,10 +395,6 @@ def replay_many(recording: Recording, variant: Variant, orders: int,
         for c in concurrency:
             for _ in range(orders):
                 order = [trials[i] for i in rng.permutation(len(trials))]
-                o = replay(recording, variant, order, c)
-                out.compute.append(o.spent_s / o.full_s)
-                regret = (loss(truth[o.pick]) - loss(truth[best])) / abs(truth[best]) \
-                    if o.pick is not None else math.inf
-                out.regret.append(regret)
-                out.hit.append(o.pick == best)
+                out.add(replay(recording, variant, order, c), recording.metric, truth, best,
+                        set())
     return out
