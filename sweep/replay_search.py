@@ -25,7 +25,8 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
 from gansweep.sweep.replay import Chooser, Recording, RecordedTrial, Summary, Variant, replay
-from gansweep.sweep.search import FINISHED, Context, Pair, Settings, StructuredSearch
+from gansweep.sweep.schema import Search
+from gansweep.sweep.search import FINISHED, Context, Pair, StructuredSearch
 
 KEYS = {"max_pairs": int, "fraction": float, "stop": float}
 
@@ -36,8 +37,8 @@ class Searcher:
     its settings."""
 
     name: str
-    kind: str
-    settings: Settings = field(default_factory=Settings)
+    kind: str  # grid | structured | random
+    settings: Search = field(default_factory=Search)
 
     def __str__(self) -> str:
         return self.name
@@ -63,21 +64,20 @@ def parse_searcher(text: str) -> Searcher:
                                 f"{KEYS[key].__name__}") from None
     if "max_pairs" in values and "fraction" in values:
         raise GansweepError(f"--searcher {text!r}: give max_pairs or fraction, not both")
-    return Searcher(text, kind, Settings(**values))
+    return Searcher(text, kind, Search(type="structured", **values))
 
 
 class RandomSearch(StructuredSearch):
     """The baselines, then pairs in a random order (``settings.seed``), up to the budget."""
 
-    def __init__(self, trials: Sequence[Trial], settings: Settings, loss):
+    def __init__(self, trials: Sequence[Trial], settings: Search, loss):
         super().__init__(trials, settings, loss)
         rng = np.random.default_rng(settings.seed)
         for c in self.contexts.values():
             c.design = []
             c.pairs = [c.pairs[i] for i in rng.permutation(len(c.pairs))]
-            c.budget = settings.budget(len(c.pairs))
 
-    def _decide(self, c: Context, peek: bool = False) -> Pair | str | None:
+    def _decide(self, c: Context) -> Pair | str | None:
         chosen, known = set(self._chosen(c)), set(c.known.values())
         unrun = [p for p in c.pairs if p not in chosen and p not in known]
         return unrun[0] if unrun and len(chosen) < c.budget else FINISHED

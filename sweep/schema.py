@@ -10,6 +10,7 @@ from typing import Any
 
 from gansweep.core.config import TrainConfig
 from gansweep.core.models import ArchConfig
+from gansweep.core.registry import Registry
 from gansweep.core.trial import Trial, TrialTemplate
 from gansweep.sweep.grid import expand
 from gansweep.sweep.ranking import ScoreRule
@@ -67,6 +68,53 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Which trials of the search run (``sweep.search``): every one (``grid``), or the
+    baselines, a design covering every D and G partition and then the pairs a model of the
+    partition effects expects most of (``structured``), up to ``max_pairs`` pairs or
+    ``fraction`` of the grid's pairs per context (a chosen pair runs on every search seed),
+    or until no pair's expected improvement exceeds ``stop`` times one trial's noise sd.
+    ``seed`` draws the design."""
+
+    type: str = "grid"  # SEARCHES
+    max_pairs: int | None = None
+    fraction: float | None = None
+    stop: float | None = None
+    seed: int = 0
+
+    def budget(self, pairs: int) -> int:
+        """How many of a context's ``pairs`` the structured search may choose."""
+        if self.max_pairs is not None:
+            return min(self.max_pairs, pairs)
+        fraction = DEFAULT_FRACTION if self.fraction is None else self.fraction
+        return min(pairs, math.ceil(fraction * pairs - 1e-9))
+
+
+# The structured search's default budget: a quarter of the grid's pairs (the issue's goal is
+# a quarter of the grid's compute; baselines and ASHA move the figure either way).
+DEFAULT_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class SearchKind:
+    """A ``search.type``: whether it chooses which trials run (else Tune's grid runs every
+    one) and whether it needs a grid of D x G partition pairs without per-unit plans."""
+
+    name: str
+    description: str
+    chooses: bool
+    needs_pairs: bool
+
+
+SEARCHES: Registry[SearchKind] = Registry("search type")
+for _kind in (SearchKind("grid", "every trial of the grid (Ray Tune's grid)", False, False),
+              SearchKind("structured", "the baselines, a design covering every partition, then "
+                         "the pairs a model of the partition effects expects most of", True,
+                         True)):
+    SEARCHES.register(_kind.name)(_kind)
+
+
+@dataclass(frozen=True)
 class Confirm:
     """The confirmation phase: the ``top`` settings of the search and every baseline, rerun
     to the full budget on fresh ``seeds``."""
@@ -106,6 +154,7 @@ class SweepSpec:
     ema_kimg: float | None = default("ema_kimg")  # the EMA generator's half-life (None: G)
     ema_rampup: float | None = default("ema_rampup")
     confirm: Confirm | None = None
+    search: Search = field(default_factory=Search)
     max_concurrent: int = 0
     max_failures: int = 2
     trackers: list[str] = field(default_factory=list)  # sweep.trackers

@@ -1,25 +1,27 @@
-"""Which trials of the search a sweep runs (``search:`` in a spec): every one (``grid``,
-Tune's grid), or the pairs a model of the partition effects picks (``structured``). The
-structured policy is here, without Ray: the live sweep's Tune searcher (``sweep.searcher``)
-and ``gansweep replay --searcher`` (``sweep.replay_search``) drive the same object.
+"""Which trials of the search a sweep runs (``search:`` in a spec, ``sweep.schema.Search``):
+every one (``grid``, Tune's grid), or the pairs a model of the partition effects picks
+(``structured``). The structured policy is here, without Ray: the live sweep's Tune searcher
+(``sweep.searcher``) and ``gansweep replay --searcher`` (``sweep.replay_search``) drive the
+same object.
 
 Per context (the trials' settings but the pair and the seed: source, target, the axes),
 the structured search
 1. runs every baseline first: they are the comparison, and those that are partition pairs
-   (fine-tune is D(0,0,L)G(0,0,L), freeze-d, freeze, scale-shift) are observations of the
-   model too; a grid pair that is a baseline's partitions is not run again;
-2. runs a design covering every D and every G partition of the grid: a Latin rectangle
-   of max(#D, #G) pairs, drawn from ``search.seed``;
+   (for L = 5 fine-tune is D(0,0,5)G(0,0,5); freeze, freeze-d and scale-shift are pairs too)
+   are observations of the model; a grid pair that is a baseline's is not run again;
+2. runs a design that, with the baselines' pairs, covers every D and every G partition of
+   the grid: the uncovered partitions in a random order, paired (a random transversal),
+   drawn from ``search.seed``;
 3. then fits the partition model (``sweep.structure``) to every trial of the context that
    ran to the end and runs the unrun pair with the largest expected improvement over the
    best observed pair (by its posterior mean), pairs still running counted as observed at
    their predicted mean, so that concurrent suggestions spread out;
-4. until the context's budget of pairs is spent (``max_pairs``, or ``fraction`` of the
-   grid's pairs), every pair has run, or (``stop``) no unrun pair's expected improvement
-   exceeds ``stop`` times one trial's noise sd.
-A chosen pair runs on every search seed; its seeds are replicates that measure the noise.
+4. until the context's budget of pairs is spent (``Search.budget``), every pair has run, or
+   (``stop``) no unrun pair's expected improvement exceeds ``stop`` times one trial's noise sd.
+A chosen pair runs on every search seed: its seeds are replicates that measure the noise.
 A trial stopped early (by ASHA) or diverged counts as run, but only trials that ran to the
-end inform the model: an early score is not a final one.
+end inform the model: an early score is not a final one. With too few of those to fit the
+model and nothing running (ASHA stopped the design), the next pair is drawn at random.
 """
 from __future__ import annotations
 
@@ -32,14 +34,13 @@ from typing import Any
 import numpy as np
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.registry import Registry
 from gansweep.core.treatments import BASELINES
 from gansweep.core.trial import Trial
+from gansweep.sweep.schema import Search
 from gansweep.sweep.structure import Observation, Posterior
 
-SEARCH_FILE = "gansweep/search.json"  # the structured search's state (sweep.searcher)
 FINISHED = "finished"  # next(): no trial will ever be suggested again
-MIN_OBSERVED = 3  # finished trials of a context before the model chooses (else: wait)
+MIN_OBSERVED = 3  # finished trials of a context before the model chooses
 NOT_CONTEXT = ("label", "d", "g", "baseline", "seed", "phase", "index")
 Pair = tuple[str, str]
 
@@ -52,6 +53,7 @@ def context_key(trial: Trial) -> str:
 
 
 def units_of(partition: str) -> int:
+    """L of a canonical ``D(i,j,k)``: i + j + k."""
     return sum(int(x) for x in partition[2:-1].split(","))
 
 
@@ -61,23 +63,26 @@ def baseline_partitions(trial: Trial, ld: int, lg: int) -> Pair | None:
     return None if parts is None else (str(parts[0]), str(parts[1]))
 
 
-def latin_design(pairs: Sequence[Pair], excluded: set[Pair], seed: int) -> list[Pair]:
-    """max(#D, #G) pairs among ``pairs`` (not ``excluded``) in which every D and every G
-    partition of ``pairs`` appears, each as evenly as possible: a random Latin rectangle,
-    repaired by swaps where a drawn pair is not available; a greedy cover if none is."""
+def cover_design(pairs: Sequence[Pair], known: set[Pair], seed: int) -> list[Pair]:
+    """Pairs among ``pairs`` (none of ``known``) that, with ``known``, cover every D and
+    every G partition of ``pairs``: as many as the more numerous side's uncovered
+    partitions, each uncovered one once, paired at random (the other side topped up with
+    random partitions), repaired by swaps where a pair is not in the grid; a greedy cover
+    if no draw works."""
     ds = list(dict.fromkeys(d for d, _ in pairs))
     gs = list(dict.fromkeys(g for _, g in pairs))
-    allowed = [p for p in pairs if p not in excluded]
-    ok = set(allowed)
-    n = max(len(ds), len(gs))
+    need_d = [d for d in ds if d not in {k[0] for k in known}]
+    need_g = [g for g in gs if g not in {k[1] for k in known}]
+    n = max(len(need_d), len(need_g))
+    ok = set(pairs) - known
     rng = np.random.default_rng(seed)
 
-    def sequence(levels: list[str]) -> list[str]:
-        out = [levels[i] for i in rng.permutation(len(levels))]
-        return out + [levels[i] for i in rng.permutation(len(levels))[:n - len(levels)]]
+    def line(need: list[str], levels: list[str]) -> list[str]:
+        return [need[i] for i in rng.permutation(len(need))] + \
+            [levels[i] for i in rng.integers(len(levels), size=n - len(need))]
 
     for _ in range(200):
-        dl, gl = sequence(ds), sequence(gs)
+        dl, gl = line(need_d, ds), line(need_g, gs)
         for k in range(n):  # repair: swap G partitions until pair k is available
             if (dl[k], gl[k]) in ok:
                 continue
@@ -88,9 +93,13 @@ def latin_design(pairs: Sequence[Pair], excluded: set[Pair], seed: int) -> list[
         design = list(zip(dl, gl))
         if all(p in ok for p in design) and len(set(design)) == n:
             return design
-    design: list[Pair] = []  # greedy: the pair covering most uncovered partitions
-    for p in sorted(allowed, key=lambda p: rng.random()):
-        if p[0] not in {d for d, _ in design} or p[1] not in {g for _, g in design}:
+    design: list[Pair] = []  # greedy: any pair covering a partition not covered yet
+    for p in (pairs[i] for i in rng.permutation(len(pairs))):
+        if p not in ok:
+            continue
+        covered_d = {d for d, _ in [*design, *known]}
+        covered_g = {g for _, g in [*design, *known]}
+        if p[0] not in covered_d or p[1] not in covered_g:
             design.append(p)
     return design
 
@@ -108,33 +117,14 @@ class Context:
     budget: int = 0
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The structured search's knobs (a spec's ``search`` section, or a replay's)."""
-
-    max_pairs: int | None = None
-    fraction: float | None = None
-    stop: float | None = None
-    seed: int = 0
-
-    def budget(self, pairs: int) -> int:
-        if self.max_pairs is not None:
-            return min(self.max_pairs, pairs)
-        return min(pairs, math.ceil((self.fraction if self.fraction is not None
-                                     else DEFAULT_FRACTION) * pairs - 1e-9))
-
-
-DEFAULT_FRACTION = 1 / 3
-
-
 class StructuredSearch:
-    """The structured search over a sweep's search trials (grid order; their ``index``
-    is where they are in ``trials``). ``next`` gives the index of the next trial to start;
-    ``observe`` takes a trial's outcome. Its state (``to_dict``) is what was given out,
-    what is queued and every outcome: the same state gives the same next suggestion."""
+    """The structured search over a sweep's search trials (grid order: a trial's ``index``
+    is where it is in ``trials``). ``next`` gives the index of the next trial to start;
+    ``observe`` takes a trial's outcome. Its state (``to_dict``) is what was given out, what
+    is queued and every outcome: the same state gives the same next suggestion."""
 
-    def __init__(self, trials: Sequence[Trial], settings: Settings, loss: Callable[[float],
-                 float]):
+    def __init__(self, trials: Sequence[Trial], settings: Search,
+                 loss: Callable[[float], float]):
         self.trials, self.settings, self.loss = list(trials), settings, loss
         pairs = [t for t in self.trials if t.d is not None and t.g is not None]
         if not pairs or any(t.g_plan is not None for t in self.trials):
@@ -155,38 +145,35 @@ class StructuredSearch:
             if c is not None and pair is not None:
                 c.known[n] = pair
         for k, c in enumerate(self.contexts.values()):
-            observed = set(c.known.values())
-            c.design = latin_design(c.pairs, observed, settings.seed + k)
+            c.design = cover_design(c.pairs, set(c.known.values()), settings.seed + k)
             c.budget = max(settings.budget(len(c.pairs)), len(c.design))
         self.given: list[int] = []  # trial indices handed out, in order
         self.queue: list[int] = list(self.baselines)  # chosen, not yet handed out
         self.results: dict[int, float | None] = {}  # final loss, None: did not run to the end
+        self._fits: dict[str, tuple[tuple[int, ...], Posterior]] = {}  # context -> last fit
 
     # --- state ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"given": self.given, "queue": self.queue,
+        return {"given": list(self.given), "queue": list(self.queue),
                 "results": {str(n): v for n, v in self.results.items()}}
 
     def load(self, data: dict[str, Any]) -> None:
         self.given, self.queue = list(data["given"]), list(data["queue"])
         self.results = {int(n): v for n, v in data["results"].items()}
 
-    def planned(self) -> int:
-        """Trials the search will have run at most: those chosen, plus each unfinished
-        context's remaining budget on every seed."""
-        out = len(self.given) + len(self.queue)
-        for c in self.contexts.values():
-            if self._decide(c, peek=True) != FINISHED:
-                seeds = max(len(v) for v in c.trials.values())
-                out += (c.budget - len(self._chosen(c))) * seeds
-        return out
+    @property
+    def running(self) -> list[int]:
+        """Trials handed out that have not ended."""
+        return [n for n in self.given if n not in self.results]
 
     # --- the policy ------------------------------------------------------------------------
 
     def observe(self, index: int, value: float | None) -> None:
         """A trial ended: ``value`` is its final score if it ran to the end (None if it
-        was stopped early, diverged or errored)."""
+        was stopped early, diverged or errored). Observing a trial again is a no-op."""
+        if index in self.results:
+            return
         finite = value is not None and math.isfinite(self.loss(value))
         self.results[index] = self.loss(value) if finite else None
 
@@ -219,10 +206,17 @@ class StructuredSearch:
                       if self.results.get(n) is not None]
 
     def posterior(self, c: Context) -> Posterior | None:
+        """The model of the context's finished trials (None: fewer than MIN_OBSERVED);
+        refitted only when a result came in."""
         obs = self.observations(c)
-        return Posterior(obs) if len(obs) >= MIN_OBSERVED else None
+        if len(obs) < MIN_OBSERVED:
+            return None
+        key = tuple(sorted(n for n in self.results if self.results[n] is not None))
+        if c.key not in self._fits or self._fits[c.key][0] != key:
+            self._fits[c.key] = key, Posterior(obs)
+        return self._fits[c.key][1]
 
-    def _decide(self, c: Context, peek: bool = False) -> Pair | str | None:
+    def _decide(self, c: Context) -> Pair | str | None:
         """The context's next pair; None: wait; FINISHED: the context is done."""
         chosen = set(self._chosen(c))
         known = set(c.known.values())
@@ -232,13 +226,12 @@ class StructuredSearch:
         for p in c.design:
             if p not in chosen:
                 return p
-        if peek:
-            return None
-        model = self.posterior(c)
-        if model is None:
-            return None
         running = [p for p in chosen if any(n not in self.results for n in c.trials[p])]
         running += [p for n, p in c.known.items() if n not in self.results]
+        model = self.posterior(c)
+        if model is None:  # wait for the running; with none, a random pair (ASHA stopped them)
+            rng = np.random.default_rng([self.settings.seed, len(chosen)])
+            return None if running else unrun[int(rng.integers(len(unrun)))]
         observed = [(o.d, o.g) for o in model.observations]
         incumbent = float(np.min(model.predict([d for d, _ in observed],
                                                [g for _, g in observed])[0]))
@@ -248,22 +241,3 @@ class StructuredSearch:
         if self.settings.stop is not None and gain[best] < self.settings.stop * model.noise_sd:
             return None if running else FINISHED
         return unrun[best]
-
-
-@dataclass(frozen=True)
-class SearchKind:
-    """A ``search.type``: whether it chooses which trials run (else every trial of the
-    grid runs) and what it needs of the grid."""
-
-    name: str
-    description: str
-    chooses: bool
-    needs_pairs: bool  # a D x G partition grid without plans
-
-
-SEARCHES: Registry[SearchKind] = Registry("search type")
-SEARCHES.register("grid")(SearchKind("grid", "every trial of the grid (Ray Tune's grid)",
-                                     chooses=False, needs_pairs=False))
-SEARCHES.register("structured")(SearchKind(
-    "structured", "baselines, a design covering every partition, then the pairs a model of "
-    "the partition effects expects most of", chooses=True, needs_pairs=True))

@@ -33,14 +33,23 @@ from gansweep.core.treatments import (
 from gansweep.core.trial import INITS, TrialTemplate, trial_config
 from gansweep.sweep.fields import as_list, check_keys, path, section, suggest, typed
 from gansweep.sweep.grid import AXES
-from gansweep.sweep.schema import Budget, Confirm, Resources, Scheduler, SweepSpec, Training
+from gansweep.sweep.schema import (
+    SEARCHES,
+    Budget,
+    Confirm,
+    Resources,
+    Scheduler,
+    Search,
+    SweepSpec,
+    Training,
+)
 from gansweep.sweep.trackers import TRACKERS
 
 TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines", "plans",
             "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
             "metric", "metrics", "iw_steps", "classifier_steps", "classifier_negatives",
             "resources", "max_concurrent", "max_failures", "trackers", "inception_weights",
-            "lpips_weights", "ema_kimg", "ema_rampup", "confirm", "deterministic"]
+            "lpips_weights", "ema_kimg", "ema_rampup", "confirm", "deterministic", "search"]
 
 
 def check_name(name: Any, where: str = "name") -> str:
@@ -138,6 +147,7 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
                      trackers=trackers, inception_weights=weights, lpips_weights=lpips,
                      classifier_negatives=negatives, problems=problems, raw=raw, **ints)
     spec.confirm = _confirm(data.get("confirm"), axes["seed"], len(spec.settings()))
+    spec.search = _search(data.get("search"), pairs, plans)
     if read_sources and not problems:
         spec.template = TrialTemplate(spec.options(), infos, arch.resolution, arch)
         _check_trials(spec)
@@ -262,6 +272,42 @@ def _confirm(data: Any, search_seeds: list[int], settings: int) -> Confirm | Non
         raise GansweepError(f"confirm.seeds: {reused} are also search seeds {search_seeds}; "
                             f"confirmation needs fresh seeds")
     return Confirm(top, tuple(seeds))
+
+
+def _search(data: Any, pairs: list[tuple[str, str]], plans: list[dict[str, Any]]) -> Search:
+    """``search: {type: grid | structured, max_pairs | fraction, stop, seed}``."""
+    if data is None:
+        return Search()
+    typed("search", data, (dict,), "a mapping {type: grid | structured, ...}")
+    check_keys("search", data, [f.name for f in fields(Search)])
+    name = typed("search.type", data.get("type", "grid"), (str,), "a string")
+    if name not in SEARCHES:
+        raise GansweepError(f"search.type: {name!r}{suggest(name, SEARCHES.names())} is not "
+                            f"one of {', '.join(SEARCHES.names())}")
+    kind = SEARCHES.get(name)
+    values: dict[str, Any] = {"type": kind.name}
+    for key, types, what, ok, rule in (
+            ("max_pairs", (int,), "an integer", lambda v: v >= 1, ">= 1"),
+            ("fraction", (int, float), "a number", lambda v: 0 < v <= 1, "in (0, 1]"),
+            ("stop", (int, float), "a number", lambda v: v > 0, "> 0")):
+        if data.get(key) is not None:
+            value = typed(f"search.{key}", data[key], types, what)
+            if not ok(value):
+                raise GansweepError(f"search.{key}: {value!r} must be {rule}")
+            values[key] = value
+    if "max_pairs" in values and "fraction" in values:
+        raise GansweepError(f"search: give max_pairs ({values['max_pairs']}) or fraction "
+                            f"({values['fraction']}), not both")
+    if "seed" in data:
+        values["seed"] = typed("search.seed", data["seed"], (int,), "an integer")
+    if kind.name == "grid" and len(values) > 1:
+        extra = sorted(set(values) - {"type"})
+        raise GansweepError(f"search: {extra} apply to type 'structured', not {kind.name!r}")
+    if kind.needs_pairs and (not pairs or plans):
+        raise GansweepError(f"search.type: {kind.name!r} needs a grid of D x G partition pairs "
+                            f"without per-unit plans (this spec has {len(pairs)} pairs and "
+                            f"{len(plans)} plans); keep search: {{type: grid}}")
+    return Search(**values)
 
 
 def _arch(data: Any, infos: dict[str, SourceInfo], problems: list[str]) -> ArchConfig | None:
