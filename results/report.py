@@ -13,6 +13,7 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.progress import Progress
 from gansweep.results.common import NotHere
+from gansweep.results.effects import section_effects, write_effects
 from gansweep.results.study_sections import (
     section_conditional,
     section_families,
@@ -37,6 +38,7 @@ from gansweep.results.tables import SweepTables, load_tables, write_tables
 SECTIONS: list[tuple[str, str, Callable[[SweepTables], str]]] = [
     ("summary", "Summary", section_summary),
     ("heatmap", "D partition × G partition: best FID", section_heatmap),
+    ("effects", "Which network's layers matter: partition effects", section_effects),
     ("baselines", "Baselines vs the top partitions", section_baselines),
     ("curves", "FID vs iteration", section_curves),
     ("pareto", "Trainable parameters vs FID", section_pareto),
@@ -124,8 +126,9 @@ def write_results(sweep_dir: Path, out: str | None = None,
     ``quiet`` (the driver writes the report quietly at the end of a sweep)."""
     tables = load_tables(sweep_dir, fid_threshold)
     try:
-        for path in write_tables(tables):
-            print(f"table: {path}")
+        for path in [*write_tables(tables), write_effects(tables)]:
+            if path is not None:
+                print(f"table: {path}")
     except OSError as e:
         print(f"warning: Parquet tables not written ({e})", file=sys.stderr)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,8 @@ class SweepTables:
     references: dict[str, Any]  # REFERENCES_FILE: classifier accuracy, source-target FIDs
     spec: SweepSpec | None  # the recorded spec, validated (None: a sweep without one)
     records: list[dict[str, Any]]  # the trial records (sweep.state), for the verdict
+    planned: list[Trial] = field(default_factory=list)  # the grid's and confirmation's trials
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # what sections share
 
     @property
     def metric(self) -> Metric:
@@ -222,7 +224,7 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
                        max(state.expected, len(trials)), state.data["max_iters"],
                        grid["units"] if grid else None,
                        spec_path.read_text() if spec_path.is_file() else "", references,
-                       spec, records)
+                       spec, records, planned)
 
 
 def _trial_row(config: dict[str, Any], rec: dict[str, Any] | None, max_iters: int,
@@ -274,11 +276,17 @@ def _trial_dir(sweep_dir: Path, path: str | None) -> str | None:
     return str(relative) if (sweep_dir / relative).is_dir() else None
 
 
-def _write_parquet(frame: pd.DataFrame, schema: pa.Schema, path: Path, meta: dict) -> None:
+def write_parquet(frame: pd.DataFrame, schema: pa.Schema, path: Path, meta: dict) -> None:
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            **{f"gansweep.{k}": str(v) for k, v in meta.items()}})
     atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def table_meta(tables: SweepTables) -> dict[str, Any]:
+    """What every Parquet table of a sweep carries in its metadata: the spec that made it."""
+    return {"sweep": tables.name, "spec": tables.spec_text, "expected": tables.expected,
+            "max_iters": tables.max_iters}
 
 
 def write_tables(tables: SweepTables, out_dir: str | Path | None = None) -> tuple[Path, Path]:
@@ -286,9 +294,8 @@ def write_tables(tables: SweepTables, out_dir: str | Path | None = None) -> tupl
     Their metadata carries the sweep spec that made them."""
     out = Path(out_dir) if out_dir is not None else tables.sweep_dir / "gansweep"
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"sweep": tables.name, "spec": tables.spec_text, "expected": tables.expected,
-            "max_iters": tables.max_iters}
+    meta = table_meta(tables)
     paths = out / TRIALS_PARQUET, out / METRICS_PARQUET
-    _write_parquet(tables.trials, TRIAL_SCHEMA, paths[0], meta)
-    _write_parquet(tables.metrics, METRIC_SCHEMA, paths[1], meta)
+    write_parquet(tables.trials, TRIAL_SCHEMA, paths[0], meta)
+    write_parquet(tables.metrics, METRIC_SCHEMA, paths[1], meta)
     return paths

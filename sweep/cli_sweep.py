@@ -143,8 +143,15 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                         "own), or NAME:key=value,... with grace, rf, score (last|mean|best), "
                         "window, noise (k), rung (0|1); repeat to compare (default: today "
                         "and spec)")
-    p.add_argument("--orders", type=int, default=100, help="random trial orders per seed and "
-                                                           "concurrency (default %(default)s)")
+    p.add_argument("--searcher", action="append", metavar="SEARCHER",
+                   help="what chooses the trials: 'grid' (every trial, in a random order: "
+                        "the default), 'structured' (sweep.search) or 'random' (the "
+                        "baselines, then random pairs, as many as structured runs), the last "
+                        "two optionally as NAME:key=value,... with max_pairs, fraction, stop; "
+                        "repeat to compare. Each is replayed with each --scheduler (here "
+                        "also 'none': every trial to the end)")
+    p.add_argument("--orders", type=int, default=100, help="random trial orders (a searcher's: "
+                   "design draws) per seed and concurrency (default %(default)s)")
     p.add_argument("--concurrency", default="1,4,16", help="trials at a time (default "
                                                            "%(default)s)")
     p.add_argument("--seed", type=int, default=0, help="of the random orders")
@@ -171,9 +178,17 @@ def cmd_replay(a: argparse.Namespace) -> int:
     print(f"replaying {recording.name}: {len(recording.trials)} trials x "
           f"{recording.max_iters} iterations, seeds {recording.seeds}, metric "
           f"{recording.metric}; {a.orders} random orders x concurrency {concurrency} per seed")
-    for variant in variants:
-        print(replay_many(recording, variant, a.orders, concurrency, a.seed).line(),
-              flush=True)
+    if not a.searcher:
+        for variant in variants:
+            print(replay_many(recording, variant, a.orders, concurrency, a.seed).line(),
+                  flush=True)
+        return 0
+    from gansweep.sweep.replay_search import parse_searcher, replay_searcher
+
+    for searcher in [parse_searcher(s) for s in a.searcher]:
+        for variant in variants:
+            print(replay_searcher(recording, searcher, variant, a.orders, concurrency,
+                                  a.seed).line(), flush=True)
     return 0
 
 

@@ -46,7 +46,8 @@ from gansweep.sweep.recorder import Recorder
 from gansweep.sweep.references import prepare
 from gansweep.sweep.reporter import SweepReporter
 from gansweep.sweep.scheduler import RobustASHA
-from gansweep.sweep.schema import SweepSpec
+from gansweep.sweep.schema import SEARCHES, SweepSpec
+from gansweep.sweep.searcher import cell, structured_search
 from gansweep.sweep.specs import SPEC_FILE, dump_spec, load_sweep_spec
 from gansweep.sweep.state import (
     CONFIRM_FILE,
@@ -280,9 +281,28 @@ def _param_space(spec: SweepSpec, template: TrialTemplate, trials: list[Trial],
     mirror = Mirror.of_local(sweep_dir)
     context = TrialContext(str(sweep_dir), None if mirror is None else mirror.uri, spec.metric,
                            spec.scheduler.rule, tuple(spec.trackers), spec.resources.cpu)
-    return {"cell": tune.grid_search([f"{t.index}:{t.label}" for t in trials]),
-            "trial": tune.sample_from(TrialList([t.to_dict() for t in trials])),
-            "template": template.to_dict(), "context": context.to_dict()}
+    shared = {"template": template.to_dict(), "context": context.to_dict()}
+    if _structured(spec, phase):  # the searcher gives each trial's cell and settings
+        return shared
+    return {"cell": tune.grid_search([cell(t) for t in trials]),
+            "trial": tune.sample_from(TrialList([t.to_dict() for t in trials])), **shared}
+
+
+def _structured(spec: SweepSpec, phase: str) -> bool:
+    """Whether the phase's trials are chosen by the structured search (``sweep.searcher``)
+    rather than Tune's grid; the confirmation always runs its whole list."""
+    return phase == "search" and SEARCHES.get(spec.search.type).chooses
+
+
+def _search_options(spec: SweepSpec, trials: list[Trial], sweep_dir: Path,
+                    phase: str) -> dict[str, Any]:
+    """The TuneConfig fields that say which trials run: Tune's grid (every one, at most
+    ``max_concurrent`` at a time), or the structured searcher, which caps them itself."""
+    if not _structured(spec, phase):
+        return {"max_concurrent_trials": spec.max_concurrent or None}
+    return {"search_alg": structured_search(sweep_dir, trials, spec.search, spec.metric,
+                                            spec.budget.iters, spec.max_concurrent),
+            "num_samples": -1}
 
 
 def _trainable(spec: SweepSpec):
@@ -299,7 +319,7 @@ def _tuner(spec: SweepSpec, template: TrialTemplate, trials: list[Trial], sweep_
         param_space=_param_space(spec, template, trials, sweep_dir, phase),
         tune_config=tune.TuneConfig(
             scheduler=_scheduler(spec, sweep_dir, phase),
-            max_concurrent_trials=spec.max_concurrent or None,
+            **_search_options(spec, trials, sweep_dir, phase),
             # A finished trial's worker runs the next one: no new process, imports, CUDA
             # context or Inception load per trial (benchmarks/RESULTS.md section 5).
             reuse_actors=True,

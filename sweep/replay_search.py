@@ -24,7 +24,7 @@ import numpy as np
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
-from gansweep.sweep.replay import Chooser, Recording, RecordedTrial, Summary, Variant, replay
+from gansweep.sweep.replay import Chooser, RecordedTrial, Recording, Summary, Variant, replay
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, Context, Pair, StructuredSearch
 

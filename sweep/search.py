@@ -171,8 +171,9 @@ class StructuredSearch:
 
     def observe(self, index: int, value: float | None) -> None:
         """A trial ended: ``value`` is its final score if it ran to the end (None if it
-        was stopped early, diverged or errored). Observing a trial again is a no-op."""
-        if index in self.results:
+        was stopped early, diverged or errored). A trial observed again (a retried or
+        restored one) keeps its first final score."""
+        if self.results.get(index) is not None:
             return
         finite = value is not None and math.isfinite(self.loss(value))
         self.results[index] = self.loss(value) if finite else None

@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.tune.experiment import Trial as TuneTrial
 from ray.tune.experiment.config_parser import _create_trial_from_spec
-from ray.tune.search import SearchGenerator, Searcher
+from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.variant_generator import format_vars
 from ray.tune.utils.util import flatten_dict, merge_dicts
 

@@ -9,10 +9,13 @@ in place of a truncated one (``repair``). The backup lags Tune by at most
 return at once (the done markers of ``sweep.state``).
 
 Beside each snapshot Tune saves its search algorithm's state of the same session
-(``basic-variant-state-<session>.json``): which trials it has generated and which it counts
-as running. Restored from a newer session than the snapshot, it counts a trial the snapshot
-never had as running forever: under ``max_concurrent`` Tune then waits for it and starts
-nothing. The two are therefore backed up, put back and set aside together."""
+(``basic-variant-state-<session>.json`` for the grid; ``search_gen_state-<session>.json``
+and ``searcher-state-<session>.pkl``, which holds JSON, for the structured searcher of
+``sweep.searcher``): which trials it has generated and which it counts as running.
+Restored from a newer session than the snapshot, it counts a trial the snapshot never had
+as running forever: under ``max_concurrent`` Tune then waits for it and starts nothing.
+The snapshot and its searcher's files are therefore backed up, put back and set aside
+together."""
 
 from __future__ import annotations
 
@@ -45,9 +48,14 @@ def newest(experiment: Path) -> Path | None:
     return files[-1] if files else None
 
 
-def searcher_state(snapshot: Path) -> Path:
-    """The search algorithm's state saved with ``snapshot`` (the same session)."""
-    return snapshot.with_name(snapshot.name.replace("experiment_state-", "basic-variant-state-"))
+SEARCHER_FILES = ("basic-variant-state-{}.json", "search_gen_state-{}.json",
+                  "searcher-state-{}.pkl")
+
+
+def searcher_states(snapshot: Path) -> list[Path]:
+    """The search algorithm's files saved with ``snapshot`` (the same session)."""
+    session = snapshot.name[len("experiment_state-"):-len(".json")]
+    return [snapshot.with_name(f.format(session)) for f in SEARCHER_FILES]
 
 
 def back_up(experiment: Path) -> None:
@@ -59,7 +67,7 @@ def back_up(experiment: Path) -> None:
     copy = experiment / BACKUP_DIR / path.name
     if copy.is_file() and copy.stat().st_mtime >= path.stat().st_mtime:
         return
-    pair = [(p, p.read_bytes()) for p in (path, searcher_state(path)) if p.is_file()]
+    pair = [(p, p.read_bytes()) for p in (path, *searcher_states(path)) if p.is_file()]
     try:
         for _, data in pair:
             json.loads(data)
@@ -77,14 +85,14 @@ def repair(experiment: Path) -> None:
         if _parses(path):
             continue
         copy = experiment / BACKUP_DIR / path.name
-        searcher, searcher_copy = searcher_state(path), searcher_state(copy)
         if _parses(copy):
             _write(path, copy.read_bytes())
-            if _parses(searcher_copy):
-                _write(searcher, searcher_copy.read_bytes())
+            for searcher, searcher_copy in zip(searcher_states(path), searcher_states(copy)):
+                if _parses(searcher_copy):
+                    _write(searcher, searcher_copy.read_bytes())
             what = "restored the driver's last whole copy"
         else:
-            for p in (path, searcher):
+            for p in (path, *searcher_states(path)):
                 if p.is_file():
                     p.rename(p.with_name(p.name + ".truncated"))
             what = "set it aside"
