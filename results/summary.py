@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from gansweep.results.tables import SweepTables
+from gansweep.results.tables import NOT_CHOSEN, SweepTables
 from gansweep.sweep.verdict import Verdict, verdict
 
 
@@ -16,7 +16,7 @@ def sweep_verdict(t: SweepTables) -> Verdict | None:
 
 
 def section_summary(t: SweepTables) -> str:
-    counts = t.trials["status"].value_counts().to_dict()
+    counts = t.trials.loc[t.trials["status"] != NOT_CHOSEN, "status"].value_counts().to_dict()
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     lines = []
     v = sweep_verdict(t)
@@ -30,8 +30,13 @@ def section_summary(t: SweepTables) -> str:
             lines.append(f"<table><thead><tr><th>setting (confirmation)</th><th>mean "
                          f"{html.escape(v.what)}</th><th>95% interval</th><th>seeds</th></tr>"
                          f"</thead><tbody>{rows}</tbody></table>")
-    lines.append(f"<p><b>{len(t.trials)}</b> trials of <b>{t.expected}</b> expected: "
-                 f"{parts}.</p>")
+    chosen = int((t.trials["status"] != NOT_CHOSEN).sum())
+    lines.append(f"<p><b>{chosen}</b> trials of <b>{t.expected}</b> expected: {parts}.</p>")
+    if chosen < len(t.trials):
+        lines.append(f"<p>A structured search (<code>search: {{type: structured}}</code>) ran "
+                     f"{chosen} of the grid's {len(t.trials)} trials; the model of the "
+                     f"partition effects speaks for the rest (section 'partition effects')."
+                     f"</p>")
     if t.missing:
         lines.append(f"<p class='warn'>Partial sweep: <b>{t.missing}</b> trials have no final "
                      f"result yet (pending or running). Figures use what exists.</p>")

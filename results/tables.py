@@ -28,6 +28,7 @@ from gansweep.sweep.specs import SPEC_FILE, load_sweep_spec
 from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SweepState
 
 TRIALS_PARQUET = "trials.parquet"
+NOT_CHOSEN = "not chosen"  # the status of a trial a structured search did not run
 METRICS_PARQUET = "metrics.parquet"
 
 TRIAL_SCHEMA = pa.schema([
@@ -97,7 +98,7 @@ class SweepTables:
     @property
     def missing(self) -> int:
         """Trials of the grid with no result yet (pending or still running)."""
-        return int((~self.trials["status"].isin([*DONE, "errored"])).sum())
+        return int((~self.trials["status"].isin([*DONE, "errored", NOT_CHOSEN])).sum())
 
     def grace_and_final(self, grace: int) -> pd.DataFrame:
         """Search trials that ran to the end: the score ASHA decided on at their first
@@ -218,10 +219,15 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
               gaps.get((t.source, t.target))}
              for t, rec in rows]
     trials = pd.DataFrame(table, columns=TRIAL_SCHEMA.names)
+    search = state.search_state
+    if search is not None and search["finished"]:  # what the structured search left out
+        trials.loc[(trials["phase"] == "search") & (trials["status"] == "pending"),
+                   "status"] = NOT_CHOSEN
     spec_path = sweep_dir / SPEC_FILE
     spec = load_sweep_spec(sweep_dir) if spec_path.is_file() else None
     return SweepTables(state.data["name"], sweep_dir, trials, metrics,
-                       max(state.expected, len(trials)), state.data["max_iters"],
+                       max(state.expected, int((trials["status"] != NOT_CHOSEN).sum())),
+                       state.data["max_iters"],
                        grid["units"] if grid else None,
                        spec_path.read_text() if spec_path.is_file() else "", references,
                        spec, records, planned)

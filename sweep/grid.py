@@ -117,6 +117,12 @@ def describe(spec: SweepSpec) -> str:
         f"({', '.join(spec.baselines) or 'none'}){plans}, "
         f"over {len(spec.sources)} source(s), {len(spec.targets)} target(s) and the axes "
         + ", ".join(f"{k}={v}" for k, v in spec.axes.items() if len(v) > 1 or v[0] is not None))
+    if spec.search.type != "grid":
+        lines.append(f"# search: {spec.search.type}: of these, the baselines, then a design "
+                     f"covering every D and G partition and the pairs the partition model "
+                     f"chooses: {spec.search.budget(len(spec.pairs))} of the "
+                     f"{len(spec.pairs)} pairs per context (more if the design needs them), "
+                     f"each on every seed")
     if spec.confirm is not None:
         baselines = {t.setting_key for t in trials if t.baseline is not None}
         settings = spec.confirm.top + len(baselines)

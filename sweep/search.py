@@ -150,17 +150,33 @@ class StructuredSearch:
         self.given: list[int] = []  # trial indices handed out, in order
         self.queue: list[int] = list(self.baselines)  # chosen, not yet handed out
         self.results: dict[int, float | None] = {}  # final loss, None: did not run to the end
+        self.finished = False  # next() said FINISHED
         self._fits: dict[str, tuple[tuple[int, ...], Posterior]] = {}  # context -> last fit
 
     # --- state ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         return {"given": list(self.given), "queue": list(self.queue),
-                "results": {str(n): v for n, v in self.results.items()}}
+                "results": {str(n): v for n, v in self.results.items()},
+                "finished": self.finished}
 
     def load(self, data: dict[str, Any]) -> None:
         self.given, self.queue = list(data["given"]), list(data["queue"])
         self.results = {int(n): v for n, v in data["results"].items()}
+        self.finished = data["finished"]
+
+    def planned(self) -> int:
+        """The trials the search will have run: those chosen, plus (until it finished)
+        each context's budget left, on every seed: an upper bound under ``stop``."""
+        out = len(self.given) + len(self.queue)
+        if self.finished:
+            return out
+        for c in self.contexts.values():
+            chosen, known = set(self._chosen(c)), set(c.known.values())
+            unrun = [p for p in c.pairs if p not in chosen and p not in known]
+            seeds = max((len(c.trials[p]) for p in unrun), default=0)
+            out += max(min(c.budget - len(chosen), len(unrun)), 0) * seeds
+        return out
 
     @property
     def running(self) -> list[int]:
@@ -190,6 +206,7 @@ class StructuredSearch:
                     self.queue += c.trials[pair]
                     break
             else:
+                self.finished = not waiting
                 return None if waiting else FINISHED
         index = self.queue.pop(0)
         self.given.append(index)

@@ -31,8 +31,7 @@ from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, StructuredSearch
-
-SEARCH_FILE = "gansweep/search.json"  # the searcher's newest state, in the sweep directory
+from gansweep.sweep.state import SEARCH_FILE
 
 
 def cell(trial: Trial) -> str:
@@ -75,6 +74,7 @@ class StructuredSearcher(Searcher):
             if index is None:
                 return None
             if index == FINISHED:
+                self._write()
                 return Searcher.FINISHED
             self.ids[trial_id] = index
         self._write()
@@ -93,7 +93,8 @@ class StructuredSearcher(Searcher):
     # --- state ---------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {**self.search.to_dict(), "ids": self.ids, "again": self.again}
+        return {**self.search.to_dict(), "ids": self.ids, "again": self.again,
+                "planned": self.search.planned()}
 
     def _write(self) -> None:
         text = json.dumps(self.state()).encode()

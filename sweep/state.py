@@ -47,6 +47,9 @@ GRID_FILE = "gansweep/grid.json"
 # The confirmation phase: its selection {"settings": [labels], "trials": [Trial dicts]},
 # written when the search ends, and its Ray Tune experiment folder.
 CONFIRM_FILE = "gansweep/confirm.json"
+# The structured search's state (sweep.searcher): the trials handed out, every result, and
+# how many trials it plans (what a structured sweep expects of its search grid).
+SEARCH_FILE = "gansweep/search.json"
 CONFIRM_DIR = "confirm"
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
@@ -275,8 +278,17 @@ class SweepState:
 
     @property
     def expected(self) -> int:
-        """Trials of the search grid plus, once selected, of the confirmation phase."""
-        return self.data["expected"] + len(self.confirm_trials)
+        """Trials of the search grid (those a structured search plans to run) plus, once
+        selected, of the confirmation phase."""
+        search = self.search_state
+        planned = self.data["expected"] if search is None else search["planned"]
+        return planned + len(self.confirm_trials)
+
+    @property
+    def search_state(self) -> dict[str, Any] | None:
+        """The structured search's state (None: a grid)."""
+        path = self.sweep_dir / SEARCH_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def counts(self) -> dict[str, int]:
         c = Counter(t["status"] for t in self.trials.values())

@@ -162,6 +162,17 @@ def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):
      "confirm.top: 3 must be between 1 and the 2 settings of the search"),
     ({"seed": [0, 1], "confirm": {"top": 1, "seeds": [1, 2]}},
      "confirm.seeds: [1] are also search seeds [0, 1]; confirmation needs fresh seeds"),
+    ({"search": {"type": "bayes"}}, "search.type: 'bayes' is not one of grid, structured"),
+    ({"search": {"tpye": "grid"}}, "search: unknown key 'tpye' (did you mean 'type'?)"),
+    ({"search": {"type": "structured", "max_pairs": 0}}, "search.max_pairs: 0 must be >= 1"),
+    ({"search": {"type": "structured", "fraction": 1.5}},
+     "search.fraction: 1.5 must be in (0, 1]"),
+    ({"search": {"type": "structured", "stop": "soon"}}, "search.stop: 'soon' is not a number"),
+    ({"search": {"type": "structured", "max_pairs": 2, "fraction": 0.5}},
+     "search: give max_pairs (2) or fraction (0.5), not both"),
+    ({"search": {"max_pairs": 2}}, "search: ['max_pairs'] apply to type 'structured', not 'grid'"),
+    ({"search": {"type": "structured"}, "partitions": []},
+     "search.type: 'structured' needs a grid of D x G partition pairs"),
 ])
 def test_spec_errors_name_the_field(sources, faces, tmp_path, over, fragment):
     with pytest.raises(GansweepError) as e:
