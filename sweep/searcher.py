@@ -4,13 +4,13 @@ learns each trial's end, and keeps its state where a resume finds it.
 
 Resume, with no suggestion repeated or lost. The searcher writes its whole state
 (``SEARCH_FILE``: the trials handed out with their Tune trial ids, the queue, every result)
-at every suggestion and every result, before Tune hears of either. Tune keeps its own copy
-with each experiment snapshot (``save``), which lags; a resume restores Tune's trials from
-that snapshot and the searcher from both: the newer file is the truth, and a trial handed
-out after Tune's snapshot that has no result (Tune lost it) is handed out again first,
-under its old trial id (``StructuredGenerator``), so that it continues in its own folder from
-its own checkpoint, or returns at once from its end marker (``sweep.state``) if it ended.
-A trial Tune restored is not handed out again: it runs on, and its result arrives as usual.
+at every suggestion and every result, before Tune hears of either. Tune's experiment
+snapshot lags. A resumed searcher (at Tune's ``restore``, or its first call) reads the
+file and the trial ids of the snapshot Tune restored from: a trial it handed out that Tune
+does not know and that has no result (Tune lost it) is handed out again first, under its old
+trial id (``StructuredGenerator``), so that it continues in its own folder from its own
+checkpoint, or returns at once from its end marker (``sweep.state``) if it ended. A trial
+Tune restored is not handed out again: it runs on, and its result arrives as usual.
 """
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from ray.tune.utils.util import flatten_dict, merge_dicts
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
+from gansweep.sweep import tune_state
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, StructuredSearch
 from gansweep.sweep.state import SEARCH_FILE
+from gansweep.sweep.worker import experiment_dir
 
 
 def cell(trial: Trial) -> str:
@@ -52,6 +54,7 @@ class StructuredSearcher(Searcher):
         self.search = StructuredSearch(trials, settings, METRICS.get(metric).loss)
         self.ids: dict[str, int] = {}  # Tune trial id -> trial index
         self.again: list[str] = []  # trial ids Tune lost, to hand out again first
+        self._loaded = False  # a resumed search's state read (``_load``)
 
     # --- Tune's calls ------------------------------------------------------------------
 
@@ -61,9 +64,11 @@ class StructuredSearcher(Searcher):
 
     def next_id(self) -> str:
         """The trial id the next suggestion is to have: a lost one's, else a new one."""
+        self._load()
         return self.again[0] if self.again else TuneTrial.generate_id()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        self._load()
         if self.again and trial_id == self.again[0]:
             self.again.pop(0)
             index = self.ids[trial_id]
@@ -83,6 +88,7 @@ class StructuredSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        self._load()
         if trial_id not in self.ids:
             return
         done = not error and result is not None and \
@@ -93,8 +99,7 @@ class StructuredSearcher(Searcher):
     # --- state ---------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {**self.search.to_dict(), "ids": self.ids, "again": self.again,
-                "planned": self.search.planned()}
+        return {**self.search.to_dict(), "ids": self.ids, "planned": self.search.planned()}
 
     def _write(self) -> None:
         text = json.dumps(self.state()).encode()
@@ -104,21 +109,29 @@ class StructuredSearcher(Searcher):
         Path(checkpoint_path).write_text(json.dumps(self.state()))
 
     def restore(self, checkpoint_path: str) -> None:
-        """Tune's copy (``checkpoint_path``, consistent with the trials Tune restores) and
-        the newest state (SEARCH_FILE): see the module's docstring."""
-        tune_knew = json.loads(Path(checkpoint_path).read_text())
-        path = Path(self.sweep_dir) / SEARCH_FILE
-        newest = json.loads(path.read_text()) if path.is_file() else tune_knew
-        self.resume_from(newest, tune_knew)
+        """Tune's restore: the state file is newer than Tune's copy (``checkpoint_path``)."""
+        self._load()
 
-    def resume_from(self, newest: dict[str, Any], tune_knew: dict[str, Any]) -> None:
-        """Continue from ``newest``, Tune having restored the trials of ``tune_knew``."""
+    def _load(self) -> None:
+        """Once per driver, before anything else: a resumed search's newest state, and the
+        trials Tune restored (its newest snapshot: the one it read, or a newer one holding
+        the same trials)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        path = Path(self.sweep_dir) / SEARCH_FILE
+        if not path.is_file():
+            return  # a new sweep
+        snapshot = tune_state.newest(experiment_dir(Path(self.sweep_dir), "search"))
+        known = set() if snapshot is None else tune_state.trial_ids(snapshot)
+        self.resume_from(json.loads(path.read_text()), known)
+
+    def resume_from(self, newest: dict[str, Any], known: set[str]) -> None:
+        """Continue from the state ``newest``, Tune having restored the trials ``known``."""
         self.search.load(newest)
         self.ids = dict(newest["ids"])
-        known = set(tune_knew["ids"])
-        self.again = [i for i in newest["again"]] + [
-            i for i, n in self.ids.items() if i not in known and i not in newest["again"]
-            and n not in self.search.results]
+        self.again = [i for i, n in self.ids.items()
+                      if i not in known and n not in self.search.results]
         self._write()
 
 
@@ -126,9 +139,6 @@ class StructuredGenerator(SearchGenerator):
     """Tune's SearchGenerator, but the trial id comes from the searcher: a trial Tune lost
     in a crash is handed out again under its old id (its folder, checkpoint, end marker).
     The rest is Tune's ``create_trial_if_possible``."""
-
-    def __init__(self, searcher: StructuredSearcher):
-        super().__init__(searcher)
 
     def create_trial_if_possible(self, experiment_spec: dict) -> TuneTrial | None:
         trial_id = self.searcher.next_id()

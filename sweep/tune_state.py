@@ -52,6 +52,12 @@ SEARCHER_FILES = ("basic-variant-state-{}.json", "search_gen_state-{}.json",
                   "searcher-state-{}.pkl")
 
 
+def trial_ids(snapshot: Path) -> set[str]:
+    """The ids of the trials a snapshot holds (what Tune restores from it)."""
+    return {json.loads(state)["trial_id"]
+            for state, _ in json.loads(snapshot.read_bytes())["trial_data"]}
+
+
 def searcher_states(snapshot: Path) -> list[Path]:
     """The search algorithm's files saved with ``snapshot`` (the same session)."""
     session = snapshot.name[len("experiment_state-"):-len(".json")]

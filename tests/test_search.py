@@ -172,18 +172,18 @@ def test_killed_searcher_resumes_with_no_suggestion_repeated_or_lost(tmp_path):
             assert isinstance(config, dict), config  # the budget is not spent yet
             created.append((trial_id, int(config["cell"].split(":")[0])))
             live.append(trial_id)
-        if k == 7:
-            snapshot = tmp_path / "searcher-state.pkl"
-            first.save(str(snapshot))  # Tune's snapshot: these trials it will restore
+        if k == 7:  # Tune's snapshot (its format): these trials it will restore
+            tune_knew = [i for i, _ in created]
             tune_live = list(live)
         ended = live.pop(0)
         first.on_trial_complete(ended, {"iteration": 10, "score": value(first.ids[ended])})
-    lost = [i for i, n in first.ids.items()
-            if i not in json.loads(snapshot.read_text())["ids"] and n not in first.search.results]
+    lost = [i for i, n in first.ids.items() if i not in tune_knew and n not in first.search.results]
     assert lost, "the scenario must lose a suggestion to test anything"
 
+    (tmp_path / "experiment_state-2026-12-04_08-00-00.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": i}), "{}"] for i in tune_knew]}))
     second = make()  # the driver was killed; Tune restores its snapshot
-    second.restore(str(snapshot))
+    second.restore(str(tmp_path / "searcher-state-2026-12-04_08-00-00.pkl"))
     assert second.again == lost
     live = list(tune_live)  # Tune's restored unfinished trials run on (or return at once)
     while True:
@@ -208,7 +208,8 @@ def test_killed_searcher_resumes_with_no_suggestion_repeated_or_lost(tmp_path):
     assert len(pairs) == 8  # the budget, none lost
     assert all(second.search.results[n] is not None for n in indices if trials[n].d is not None)
     state = json.loads((tmp_path / "gansweep" / "search.json").read_text())
-    assert state["again"] == [] and sorted(state["given"]) == sorted(indices)
+    assert sorted(state["given"]) == sorted(indices) and state["finished"]
+    assert state["planned"] == len(indices)
 
 
 # --- replays ------------------------------------------------------------------------------

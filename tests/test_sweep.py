@@ -274,6 +274,34 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
         i: len(t["starts"]) for i, t in after.trials.items()}
 
 
+def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
+        sources, faces, weights, tmp_path):
+    """search: structured on the tiny grid (6 pairs, 3 baselines; budget 3 pairs), the driver
+    killed when the 4th trial ended and resumed: every trial the searcher handed out ran
+    once, under one trial id, to the end; the budget was spent exactly; Tune holds the same
+    trials; the report says which trials the search left out."""
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
+                      scheduler={"type": "none"}, search={"type": "structured", "max_pairs": 3})
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    killed_at("driver.end.search=4", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
+    out = finish(gansweep("resume", sweep_dir))
+    state = SweepState.load(sweep_dir)
+    search = json.loads((sweep_dir / "gansweep" / "search.json").read_text())
+    by_index = {}
+    for tid, rec in state.trials.items():
+        assert rec["config"]["index"] not in by_index, "a suggestion ran twice"
+        by_index[rec["config"]["index"]] = tid
+        assert rec["status"] == "finished" and rec["iteration"] == MAX_ITERS
+    assert sorted(by_index) == sorted(search["given"]) and search["finished"]
+    assert {search["ids"][tid] for tid in by_index.values()} == set(by_index)
+    labels = [rec["label"] for rec in state.trials.values()]
+    assert sum(label.startswith("D(") for label in labels) == 3  # the budget, none lost
+    assert {"fine-tune", "scale-shift", "scratch"} <= set(labels)
+    assert tune_trial_count(sweep_dir) == len(by_index) == state.expected == 6
+    assert "6 trials of 6 expected" in (sweep_dir / "report.html").read_text()
+    assert "6 finished" in out
+
+
 def check_partial_results(sweep_dir: Path, records: dict) -> None:
     """Tables and report of a sweep interrupted mid-way: every grid trial has a row, the
     ones Tune created carry its ids, unfinished ones say so."""
