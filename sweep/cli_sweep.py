@@ -140,7 +140,7 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    "evaluations to FILE (gzipped JSON), to replay without the sweep directory")
     p.add_argument("--scheduler", action="append", metavar="SETTING",
                    help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
-                        "own), or NAME:key=value,... with grace, rf, score (last|mean|best), "
+                        "own), 'none' (every trial to the end), or NAME:key=value,... with grace, rf, score (last|mean|best), "
                         "window, noise (k), rung (0|1); repeat to compare (default: today "
                         "and spec)")
     p.add_argument("--searcher", action="append", metavar="SEARCHER",
@@ -161,8 +161,10 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    "evaluations (seconds, no GPU)", _replay_args)
 def cmd_replay(a: argparse.Namespace) -> int:
     from gansweep.sweep.replay import load_recording, parse_variant, replay_many
+    from gansweep.sweep.replay_search import parse_searcher, replay_searcher
     from gansweep.sweep.state import sweep_dir_of
 
+    searchers = [parse_searcher(s) for s in a.searcher or []]
     source = Path(a.sweep) if Path(a.sweep).is_file() else sweep_dir_of(a.sweep, a.storage)
     recording = load_recording(source)
     if a.export:
@@ -178,14 +180,12 @@ def cmd_replay(a: argparse.Namespace) -> int:
     print(f"replaying {recording.name}: {len(recording.trials)} trials x "
           f"{recording.max_iters} iterations, seeds {recording.seeds}, metric "
           f"{recording.metric}; {a.orders} random orders x concurrency {concurrency} per seed")
-    if not a.searcher:
+    if not searchers:
         for variant in variants:
             print(replay_many(recording, variant, a.orders, concurrency, a.seed).line(),
                   flush=True)
         return 0
-    from gansweep.sweep.replay_search import parse_searcher, replay_searcher
-
-    for searcher in [parse_searcher(s) for s in a.searcher]:
+    for searcher in searchers:
         for variant in variants:
             print(replay_searcher(recording, searcher, variant, a.orders, concurrency,
                                   a.seed).line(), flush=True)
