@@ -4,16 +4,18 @@ pairs are worth running (``sweep.search``, the report's effects section). No Ray
 A pair's final score, on the metric's lower-is-better scale (``Metric.loss``), is modelled
 as y = f(d, g) + e with
 
-    f ~ GP(0, c + s_D^2 k(d, d') + s_G^2 k(g, g') + s_DG^2 k(d, d') k(g, g'))
+    f ~ GP(0, c + s_D^2 k(d, d') + s_G^2 k(g, g') + s_DG^2 k(d, d') k(g, g')
+                + s_P^2 [d = d', g = g'])
 
-a constant, a main effect of D's partition, one of G's and a smooth interaction; e is the
-noise of one trial (its seed, the metric's sampling), independent between trials. k is a
+a constant, a main effect of D's partition, one of G's, a smooth interaction and a pair's
+own deviation (an interaction no neighbour shares); e is the noise of one trial (its seed,
+the metric's sampling), independent between trials. k is a
 squared-exponential kernel on a partition's fractions (i, j, k) / L, so partitions that
 treat most units alike share strength, and a partition outside the grid (a baseline's,
-say scale-shift's D(0,L,0)) informs its neighbours. The four scales, the noise's among
+say scale-shift's D(0,L,0)) informs its neighbours. The five scales, the noise's among
 them, are estimated by maximising the marginal likelihood under a weak log-normal prior
-(MAP), on scores standardised by their mean and sd: replicate seeds of a pair identify the
-noise; with one seed only the kernel's smoothness tells it from the interaction.
+(MAP), on scores standardised by their mean and sd: replicate seeds of a pair tell the noise
+from the pair's own deviation; with one seed per pair only the prior splits the two.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from gansweep.core.errors import GansweepError
 # k's length scale on the fractions (i, j, k) / L: moving one of L = 5 units to another
 # treatment keeps a correlation of 0.92, moving all of them 0.02.
 LENGTH_SCALE = 0.5
-TERMS = ("D", "G", "DxG", "noise")  # the scales, in this order
+TERMS = ("D", "G", "DxG", "pair", "noise")  # the scales, in this order
+NOISE = TERMS.index("noise")
 # Each scale's log-normal prior, in sds of the standardised scores: centred on half the
 # scores' spread, a factor e either way at one sd. Weak: data of a few pairs outweigh it.
 PRIOR = (math.log(0.5), 1.0)
@@ -67,8 +70,9 @@ class Observation:
 def _objective(theta: np.ndarray, parts: list[np.ndarray], z: np.ndarray, within: float,
                dof: int) -> tuple[float, np.ndarray]:
     """The negative log posterior of the log scales and its gradient. ``z``: each pair's mean
-    score; ``parts[3]``: diag(1 / replicates); ``within``, ``dof``: the sum of squares of the
-    replicates about their pair's mean and its degrees of freedom (it informs the noise)."""
+    score; ``parts[NOISE]``: diag(1 / replicates); ``within``, ``dof``: the sum of squares of
+    the replicates about their pair's mean and its degrees of freedom (it informs the
+    noise)."""
     v = np.exp(2 * theta)
     k = 1.0 + sum(vc * p for vc, p in zip(v, parts))
     try:
@@ -80,8 +84,8 @@ def _objective(theta: np.ndarray, parts: list[np.ndarray], z: np.ndarray, within
     value = 0.5 * z @ alpha + np.log(np.diag(factor[0])).sum()
     inner = inverse - np.outer(alpha, alpha)
     grad = np.array([vc * np.sum(inner * p) for vc, p in zip(v, parts)])
-    value += dof * theta[3] + 0.5 * within / v[3]
-    grad[3] += dof - within / v[3]
+    value += dof * theta[NOISE] + 0.5 * within / v[NOISE]
+    grad[NOISE] += dof - within / v[NOISE]
     centre, sd = PRIOR
     value += 0.5 * np.sum(((theta - centre) / sd) ** 2)
     return float(value), grad + (theta - centre) / sd ** 2
@@ -110,7 +114,7 @@ class Posterior:
         self._reps = np.array([len(v) for v in groups.values()], dtype=float)
         within = float(sum(np.sum((np.array(v) - np.mean(v)) ** 2) for v in groups.values()))
         kd, kg = self._cross(self._d, self._d), self._cross(self._g, self._g)
-        parts = [kd, kg, kd * kg, np.diag(1 / self._reps)]
+        parts = [kd, kg, kd * kg, np.eye(len(self._z)), np.diag(1 / self._reps)]
         if theta is None:
             theta = self._fit(parts, within, len(y) - len(groups))
         self.theta = np.asarray(theta, dtype=float)
@@ -125,7 +129,8 @@ class Posterior:
         best = None
         # Two starts (the prior's centre; little structure, much noise): the likelihood of
         # a few pairs can have a second mode where the noise explains everything.
-        for start in (np.full(4, PRIOR[0]), np.array([PRIOR[0] - 1] * 3 + [PRIOR[0] + 0.5])):
+        for start in (np.full(len(TERMS), PRIOR[0]),
+                      np.array([PRIOR[0] - 1] * NOISE + [PRIOR[0] + 0.5])):
             # BFGS, not L-BFGS-B: the prior keeps the scales finite, and L-BFGS-B's Fortran
             # core threads its tiny vector operations, 20x slower on a busy machine.
             r = minimize(_objective, start, args=(parts, self._z, within, dof), jac=True,
@@ -144,7 +149,9 @@ class Posterior:
     def _prior(self, d1, g1, d2, g2) -> np.ndarray:
         v = np.exp(2 * self.theta)
         kd, kg = self._cross(d1, d2), self._cross(g1, g2)
-        return 1.0 + v[0] * kd + v[1] * kg + v[2] * kd * kg
+        same = (np.array(d1)[:, None] == np.array(d2)[None, :]) & \
+            (np.array(g1)[:, None] == np.array(g2)[None, :])
+        return 1.0 + v[0] * kd + v[1] * kg + v[2] * kd * kg + v[3] * same
 
     @property
     def scales(self) -> dict[str, float]:
@@ -169,7 +176,7 @@ class Posterior:
         mean = cross @ self._alpha
         w = solve_triangular(self._factor[0], cross.T, lower=True)  # L^-1 k
         v = np.exp(2 * self.theta)
-        var = 1.0 + v[0] + v[1] + v[2] - (w * w).sum(0)
+        var = 1.0 + v[:NOISE].sum() - (w * w).sum(0)
         return self.centre + self.spread * mean, self.spread * np.sqrt(np.maximum(var, 1e-12))
 
     def believing(self, pairs: Sequence[tuple[str, str]]) -> Posterior:
@@ -185,7 +192,10 @@ class Posterior:
         out._z = np.concatenate([self._z, (mean - self.centre) / self.spread])
         out._reps = np.concatenate([self._reps, np.ones(len(pairs))])
         kd, kg = self._cross(out._d, out._d), self._cross(out._g, out._g)
-        out._solve([kd, kg, kd * kg, np.diag(1 / out._reps)])
+        # a running pair that was observed before is the same pair: its deviation is shared
+        same = (np.array(out._d)[:, None] == np.array(out._d)[None, :]) & \
+            (np.array(out._g)[:, None] == np.array(out._g)[None, :])
+        out._solve([kd, kg, kd * kg, same.astype(float), np.diag(1 / out._reps)])
         return out
 
     def expected_improvement(self, d: Sequence[str], g: Sequence[str],

@@ -215,3 +215,29 @@ def test_import_format_facts(name, tmp_path):
     d_file = None if importer.one_file else tmp_path / "d.pt"
     with pytest.raises(GansweepError, match=r"^--generator: 'g_x' is not one of the generators"):
         import_checkpoint(name, tmp_path / "g.pt", d_file, tmp_path / "x.pt", generator="g_x")
+
+
+# search type -> (chooses which trials run, needs a D x G grid without plans)
+SEARCH_FACTS = {"grid": (False, False), "structured": (True, True)}
+
+
+def test_every_search_type_has_its_facts_here():
+    from gansweep.sweep.schema import SEARCHES
+
+    assert set(SEARCHES.names()) == set(SEARCH_FACTS)
+
+
+@pytest.mark.parametrize("name", list(SEARCH_FACTS))
+def test_search_type_facts(name):
+    """A search that chooses is driven by the structured searcher, which refuses a grid
+    of plans; one that does not is Tune's grid."""
+    from gansweep.sweep.schema import SEARCHES, Search
+    from gansweep.sweep.search import StructuredSearch
+
+    kind = SEARCHES.get(name)
+    assert (kind.chooses, kind.needs_pairs) == SEARCH_FACTS[name]
+    plans = [Trial(label="p", source="s.pt", target="t", g_plan=["finetune"] * 5,
+                   d_plan=["finetune"] * 5)]
+    if kind.chooses:
+        with pytest.raises(GansweepError, match="needs a grid of D x G partition pairs"):
+            StructuredSearch(plans, Search(name), METRICS.get("fid").loss)
