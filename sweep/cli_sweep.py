@@ -140,9 +140,9 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    "evaluations to FILE (gzipped JSON), to replay without the sweep directory")
     p.add_argument("--scheduler", action="append", metavar="SETTING",
                    help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
-                        "own), 'none' (every trial to the end), or NAME:key=value,... with grace, rf, score (last|mean|best), "
-                        "window, noise (k), rung (0|1); repeat to compare (default: today "
-                        "and spec)")
+                        "own), 'none' (every trial to the end), or NAME:key=value,... with "
+                        "grace, rf, score (last|mean|best), window, noise (k), rung (0|1); "
+                        "repeat to compare (default: today and spec)")
     p.add_argument("--searcher", action="append", metavar="SEARCHER",
                    help="what chooses the trials: 'grid' (every trial, in a random order: "
                         "the default), 'structured' (sweep.search) or 'random' (the "
