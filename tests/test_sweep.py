@@ -276,14 +276,19 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
 
 def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
         sources, faces, weights, tmp_path):
-    """search: structured on the tiny grid (6 pairs, 3 baselines; budget 3 pairs), the driver
-    killed when the 4th trial ended and resumed: every trial the searcher handed out ran
-    once, under one trial id, to the end; the budget was spent exactly; Tune holds the same
-    trials; the report says which trials the search left out."""
+    """search: structured on a 2 x 2 grid with fine-tune (a pair of it) and a budget of 2
+    pairs: the design pair, then one more; the driver killed when the 2nd trial ended and
+    resumed: every trial the searcher handed out ran once, under one trial id, to the end;
+    the budget was spent exactly; Tune holds the same trials; status and the report count
+    the trials the search planned, not the grid's. (The in-process test of sweep.searcher in
+    test_search.py makes Tune lose a suggestion for certain.)"""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
-                      scheduler={"type": "none"}, search={"type": "structured", "max_pairs": 3})
+                      partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
+                      baselines=["fine-tune"], scheduler={"type": "none"},
+                      budget={"iters": 4, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+                      search={"type": "structured", "max_pairs": 2})
     sweep_dir = tmp_path / "sweeps" / "tiny"
-    killed_at("driver.end.search=4", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
+    killed_at("driver.end.search=2", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
     out = finish(gansweep("resume", sweep_dir))
     state = SweepState.load(sweep_dir)
     search = json.loads((sweep_dir / "gansweep" / "search.json").read_text())
@@ -291,15 +296,16 @@ def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
     for tid, rec in state.trials.items():
         assert rec["config"]["index"] not in by_index, "a suggestion ran twice"
         by_index[rec["config"]["index"]] = tid
-        assert rec["status"] == "finished" and rec["iteration"] == MAX_ITERS
+        assert rec["status"] == "finished" and rec["iteration"] == 4
     assert sorted(by_index) == sorted(search["given"]) and search["finished"]
     assert {search["ids"][tid] for tid in by_index.values()} == set(by_index)
-    labels = [rec["label"] for rec in state.trials.values()]
-    assert sum(label.startswith("D(") for label in labels) == 3  # the budget, none lost
-    assert {"fine-tune", "scale-shift", "scratch"} <= set(labels)
-    assert tune_trial_count(sweep_dir) == len(by_index) == state.expected == 6
-    assert "6 trials of 6 expected" in (sweep_dir / "report.html").read_text()
-    assert "6 finished" in out
+    labels = sorted(rec["label"] for rec in state.trials.values())
+    assert labels[:2] == ["D(3,0,2)G(3,0,2)", "fine-tune"] or \
+        "D(3,0,2)G(3,0,2)" in labels and "fine-tune" in labels
+    assert sum(label.startswith("D(") for label in labels) == 2  # the budget, none lost
+    assert tune_trial_count(sweep_dir) == len(by_index) == state.expected == 3
+    assert "<b>3</b> trials of <b>3</b> expected" in (sweep_dir / "report.html").read_text()
+    assert "3 expected; 3 finished" in out
 
 
 def check_partial_results(sweep_dir: Path, records: dict) -> None:
