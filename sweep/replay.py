@@ -357,12 +357,17 @@ class Summary:
     hit: list[bool]  # the best setting picked
     searcher: str | None = None  # what chose the trials (None: every trial, a grid)
     pairs: list[float] = field(default_factory=list)  # compute on the D x G pairs only
+    found: list[float] = field(default_factory=list)  # regret of the best setting run
 
     def add(self, o: Outcome, metric: str, truth: dict[str, float], best: str,
-            pairs: set[str]) -> None:
+            pairs: set[str], ran: Sequence[str] | None = None) -> None:
         """One replay's figures: compute (all trials; the trial ids in ``pairs`` only),
-        regret, hit."""
+        regret, hit; with ``ran`` (the settings that ran to the end), the regret of the best
+        of them (what an error-free pick among them would have got)."""
         loss = METRICS.get(metric).loss
+        if ran is not None:
+            self.found.append(min(((loss(truth[k]) - loss(truth[best])) / abs(truth[best])
+                                   for k in ran), default=math.inf))
         self.compute.append(o.spent_s / o.full_s)
         full_pairs = sum(v for k, v in o.cost.items() if k in pairs)
         if full_pairs:
@@ -379,7 +384,10 @@ class Summary:
         return (f"{what}{self.variant}: compute {100 * np.median(c):.1f}% of the grid "
                 f"({100 * c.min():.1f}-{100 * c.max():.1f}%{pairs}), regret median "
                 f"{100 * np.median(r):.2f}%, 90th percentile {100 * np.percentile(r, 90):.2f}%, "
-                f"best picked {100 * np.mean(self.hit):.0f}% of {len(r)} replays")
+                f"best picked {100 * np.mean(self.hit):.0f}% of {len(r)} replays"
+                + (f"; best setting run: regret median {100 * np.median(self.found):.2f}%, "
+                   f"90th percentile {100 * np.percentile(self.found, 90):.2f}%"
+                   if self.found else ""))
 
 
 def replay_many(recording: Recording, variant: Variant, orders: int,

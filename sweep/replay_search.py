@@ -128,6 +128,8 @@ def replay_searcher(recording: Recording, searcher: Searcher, variant: Variant, 
                     chooser = Chooser([trials[i] for i in rng.permutation(len(trials))])
                 else:
                     chooser = SearchChooser(recording, trials, searcher, seed + k)
-                out.add(replay(recording, variant, trials, c, chooser), recording.metric,
-                        truth, best, pairs)
+                o = replay(recording, variant, trials, c, chooser)
+                ran = [t.setting for t in trials
+                       if o.stops.get(t.trial_id, 0) >= recording.max_iters]
+                out.add(o, recording.metric, truth, best, pairs, ran)
     return out
