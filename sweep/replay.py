@@ -168,6 +168,23 @@ class Variant:
 KEYS = {"grace": int, "rf": float, "score": str, "window": int, "noise": float, "rung": int}
 
 
+def parse_options(flag: str, text: str, body: str, keys: dict[str, type]) -> dict[str, Any]:
+    """``key=value,...`` of a replay option (``body`` of ``text``), each value of its key's
+    type; an unknown key or a bad value is one line naming it."""
+    values: dict[str, Any] = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        if key not in keys:
+            raise GansweepError(f"{flag} {text!r}: unknown key {key!r}; valid: "
+                                f"{', '.join(keys)}")
+        try:
+            values[key] = keys[key](value)
+        except ValueError:
+            raise GansweepError(f"{flag} {text!r}: {key}={value!r} is not "
+                                f"{keys[key].__name__}") from None
+    return values
+
+
 def parse_variant(text: str, base: Scheduler) -> Variant:
     """``today`` (ASHA deciding on the last FID, stopping on any deficit: gansweep 0.1),
     ``spec`` (the sweep's own scheduler section), ``none`` (no scheduler: every trial to the
@@ -185,17 +202,7 @@ def parse_variant(text: str, base: Scheduler) -> Variant:
     if not body:
         raise GansweepError(f"--scheduler {text!r}: give 'today', 'spec' or NAME:key=value,... "
                             f"with keys {', '.join(KEYS)}")
-    values: dict[str, Any] = {}
-    for item in body.split(","):
-        key, _, value = item.partition("=")
-        if key not in KEYS:
-            raise GansweepError(f"--scheduler {text!r}: unknown key {key!r}; valid: "
-                                f"{', '.join(KEYS)}")
-        try:
-            values[key] = KEYS[key](value)
-        except ValueError:
-            raise GansweepError(f"--scheduler {text!r}: {key}={value!r} is not "
-                                f"{KEYS[key].__name__}") from None
+    values = parse_options("--scheduler", text, body, KEYS)
     rule = ScoreRule(values.get("score", spec.rule.rule), values.get("window", spec.rule.window))
     return Variant(name, values.get("grace", spec.grace), values.get("rf", spec.rf), rule,
                    values.get("noise", spec.noise), bool(values.get("rung", spec.rung_samples)))

@@ -24,7 +24,15 @@ import numpy as np
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
-from gansweep.sweep.replay import Chooser, RecordedTrial, Recording, Summary, Variant, replay
+from gansweep.sweep.replay import (
+    Chooser,
+    RecordedTrial,
+    Recording,
+    Summary,
+    Variant,
+    parse_options,
+    replay,
+)
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, Context, Pair, StructuredSearch
 
@@ -51,17 +59,7 @@ def parse_searcher(text: str) -> Searcher:
     if kind not in ("grid", "structured", "random") or (kind == "grid" and body):
         raise GansweepError(f"--searcher {text!r}: give grid, structured or random, the last "
                             f"two optionally with :key=value,... (keys {', '.join(KEYS)})")
-    values: dict[str, Any] = {}
-    for item in filter(None, body.split(",")):
-        key, _, value = item.partition("=")
-        if key not in KEYS:
-            raise GansweepError(f"--searcher {text!r}: unknown key {key!r}; valid: "
-                                f"{', '.join(KEYS)}")
-        try:
-            values[key] = KEYS[key](value)
-        except ValueError:
-            raise GansweepError(f"--searcher {text!r}: {key}={value!r} is not "
-                                f"{KEYS[key].__name__}") from None
+    values = parse_options("--searcher", text, body, KEYS)
     if "max_pairs" in values and "fraction" in values:
         raise GansweepError(f"--searcher {text!r}: give max_pairs or fraction, not both")
     return Searcher(text, kind, Search(type="structured", **values))

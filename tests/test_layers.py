@@ -16,7 +16,8 @@ FOLDERS = {"gansweep": "gansweep", "core": "gansweep.core", "sweep": "gansweep.s
 LAYERS = [  # lowest first
     ("core", ["gansweep.core"]),
     ("sweep model", ["gansweep.sweep.fields", "gansweep.sweep.schema", "gansweep.sweep.grid",
-                     "gansweep.sweep.validate", "gansweep.sweep.specs", "gansweep.sweep.ranking",
+                     "gansweep.sweep.validate", "gansweep.sweep.pairs", "gansweep.sweep.specs",
+                     "gansweep.sweep.ranking",
                      "gansweep.sweep.verdict", "gansweep.sweep.state", "gansweep.sweep.storage",
                      "gansweep.sweep.trackers", "gansweep.sweep.structure",
                      "gansweep.sweep.search", "gansweep.search_spaces"]),
