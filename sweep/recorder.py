@@ -39,6 +39,12 @@ class Recorder(tune.Callback):
         rec = self.state.trials.get(trial.trial_id)
         return rec is not None and rec["status"] in DONE and rec["ended"] is not None
 
+    def _repeat(self, trial, result: dict) -> bool:
+        """A restarted trial's repeat of its checkpoint's evaluation, already recorded."""
+        rec = self.state.trials.get(trial.trial_id)
+        return rec is not None and rec["reports"] > 0 and \
+            result.get("iteration", 0) <= rec["iteration"]
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if self._done(trial):  # restarted by a lagging Tune snapshot; returns at once
             return
@@ -47,7 +53,7 @@ class Recorder(tune.Callback):
         self.state.compact_if_due()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if self._done(trial):  # the repeat of a done trial's result: not a new one
+        if self._done(trial) or self._repeat(trial, result):
             return
         self.state.result(trial.trial_id, {k: result.get(k) for k in RESULT_KEYS})
         self.state.compact_if_due()

@@ -168,6 +168,11 @@ def run_trial(config: dict[str, Any]) -> None:
         tune.report(metrics)
         report_s += time.perf_counter() - t0
 
+    if state.history:
+        # A restart: the driver may have been killed before this checkpoint's evaluation
+        # reached it (at the end, nothing else would report it). The recorder drops it if
+        # it has it.
+        report(state, state.history[-1])
     try:
         train(cfg, callback=report, state=state, save=False)
     except DivergenceError as e:

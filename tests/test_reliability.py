@@ -200,17 +200,18 @@ def test_kill_during_aggregation_leaves_readable_files(tiny_sweep, tmp_path):
     and the report are then either absent or whole, and the next report succeeds."""
     sweep = tmp_path / "tiny"
     shutil.copytree(tiny_sweep[0], sweep)
-    outputs = [sweep / "gansweep" / "trials.parquet", sweep / "gansweep" / "metrics.parquet"]
+    outputs = [sweep / "gansweep" / f"{name}.parquet" for name in ("trials", "metrics",
+                                                                    "effects")]
     for path in [*outputs, sweep / "report.html"]:
         path.unlink()
-    for k in (1, 2, 3):  # trials.parquet, metrics.parquet, report.html
+    for k in (1, 2, 3, 4):  # trials, metrics and effects.parquet, report.html
         run = subprocess.run([sys.executable, "-m", "gansweep", "report", sweep, "--quiet"],
                              env={**os.environ, "GANSWEEP_FAULTS": f"write.rename={k}"},
                              capture_output=True, text=True)
         assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
         left = [*sweep.glob("*.tmp"), *(sweep / "gansweep").glob("*.tmp")]
         assert len(left) == 1, left  # killed mid-write: the temporary file of the k-th output
-        assert left[0].name.startswith(("trials.parquet", "metrics.parquet", "report.html")[k - 1])
+        assert left[0].name.startswith([*(p.name for p in outputs), "report.html"][k - 1])
         left[0].unlink()
         for path in outputs[:k - 1]:
             assert pq.read_table(path).num_rows > 0
