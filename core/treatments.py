@@ -51,7 +51,6 @@ BN_STATS = ("adapt", "fixed")
 Plan = tuple[str, ...]
 
 
-
 @dataclass(frozen=True)
 class Treatment:
     """What a treatment does to a unit (``apply``), and its facts: its ``letter`` in plan

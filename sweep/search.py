@@ -35,13 +35,14 @@ import numpy as np
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.treatments import BASELINES
-from gansweep.core.trial import Trial
+from gansweep.core.trial import SETTING_EXCLUDES, Trial
 from gansweep.sweep.schema import Search
 from gansweep.sweep.structure import Observation, Posterior
 
 FINISHED = "finished"  # next(): no trial will ever be suggested again
 MIN_OBSERVED = 3  # finished trials of a context before the model chooses
-NOT_CONTEXT = ("label", "d", "g", "baseline", "seed", "phase", "index")
+# A context is a setting (core.trial) without its pair or baseline.
+NOT_CONTEXT = (*SETTING_EXCLUDES, "label", "d", "g", "baseline")
 Pair = tuple[str, str]
 
 
