@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
 
 from gansweep.core.config import default_cache_dir
 from gansweep.core.critics import TargetClassifier, train_classifier
@@ -38,14 +37,18 @@ def reference_set(target: ImageSet, fid_real: int | None) -> ImageSet:
 
 
 def reference_stats(reference: ImageSet, weights: str | None, cache_dir: str | None,
-                    device: torch.device, metrics: Sequence[str] = ()) -> FeatureStats:
-    """Real-data statistics for FID/KID, from the cache under ``cache_dir/fid-stats`` when
-    present; refuses weights without a classifier when ``metrics`` include IS."""
+                    device: torch.device, metrics: Sequence[str] = (),
+                    machine_cache: bool = False) -> FeatureStats:
+    """Real-data statistics for FID/KID, cached under ``cache_dir/fid-stats`` (no
+    ``cache_dir``: the machine's cache, under $GANSWEEP_CACHE), which ``machine_cache`` backs
+    with the machine's; refuses weights without a classifier when ``metrics`` include IS."""
     extractor = get_extractor(resolve_weights(weights), device)
     if "is" in metrics:
         require_classifier(extractor)
+    machine = Path(default_cache_dir()) / "fid-stats"
     return real_stats(reference.images, reference.digest(), extractor,
-                      Path(cache_dir or default_cache_dir()) / "fid-stats")
+                      Path(cache_dir) / "fid-stats" if cache_dir else machine,
+                      machine if machine_cache and cache_dir else None)
 
 
 def target_classifier(target: ImageSet, negatives: str, steps: int, cache_dir: str | None,
@@ -140,6 +143,8 @@ def evaluate(s: TrainState) -> dict[str, float]:
     grid = generate(s, 64, seed=s.cfg.seed + GRID_SEED, labels=balanced_labels(s, 64))
     path = grid_path(s.out, s.iteration)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from torchvision.utils import save_image  # torchvision's import is seconds; only here
+
     save_image(grid.float() / 255, path, nrow=8)
     s.history.append(record)
     return record

@@ -19,7 +19,7 @@ import torch
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
-from gansweep.core.inception import DOWNLOAD_NAME, FIDInception, download_weights
+from gansweep.core.inception import FIDInception, download_name, download_weights
 from gansweep.core.numerics import fp32_features, own_rng
 from gansweep.core.progress import Progress
 
@@ -69,7 +69,7 @@ class InceptionFeatures:
                 raise GansweepError(
                     f"cannot download pytorch-fid's Inception weights ({e}); give "
                     f"--inception-weights PATH or set {WEIGHTS_ENV}") from None
-            self.identity = f"pytorch-fid-pool3:{DOWNLOAD_NAME}"
+            self.identity = f"pytorch-fid-pool3:{download_name()}"
         else:
             state = _state_from_file(weights)
             self.identity = "pytorch-fid-pool3:sha256=" + file_sha256(weights)
@@ -79,7 +79,7 @@ class InceptionFeatures:
             first = str(e).strip().splitlines()
             raise GansweepError(f"Inception weights {weights}: do not fit pytorch-fid's FID "
                                 f"Inception ({' '.join(first[:2])[:200]})") from None
-        self.weights = weights or DOWNLOAD_NAME
+        self.weights = weights or download_name()
         self.has_classifier = model.has_classifier
         self.model = model.eval().requires_grad_(False).to(device)
         if channels_last:  # a memory layout: FID within 1e-7, not part of the identity
@@ -165,19 +165,23 @@ def stats_key(images_digest: str, extractor_identity: str) -> str:
 
 
 def real_stats(images: torch.Tensor, digest: str, extractor: InceptionFeatures,
-               cache_dir: str | os.PathLike | None) -> FeatureStats:
+               cache_dir: str | os.PathLike | None,
+               machine_dir: str | os.PathLike | None = None) -> FeatureStats:
     """Features of real images, cached under a hash of the preprocessed pixels and the
-    extractor; computed once, written atomically, shared by every trial of a sweep."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"real-{stats_key(digest, extractor.identity)}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                stats = FeatureStats(z["features"])
-                stats.mu, stats.sigma = z["mu"], z["sigma"]  # fill the cached properties
-                return stats
-    stats = FeatureStats(extractor(images))
-    if path is not None:
+    extractor; computed once, written atomically, shared by every trial of a sweep.
+    ``machine_dir``, a second cache (the machine's), is looked in when ``cache_dir`` lacks
+    them and filled when they are computed: a target's statistics are computed once per
+    machine, not once per sweep."""
+    name = f"real-{stats_key(digest, extractor.identity)}.npz"
+    paths = [Path(d) / name for d in (cache_dir, machine_dir) if d is not None]
+    found = next((p for p in paths if p.is_file()), None)
+    if found is None:
+        stats = FeatureStats(extractor(images))
+    else:
+        with np.load(found, allow_pickle=False) as z:
+            stats = FeatureStats(z["features"])
+            stats.mu, stats.sigma = z["mu"], z["sigma"]  # fill the cached properties
+    for path in paths[:paths.index(found)] if found else paths:
         atomic_write(path, lambda f: np.savez(f, features=stats.features, mu=stats.mu,
                                               sigma=stats.sigma))
     return stats

@@ -14,16 +14,26 @@ pytorch-fid's ``InceptionV3`` bit for bit (tests/test_metrics.py).
 from __future__ import annotations
 
 import torch
-from pytorch_fid import inception as pfid
 from torch import nn
 from torch.hub import load_state_dict_from_url
 from torch.nn import functional as F
 
-DOWNLOAD_NAME = pfid.FID_WEIGHTS_URL.rsplit("/", 1)[1]
+
+def _pfid():
+    # pytorch-fid imports torchvision, and torchvision torch._dynamo: seconds of the start of
+    # every process, which the commands that build no Inception (status, report) do not pay.
+    from pytorch_fid import inception
+    return inception
+
+
+def download_name() -> str:
+    """The file name of pytorch-fid's weights download (in the torch hub cache)."""
+    return _pfid().FID_WEIGHTS_URL.rsplit("/", 1)[1]
 
 
 def build() -> nn.Module:
     """The FID Inception's modules, as pytorch_fid.inception.fid_inception_v3 makes them."""
+    pfid = _pfid()
     net = pfid._inception_v3(num_classes=1008, aux_logits=False, weights=None)
     net.Mixed_5b = pfid.FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = pfid.FIDInceptionA(256, pool_features=64)
@@ -39,7 +49,7 @@ def build() -> nn.Module:
 
 def download_weights() -> dict[str, torch.Tensor]:
     """pytorch-fid's own weights, from its release URL (cached by torch hub)."""
-    return load_state_dict_from_url(pfid.FID_WEIGHTS_URL, progress=True)
+    return load_state_dict_from_url(_pfid().FID_WEIGHTS_URL, progress=True)
 
 
 class FIDInception(nn.Module):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pytorch_fid.fid_score import calculate_frechet_distance
 
 from gansweep.core.critics import TargetClassifier, independent_wasserstein
 from gansweep.core.errors import GansweepError
@@ -98,6 +97,8 @@ def fid(real: FeatureStats, fake: FeatureStats) -> float:
     """
     small, other = sorted((fake, real), key=lambda s: len(s.features))
     if len(small.features) > FEATURE_DIM:
+        from pytorch_fid.fid_score import calculate_frechet_distance  # imports torchvision
+
         try:
             return float(calculate_frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma))
         except ValueError:  # a large imaginary part of sqrtm: degenerate samples

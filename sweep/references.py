@@ -1,8 +1,9 @@
 """What every trial of a sweep compares against, made once before any trial starts, into
 the cache the trials read (their cache_dir is the sweep directory): each target's real-data
-FID statistics and, if the spec asks for the classifier metric, its classifier. With several
-sources, also the FID between each source's training data and each target (Wang et al.
-Table 4). All recorded in ``REFERENCES_FILE``.
+FID statistics (copied from the machine's cache when an earlier sweep made them) and, if
+the spec asks for the classifier metric, its classifier. With several sources, also the FID
+between each source's training data and each target (Wang et al. Table 4). All recorded in
+``REFERENCES_FILE``.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def _make(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
     for target in spec.targets:
         images = load_folder(target, spec.arch.resolution, labelled=None)
         real = reference_stats(reference_set(images, spec.budget.fid_real), weights, cache,
-                               device, spec.metrics)
+                               device, spec.metrics, machine_cache=True)
         if negatives is not None:
             classifier = target_classifier(images, negatives, spec.classifier_steps, cache,
                                            device)
@@ -90,4 +91,4 @@ def _source_stats(spec: SweepSpec, source: SourceInfo, weights: str | None, cach
     if source.data is None or not Path(source.data).is_dir():
         return None
     ref = reference_set(load_folder(source.data, spec.arch.resolution), spec.budget.fid_real)
-    return reference_stats(ref, weights, cache, device)
+    return reference_stats(ref, weights, cache, device, machine_cache=True)

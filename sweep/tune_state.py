@@ -9,17 +9,20 @@ in place of a truncated one (``repair``). The backup lags Tune by at most
 return at once (the done markers of ``sweep.state``).
 
 Beside each snapshot Tune saves its search algorithm's state of the same session
-(``basic-variant-state-<session>.json`` for the grid; ``search_gen_state-<session>.json``
-and ``searcher-state-<session>.pkl``, which holds JSON, for the structured searcher of
-``sweep.searcher``): which trials it has generated and which it counts as running.
-Restored from a newer session than the snapshot, it counts a trial the snapshot never had
-as running forever: under ``max_concurrent`` Tune then waits for it and starts nothing.
-The snapshot and its searcher's files are therefore backed up, put back and set aside
-together."""
+(``basic-variant-state-<session>.json`` for the grid and ``search_gen_state-<session>.json``
+for the structured searcher, both pickles whatever their names say; ``searcher-state-
+<session>.pkl``, JSON, for ``sweep.searcher`` itself): which trials it has generated and
+which it counts as running. Restored from a newer session than the snapshot, it counts a
+trial the snapshot never had as running forever: under ``max_concurrent`` Tune then waits
+for it and starts nothing. The snapshot and its searcher's files are therefore checked,
+backed up, put back and set aside together. A file of the pair cut short that is left in
+place would make Tune's restore fail, and Tune then starts the experiment over under new
+trial ids (``sweep.driver`` refuses that instead)."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -30,11 +33,29 @@ BACKUP_DIR = ".tune-state"
 BACKUP_EVERY_S = 30.0
 
 
-def _parses(path: Path) -> bool:
+def _whole(data: bytes) -> bool:
+    """Whether a file Tune wrote (JSON or a pickle) reads to its end."""
     try:
-        json.loads(path.read_bytes())
+        json.loads(data)
         return True
-    except (OSError, ValueError):
+    except ValueError:
+        pass
+    try:
+        pickle.loads(data)  # the sweep's own file, which Tune itself unpickles on restore
+        return True
+    except Exception:  # a cut pickle raises anything from EOFError to UnpicklingError
+        return False
+
+
+def _pair(snapshot: Path) -> list[Path]:
+    """A snapshot and the files of its searcher's state that exist (the snapshot first)."""
+    return [snapshot, *(p for p in searcher_states(snapshot) if p.is_file())]
+
+
+def _pair_whole(snapshot: Path) -> bool:
+    try:
+        return all(_whole(p.read_bytes()) for p in _pair(snapshot))
+    except OSError:
         return False
 
 
@@ -73,34 +94,29 @@ def back_up(experiment: Path) -> None:
     copy = experiment / BACKUP_DIR / path.name
     if copy.is_file() and copy.stat().st_mtime >= path.stat().st_mtime:
         return
-    pair = [(p, p.read_bytes()) for p in (path, *searcher_states(path)) if p.is_file()]
-    try:
-        for _, data in pair:
-            json.loads(data)
-    except ValueError:  # read while Tune was copying it: the next call catches up
+    pair = [(p, p.read_bytes()) for p in _pair(path)]
+    if not all(_whole(data) for _, data in pair):  # read mid-copy: the next call catches up
         return
     for p, data in reversed(pair):  # the snapshot last: its mtime marks the pair as done
         _write(experiment / BACKUP_DIR / p.name, data)
 
 
 def repair(experiment: Path) -> None:
-    """Replace each truncated snapshot, and its searcher's state, by their backups; one
-    without a backup is moved aside with its searcher's state (Tune then restores both from
-    the previous session, if any)."""
+    """Replace each snapshot of which a file is cut short, with its searcher's state, by
+    their backups; a pair without a whole backup is moved aside (Tune then restores both
+    from the previous session, if any)."""
     for path in experiment.glob(PATTERN):
-        if _parses(path):
+        if _pair_whole(path):
             continue
         copy = experiment / BACKUP_DIR / path.name
-        if _parses(copy):
-            _write(path, copy.read_bytes())
-            for searcher, searcher_copy in zip(searcher_states(path), searcher_states(copy)):
-                if _parses(searcher_copy):
-                    _write(searcher, searcher_copy.read_bytes())
+        if _pair_whole(copy) and all(
+                (copy.parent / p.name).is_file() for p in _pair(path)):
+            for p in _pair(copy):
+                _write(experiment / p.name, p.read_bytes())
             what = "restored the driver's last whole copy"
         else:
-            for p in (path, *searcher_states(path)):
-                if p.is_file():
-                    p.rename(p.with_name(p.name + ".truncated"))
+            for p in _pair(path):
+                p.rename(p.with_name(p.name + ".truncated"))
             what = "set it aside"
-        print(f"gansweep: Ray Tune's snapshot {path} was cut short when the driver was "
-              f"killed; {what}", file=sys.stderr)
+        print(f"gansweep: Ray Tune's snapshot {path} (or its searcher's state) was cut short "
+              f"when the driver was killed or the storage failed; {what}", file=sys.stderr)

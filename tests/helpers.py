@@ -24,7 +24,7 @@ def write_spec(path: Path, source: Path | list[str], target: Path, weights: str,
             "partitions": {"d": ["D(0,0,5)", "D(1,2,2)", "D(3,0,2)"],
                            "g": ["G(0,0,5)", "G(3,0,2)"]},
             "baselines": ["fine-tune", "scale-shift", "scratch"],
-            "budget": {"iters": MAX_ITERS, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+            "budget": {"iters": MAX_ITERS, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
             "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 3},
             "metric": "fid", "resources": {"cpu": 1}, "max_failures": 2,
             "inception_weights": weights}

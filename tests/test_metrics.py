@@ -61,14 +61,16 @@ def test_fid_equals_pytorch_fid(tmp_path, weights, rgb):
     assert abs(fid(sa, sa)) < 1e-3  # a folder against itself
 
 
-def _feature_sets(n_a: int, n_b: int) -> tuple[FeatureStats, FeatureStats]:
+def _feature_sets(n_a: int, n_b: int, dim: int = 2048) -> tuple[FeatureStats, FeatureStats]:
     rng = np.random.default_rng(1)
-    return (FeatureStats(rng.normal(size=(n_a, 2048)).astype(np.float32)),
-            FeatureStats((rng.normal(size=(n_b, 2048)) * 1.2 + 0.05).astype(np.float32)))
+    return (FeatureStats(rng.normal(size=(n_a, dim)).astype(np.float32)),
+            FeatureStats((rng.normal(size=(n_b, dim)) * 1.2 + 0.05).astype(np.float32)))
 
 
 def test_fid_low_rank_path_equals_pytorch_fid_formula():
-    many, few = _feature_sets(300, 40)
+    # 256 dimensions: the same low-rank case (40 samples) without pytorch-fid's sqrtm of a
+    # 2048 x 2048 matrix (15 s); the path depends on the rank, not on the dimension.
+    many, few = _feature_sets(300, 40, dim=256)
     expected = fid_score.calculate_frechet_distance(many.mu, many.sigma, few.mu, few.sigma)
     # FID is symmetric; the low-rank side is the generated set in one call, the reference
     # set in the other.
@@ -156,6 +158,21 @@ def test_real_stats_cached_atomically(tmp_path):
     assert ex.calls == 2
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 3 and all(f.endswith(".npz") for f in files)
+
+
+def test_real_stats_of_an_earlier_sweep_come_from_the_machine_cache(tmp_path):
+    """A sweep's statistics (its own cache) are computed once per machine: a second sweep
+    of the same target copies them from the machine's cache; a trial, which finds them in
+    its sweep's cache, writes nothing to the machine's."""
+    images = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    ex, machine = _Counting("x"), tmp_path / "machine"
+    first = real_stats(images, "d", ex, tmp_path / "sweep1", machine)
+    second = real_stats(images, "d", ex, tmp_path / "sweep2", machine)
+    assert ex.calls == 1 and np.array_equal(first.features, second.features)
+    assert [len(list((tmp_path / d).iterdir())) for d in ("sweep1", "sweep2", "machine")] \
+        == [1, 1, 1]
+    real_stats(images, "d", ex, tmp_path / "sweep1", tmp_path / "worker-node")
+    assert ex.calls == 1 and not (tmp_path / "worker-node").exists()
 
 
 def test_an_interrupted_stats_write_leaves_no_cache(tmp_path, monkeypatch):

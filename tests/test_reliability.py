@@ -247,8 +247,8 @@ def test_diverged_and_errored_trials(sources, faces, weights, tmp_path):
     # The same name again (a spec without the now corrupt source, which it would refuse).
     again = write_spec(tmp_path / "again.yaml", [str(sources["dcgan"])], faces, weights,
                        partitions=[], baselines=["fine-tune"])
-    assert_one_clear_line(cli("launch", again, "--storage", tmp_path / "sweeps"), "launch",
-                          "already exists")
+    assert_one_clear_line(cli_in_process("launch", again, "--storage", tmp_path / "sweeps"),
+                          "launch", "already exists")
     finish(proc)
 
     state = SweepState.load(sweep_dir)
@@ -310,9 +310,9 @@ def _check_intact(sweep_dir: Path, tmp_path: Path, finished: int) -> None:
     state = SweepState.load(sweep_dir)  # valid JSON: no half-written state
     assert sum(t["status"] == "finished" for t in state.trials.values()) >= finished
     assert all(r["trial_id"] in state.trials for r in state.results())
-    status = cli("status", sweep_dir)
+    status = cli_in_process("status", sweep_dir)
     assert status.returncode == 0 and "finished" in status.stdout
-    report = cli("report", sweep_dir, "--out", tmp_path / "elsewhere.html")
+    report = cli_in_process("report", sweep_dir, "--out", tmp_path / "elsewhere.html")
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "elsewhere.html").stat().st_size > 100_000
 
@@ -369,6 +369,35 @@ def test_storage_read_only_then_full(sources, faces, weights, tmp_path):
         assert yaml.safe_load((sweep_dir / "gansweep" / "sweep.yaml").read_text())["name"] \
             == "tiny"
         assert json.loads((sweep_dir / "gansweep" / "grid.json").read_text())["trials"]
+
+
+@slow
+def test_a_state_tune_cannot_restore_is_refused_not_started_over(tmp_path):
+    """Tune, failing to restore an experiment (here it has no snapshot, as when the only one
+    was cut short and set aside), logs it and starts the experiment over, every trial under a
+    new id: what made the storage test once end with its three trials run twice. The driver
+    stops there instead, with one line, having started nothing."""
+    import ray
+    from ray import tune
+
+    from gansweep.core.errors import GansweepError
+    from gansweep.sweep.driver import _fit
+
+    ran = tmp_path / "ran"
+
+    def trainable(config):
+        ran.touch()
+
+    tune.Tuner(trainable, run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path)))
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        with pytest.raises(GansweepError, match=r"cannot resume .*exp: Ray Tune could not "
+                                                r"restore its state \(ValueError: Tried to"):
+            _fit(tune.Tuner.restore(str(tmp_path / "exp"), trainable=trainable),
+                 tmp_path / "exp")
+    finally:
+        ray.shutdown()
+    assert not ran.exists()
 
 
 def test_atomic_writes_are_readable_by_the_team(tmp_path):

@@ -2,6 +2,7 @@
 markers; readers always see every event."""
 import io
 import json
+import pickle
 
 from gansweep.core.trial import Trial
 from gansweep.sweep.state import (
@@ -85,28 +86,37 @@ def test_a_snapshot_of_gansweep_0_1_is_not_counted_twice(tmp_path):
     assert SweepState.load(tmp_path).trials["a"]["reports"] == 2
 
 
-def test_a_tune_snapshot_cut_short_by_a_kill_is_restored_from_the_backup(tmp_path, capsys):
-    """Tune copies its snapshot into the sweep from a thread; a killed driver (or a full
-    disk) can leave it truncated. The driver's last whole copy replaces it; with no copy it
-    is set aside. The searcher's state of the same session goes with it either way: from a
-    newer session than the snapshot it would wait for a trial the snapshot never had."""
+def test_a_tune_snapshot_cut_short_is_restored_from_the_backup(tmp_path, capsys):
+    """Tune copies its snapshot and its searcher's state (for the grid a pickle, whatever its
+    name) into the sweep from a thread; a killed driver or a full disk can leave either cut
+    short, and Tune, failing to restore, would start the sweep over. The driver's last whole
+    copy of the pair replaces it; with no copy the pair is set aside. The searcher's state
+    goes with its snapshot: from a newer session it would wait for a trial the snapshot
+    never had."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     from gansweep.sweep import tune_state
+    session = "2026-11-24_01-00-00"
     whole = json.dumps({"trial_data": [[str(i), "{}"] for i in range(50)]})
-    path = tmp_path / "experiment_state-2026-11-24_01-00-00.json"
-    searcher = tmp_path / "basic-variant-state-2026-11-24_01-00-00.json"
+    path = tmp_path / f"experiment_state-{session}.json"
     path.write_text(whole)
-    searcher.write_text('{"_live_trials": ["a"]}')
+    BasicVariantGenerator().save_to_dir(str(tmp_path), session)  # as Tune saves it
+    searcher = tmp_path / f"basic-variant-state-{session}.json"
+    saved = searcher.read_bytes()
     tune_state.back_up(tmp_path)
     path.write_text(whole[:len(whole) // 2])
-    searcher.write_text('{"_live_trials": ["b"]}')  # saved after the backup
-    tune_state.back_up(tmp_path)  # a truncated file never overwrites the copy
+    searcher.write_bytes(pickle.dumps({"_live_trials": ["b"]}))  # saved after the backup
+    tune_state.back_up(tmp_path)  # a pair cut short never overwrites the copy
     tune_state.repair(tmp_path)
-    assert path.read_text() == whole and searcher.read_text() == '{"_live_trials": ["a"]}'
+    assert path.read_text() == whole and searcher.read_bytes() == saved
     assert "cut short" in capsys.readouterr().err
+    searcher.write_bytes(saved[:len(saved) // 2])  # the snapshot whole, its searcher's state not
+    tune_state.repair(tmp_path)
+    assert path.read_text() == whole and searcher.read_bytes() == saved
     older = tmp_path / "experiment_state-2026-11-23_01-00-00.json"
     older.write_text(whole)
     (tmp_path / tune_state.BACKUP_DIR / path.name).unlink()
-    path.write_text(whole[:10])
+    searcher.write_bytes(saved[:-1])
     tune_state.repair(tmp_path)
     assert not path.exists() and tune_state.newest(tmp_path) == older
     assert not searcher.exists() and searcher.with_name(searcher.name + ".truncated").exists()

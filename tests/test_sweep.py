@@ -20,7 +20,6 @@ from gansweep.sweep.state import SweepState
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
-    cli,
     cli_in_process,
     finish,
     gansweep,
@@ -198,9 +197,9 @@ def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
     assert len(after) == 3 and all(t["status"] == "finished" for t in after.values())
 
     shutil.rmtree(Path(os.environ["GANSWEEP_CACHE"]))
-    status = cli("status", "tiny", "--storage", s3)
+    status = cli_in_process("status", "tiny", "--storage", s3)
     assert status.returncode == 0 and "3 finished" in status.stdout, status.stdout + status.stderr
-    report = cli("report", f"{s3}/tiny", "--quiet")
+    report = cli_in_process("report", f"{s3}/tiny", "--quiet")
     assert report.returncode == 0, report.stderr
     bucket, _ = fs.FileSystem.from_uri(s3)
     listing = [i.path for i in bucket.get_file_info(fs.FileSelector("lab/sweeps/tiny",
@@ -216,12 +215,11 @@ def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
 
 
 def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_path):
-    """Killed after the first evaluation (no trial finished), resumed, killed again when two
-    more trials ended, resumed, killed at the first evaluation of the confirmation phase,
-    resumed: the sweep completes with exactly the grid's trials and the confirmation's,
-    nothing done twice, each trial marked with its phase."""
+    """Killed after the first evaluation (no trial finished), resumed, killed again at the
+    first evaluation of the confirmation phase, resumed: the sweep completes with exactly
+    the grid's trials and the confirmation's, nothing done twice, each trial marked with its
+    phase. (A kill just after a trial's end: the structured sweep's test and test_cluster.)"""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
-                      budget={"iters": 8, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
                       confirm={"top": 1, "seeds": [5]})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     first = killed_at("driver.result.search=1", sweep_dir, "launch", spec, "--storage",
@@ -232,20 +230,15 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     rungs_before = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
     lines = {i: len(results(sweep_dir, i)) for i in done(first)}
 
-    second = killed_at("driver.end.search=2", sweep_dir, "resume", sweep_dir)
-    assert len(done(second)) >= len(done(first)) + 2
+    second = killed_at("driver.result.confirm=1", sweep_dir, "resume", sweep_dir)
+    assert any(t["config"]["phase"] == "confirm" and t["status"] == "running" and t["reports"]
+               for t in second.values())
     check_resumed(sweep_dir, first, lines)
     lines = {i: len(results(sweep_dir, i)) for i in done(second)}
-
-    third = killed_at("driver.result.confirm=1", sweep_dir, "resume", sweep_dir)
-    assert any(t["config"]["phase"] == "confirm" and t["status"] == "running" and t["reports"]
-               for t in third.values())
-    check_resumed(sweep_dir, second, lines)
-    lines = {i: len(results(sweep_dir, i)) for i in done(third)}
     selection = json.loads((sweep_dir / "gansweep" / "confirm.json").read_text())
 
     out = finish(gansweep("resume", sweep_dir))
-    check_resumed(sweep_dir, third, lines)
+    check_resumed(sweep_dir, second, lines)
     after = SweepState.load(sweep_dir)
     search = {i: t for i, t in after.trials.items() if t["config"]["phase"] == "search"}
     confirm = {i: t for i, t in after.trials.items() if t["config"]["phase"] == "confirm"}
@@ -255,8 +248,8 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
     # The top setting of the search and every baseline, on the fresh seed, to the end.
     assert set(selection["settings"]) >= {"fine-tune", "scale-shift", "scratch"}
     assert len(selection["settings"]) in (3, 4)
-    assert all(t["config"]["seed"] == 5 and t["status"] == "finished" and t["iteration"] == 8
-               for t in confirm.values())
+    assert all(t["config"]["seed"] == 5 and t["status"] == "finished"
+               and t["iteration"] == MAX_ITERS for t in confirm.values())
     assert all(t["status"] in ("finished", "stopped") for t in search.values())
     assert sum(len(t["starts"]) for t in after.trials.values()) > len(after.trials)
     rungs_after = json.loads((sweep_dir / "gansweep" / "asha_rungs.json").read_text())
@@ -285,7 +278,7 @@ def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
                       baselines=["fine-tune"], scheduler={"type": "none"},
-                      budget={"iters": 4, "eval_every": 2, "fid_samples": 16, "batch_size": 8},
+                      budget={"iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
                       search={"type": "structured", "max_pairs": 2})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     killed_at("driver.end.search=2", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
@@ -359,7 +352,7 @@ def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weig
         tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
         baselines=["fine-tune", "freeze", "scale-shift", "freeze-d", "scratch"],
         scheduler={"type": "none"}, resources={"cpu": 0.25, "gpu": 0.25},
-        budget={"iters": 16, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
+        budget={"iters": 16, "eval_every": 4, "fid_samples": 8, "batch_size": 8},
         max_failures=3))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
     worker = cluster.add_node(num_cpus=1, num_gpus=1)
@@ -376,7 +369,7 @@ def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weig
                 trials = {}
             for t in trials.values():
                 if (t["status"] == "running" and t["last"].get("node_id") == worker.node_id
-                        and 2 <= t["iteration"] < 12):
+                        and 4 <= t["iteration"] < 12):
                     removed.update(trial=t["trial_id"], time=time.time())
                     cluster.remove_node(worker)
                     return
@@ -412,8 +405,8 @@ def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weig
     before = [r["iteration"] for r in mine if r["time"] < removed["time"]]
     after = [r["iteration"] for r in mine if r["time"] > removed["time"]]
     # It continued from its newest checkpoint: the next evaluation after the last one seen
-    # before the node went (from 0 it would report 2 again; from an older one, a repeat).
-    assert after[0] == before[-1] + 2, (before, after)
+    # before the node went (from 0 it would report 4 again; from an older one, a repeat).
+    assert after[0] == before[-1] + 4, (before, after)
     assert after[-1] == 16 and [*before, *after] == sorted(set(before + after))
     cpu_trial = SweepState.load(tmp_path / "sweeps" / "cpu-only").results()[-1]
     assert cpu_trial["gpu_ids"] == [] and cpu_trial["device"] == "cpu"
