@@ -375,40 +375,13 @@ def _confirmation(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
 STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT)
 
 
-class _RestoreFailed(Exception):
-    """Tune could not restore an experiment's state (the cause is its argument)."""
-
-
-class _NoFreshStart(logging.Filter):
-    """Tune, when it cannot restore an experiment's state, logs that and starts the
-    experiment over: every trial again under a new id, the finished ones too. Its log
-    record is the only moment to stop it; this filter, on Tune's controller logger, raises
-    there instead (out of the Tuner's ``fit``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() == "Failed to restore the run state.":
-            raise _RestoreFailed(record.exc_info[1] if record.exc_info else None)
-        return True
-
-
 def _fit(tuner: tune.Tuner, sweep_dir: Path) -> None:
     """Run the Tuner; a storage failure (ours or Tune's) or a state Tune cannot restore
-    becomes one clear error."""
-    controller = logging.getLogger("ray.tune.execution.tune_controller")
-    guard = _NoFreshStart()
-    controller.addFilter(guard)
+    (``sweep.tune_state.no_fresh_start``) becomes one clear error."""
     try:
-        tuner.fit()
+        with tune_state.no_fresh_start(sweep_dir):
+            tuner.fit()
     except OSError as e:
         if e.errno in STORAGE_ERRNOS and str(sweep_dir) in str(e.filename or ""):
             raise storage_error(sweep_dir, e) from None
         raise
-    except _RestoreFailed as e:
-        cause = e.args[0]
-        raise GansweepError(
-            f"cannot resume {sweep_dir}: Ray Tune could not restore its state "
-            f"({type(cause).__name__}: {_first(cause) if cause else 'no cause given'}); nothing "
-            f"was started again. 'gansweep report {sweep_dir}' reads what the sweep holds") \
-            from None
-    finally:
-        controller.removeFilter(guard)

@@ -1,4 +1,5 @@
-"""Ray Tune's experiment snapshot, kept whole across a killed driver.
+"""Ray Tune's experiment snapshot, kept whole across a killed driver or a failing storage;
+a resume Tune cannot restore is stopped, not started over.
 
 Tune writes ``experiment_state-<session>.json`` in a staging folder and copies it into the
 sweep directory from a background thread; a driver killed during the copy leaves a
@@ -17,15 +18,20 @@ trial the snapshot never had as running forever: under ``max_concurrent`` Tune t
 for it and starts nothing. The snapshot and its searcher's files are therefore checked,
 backed up, put back and set aside together. A file of the pair cut short that is left in
 place would make Tune's restore fail, and Tune then starts the experiment over under new
-trial ids (``sweep.driver`` refuses that instead)."""
+trial ids, or with none, the sweep then ending with its trials pending: ``no_fresh_start``
+stops a resume there instead."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 
 PATTERN = "experiment_state-*.json"
@@ -120,3 +126,36 @@ def repair(experiment: Path) -> None:
             what = "set it aside"
         print(f"gansweep: Ray Tune's snapshot {path} (or its searcher's state) was cut short "
               f"when the driver was killed or the storage failed; {what}", file=sys.stderr)
+
+
+class _RestoreFailed(Exception):
+    """Tune could not restore an experiment's state (the cause is its argument)."""
+
+
+class _NoFreshStart(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "Failed to restore the run state.":
+            raise _RestoreFailed(record.exc_info[1] if record.exc_info else None)
+        return True
+
+
+@contextlib.contextmanager
+def no_fresh_start(experiment: Path) -> Iterator[None]:
+    """Run a Tuner restoring ``experiment`` without letting Tune start it over when it
+    cannot restore its state: one clear error instead. Tune logs the failure and carries
+    on; its log record is the only moment to stop it, so a filter on Tune's controller
+    logger raises there, out of the Tuner's ``fit``."""
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    guard = _NoFreshStart()
+    controller.addFilter(guard)
+    try:
+        yield
+    except _RestoreFailed as e:
+        cause = e.args[0]
+        first = (str(cause).strip().splitlines() or [""])[0][:200]
+        what = f"{type(cause).__name__}: {first}" if cause else "no cause given"
+        raise GansweepError(f"cannot resume {experiment}: Ray Tune could not restore its state "
+                            f"({what}); nothing was started again. 'gansweep report' reads "
+                            f"what the sweep holds") from None
+    finally:
+        controller.removeFilter(guard)
