@@ -37,18 +37,17 @@ def reference_set(target: ImageSet, fid_real: int | None) -> ImageSet:
 
 
 def reference_stats(reference: ImageSet, weights: str | None, cache_dir: str | None,
-                    device: torch.device, metrics: Sequence[str] = (),
-                    machine_cache: bool = False) -> FeatureStats:
-    """Real-data statistics for FID/KID, cached under ``cache_dir/fid-stats`` (no
-    ``cache_dir``: the machine's cache, under $GANSWEEP_CACHE), which ``machine_cache`` backs
-    with the machine's; refuses weights without a classifier when ``metrics`` include IS."""
+                    device: torch.device, metrics: Sequence[str] = ()) -> FeatureStats:
+    """Real-data statistics for FID/KID, cached under ``cache_dir/fid-stats`` (a sweep's
+    own copy) backed by the machine's cache under $GANSWEEP_CACHE (the only one without
+    ``cache_dir``); refuses weights without a classifier when ``metrics`` include IS."""
     extractor = get_extractor(resolve_weights(weights), device)
     if "is" in metrics:
         require_classifier(extractor)
     machine = Path(default_cache_dir()) / "fid-stats"
     return real_stats(reference.images, reference.digest(), extractor,
                       Path(cache_dir) / "fid-stats" if cache_dir else machine,
-                      machine if machine_cache and cache_dir else None)
+                      machine if cache_dir else None)
 
 
 def target_classifier(target: ImageSet, negatives: str, steps: int, cache_dir: str | None,

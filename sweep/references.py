@@ -64,7 +64,7 @@ def _make(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
     for target in spec.targets:
         images = load_folder(target, spec.arch.resolution, labelled=None)
         real = reference_stats(reference_set(images, spec.budget.fid_real), weights, cache,
-                               device, spec.metrics, machine_cache=True)
+                               device, spec.metrics)
         if negatives is not None:
             classifier = target_classifier(images, negatives, spec.classifier_steps, cache,
                                            device)
@@ -91,4 +91,4 @@ def _source_stats(spec: SweepSpec, source: SourceInfo, weights: str | None, cach
     if source.data is None or not Path(source.data).is_dir():
         return None
     ref = reference_set(load_folder(source.data, spec.arch.resolution), spec.budget.fid_real)
-    return reference_stats(ref, weights, cache, device, machine_cache=True)
+    return reference_stats(ref, weights, cache, device)
