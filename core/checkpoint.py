@@ -2,8 +2,8 @@
 
 A checkpoint holds the architecture, the per-unit plans, the full config that made it, G and
 D (and the EMA generator when the run keeps one), the optimiser and RNG states, and the
-evaluation history. It is read with ``torch.load(weights_only=True)``: tensors and plain data
-only.
+evaluation history. It is read by core.torch_files (sizes checked against the file, then
+``torch.load(weights_only=True)``): tensors and plain data only.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from torch import nn
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, cross_resolution, load_source_state
+from gansweep.core.torch_files import load_torch_file
 from gansweep.core.treatments import TREATMENTS
 
 if TYPE_CHECKING:
@@ -31,14 +32,7 @@ CHECKPOINT_FORMAT = "gansweep-checkpoint/1"
 def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
     """Load and validate a gansweep checkpoint (tensors and plain data only: weights_only).
     ``mmap``: tensors stay on disk until read (to read the metadata of a large one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GansweepError(f"checkpoint {path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # truncated, not a zip/pickle, or holding arbitrary objects
-        raise GansweepError(f"checkpoint {path}: not a readable gansweep checkpoint "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    ckpt = load_torch_file(path, "gansweep checkpoint", mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise GansweepError(f"checkpoint {path}: not a gansweep checkpoint (no "
                             f"'{CHECKPOINT_FORMAT}' format marker)")

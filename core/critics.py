@@ -20,6 +20,7 @@ from gansweep.core.fileio import atomic_write
 from gansweep.core.losses import get_loss
 from gansweep.core.models import ARCHITECTURES, ArchConfig
 from gansweep.core.numerics import own_rng
+from gansweep.core.torch_files import load_torch_file
 
 CRITIC_WIDTH = 16
 CLASSIFIER_VERSION = "1"
@@ -134,7 +135,7 @@ def train_classifier(target: ImageSet, negatives: ImageSet, steps: int = 300, se
     if cache_dir is not None:
         path = Path(cache_dir) / f"classifier-{_classifier_key(target, negatives, steps, seed)}.pt"
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = load_torch_file(path, "target classifier")
             with own_rng():  # its initialisation is overwritten: draw nothing from the run's
                 net = _convnet(resolution, len(classes) + 1)
             net.load_state_dict(saved["state"])

@@ -22,6 +22,7 @@ from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.inception import FIDInception, download_name, download_weights
 from gansweep.core.numerics import fp32_features, own_rng
 from gansweep.core.progress import Progress
+from gansweep.core.torch_files import load_torch_file
 
 WEIGHTS_ENV = "GANSWEEP_INCEPTION_WEIGHTS"
 FEATURE_DIM = 2048
@@ -41,11 +42,7 @@ def resolve_weights(path: str | os.PathLike | None) -> str | None:
 
 
 def _state_from_file(weights: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means "not a weights file"
-        raise GansweepError(f"Inception weights {weights}: not a PyTorch state dict "
-                            f"({type(e).__name__}: {str(e)[:120]})") from None
+    state = load_torch_file(weights, "Inception weights")
     if not isinstance(state, dict):
         raise GansweepError(f"Inception weights {weights}: not a state dict")
     return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v

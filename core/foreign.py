@@ -15,18 +15,17 @@ recorded. Formats (``IMPORTERS``):
 - ``stylegan2-ada``: a network pickle of NVIDIA's stylegan2-ada-pytorch (core.foreign_ada),
   read without running its code (core.nvidia_pickle); G is ``G_ema`` (or ``G`` on request).
 
-Files are read with ``torch.load(weights_only=True)``; one that needs arbitrary Python
-objects unpickled is refused unless the caller trusts it (``trust_pickle``): unpickling runs
-code from the file. The one exception made without it: a rosinality checkpoint's ``args``
-is an ``argparse.Namespace``, which ``weights_only`` refuses by default; it is allowed
-(``torch.serialization.safe_globals``), because a Namespace is a bag of attributes whose
-values must themselves be of the allowed plain types: constructing one runs no code of the
-file's choosing, unlike ``weights_only=False``.
+Files are read by core.torch_files (every size checked against what the file holds, then
+``torch.load(weights_only=True)``); one that needs arbitrary Python objects unpickled is
+refused unless the caller trusts it (``trust_pickle``): unpickling runs code from the file.
+The one exception made without it: a rosinality checkpoint's ``args`` is an
+``argparse.Namespace``, built from a dict of names (core.torch_files.NAMESPACE): a bag of
+attributes whose values must themselves be plain; constructing one runs no code of the
+file's choosing, unlike ``weights_only=False``. Every network is built on the meta device
+and checked key by key before any memory is given to it (``build_exact``).
 """
 from __future__ import annotations
 
-import argparse
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, build_models
 from gansweep.core.registry import Registry
 from gansweep.core.sngan import LAYOUT
+from gansweep.core.torch_files import NAMESPACE, load_torch_file
 
 _MIMICRY_SNGAN = {  # net -> [(their key pattern, our key template)]
     "G": [(r"l1\.(.+)", r"units.fc.l1.\1"), (r"(block\d)\.(.+)", r"units.\1.\2"),
@@ -57,22 +57,38 @@ def mimicry_sngan_key(net: str, key: str, where: str = "mimicry") -> str:
     raise GansweepError(f"{where}: {net} key {key!r} has no place in our network")
 
 
-def _load_exact(module: TransferNet, state: dict[str, torch.Tensor], net: str,
-                where: str, theirs: dict[str, str]) -> None:
-    """Load every tensor of ``state`` into ``module``; any missing, extra or misshapen key is
-    one error naming it (in their naming) and both shapes."""
-    ours = module.state_dict()
-    for key, value in state.items():
-        if key not in ours:
-            raise GansweepError(f"{where}: {net} key {theirs[key]!r} has no place in our network")
-        if ours[key].shape != value.shape:
-            raise GansweepError(f"{where}: {net} key {theirs[key]!r} has shape "
-                                f"{list(value.shape)}, ours {list(ours[key].shape)}")
-    missing = sorted(set(ours) - set(state))
-    if missing:
-        raise GansweepError(f"{where}: {net} lacks {missing[0]!r} (shape "
-                            f"{list(ours[missing[0]].shape)}) and {len(missing) - 1} more")
-    module.load_state_dict(state)
+def meta_models(arch: ArchConfig) -> tuple[TransferNet, TransferNet]:
+    """G and D of ``arch`` on the meta device: their keys and shapes, no memory."""
+    with torch.device("meta"):
+        return build_models(arch)
+
+
+def build_exact(arch: ArchConfig, states: dict[str, tuple[dict[str, Any], dict[str, str]]],
+                where: str, metas: tuple[TransferNet, TransferNet] | None = None
+                ) -> tuple[TransferNet, TransferNet]:
+    """G and D of ``arch`` holding ``states`` ({"G": (state, their name of each key), "D":
+    ...}) exactly. Every key and shape is checked against the nets built on the meta
+    device first, so an architecture a file claims is allocated only once its tensors fill
+    it; any missing, extra or misshapen key is one error naming it (in their naming) and
+    both shapes. A value of None keeps our own (a constant buffer the file need not hold)."""
+    for (net, (state, theirs)), meta in zip(states.items(), metas or meta_models(arch)):
+        ours = meta.state_dict()
+        for key, value in state.items():
+            if key not in ours:
+                raise GansweepError(f"{where}: {net} key {theirs[key]!r} has no place in our "
+                                    f"network")
+            if value is not None and ours[key].shape != value.shape:
+                raise GansweepError(f"{where}: {net} key {theirs[key]!r} has shape "
+                                    f"{list(value.shape)}, ours {list(ours[key].shape)}")
+        missing = sorted(set(ours) - set(state))
+        if missing:
+            raise GansweepError(f"{where}: {net} lacks {missing[0]!r} (shape "
+                                f"{list(ours[missing[0]].shape)}) and {len(missing) - 1} more")
+    nets = build_models(arch)
+    for (state, _), module in zip(states.values(), nets):
+        own = module.state_dict()
+        module.load_state_dict({k: own[k] if v is None else v for k, v in state.items()})
+    return nets
 
 
 def mimicry_sngan_arch(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
@@ -96,11 +112,11 @@ def load_mimicry_sngan(g_state: dict[str, torch.Tensor], d_state: dict[str, torc
                        where: str) -> tuple[TransferNet, TransferNet, ArchConfig]:
     """(G, D, arch) holding a torch-mimicry SNGAN's weights exactly."""
     arch = mimicry_sngan_arch(g_state, d_state, where)
-    g, d = build_models(arch)
-    for net, module, state in (("G", g, g_state), ("D", d, d_state)):
+    states = {}
+    for net, state in (("G", g_state), ("D", d_state)):
         mapped = {mimicry_sngan_key(net, k, where): v for k, v in state.items()}
-        _load_exact(module, mapped, net, where, dict(zip(mapped, state)))
-    return g, d, arch
+        states[net] = mapped, dict(zip(mapped, state))
+    return (*build_exact(arch, states, where), arch)
 
 
 _EXAMPLES_DCGAN = {
@@ -133,8 +149,8 @@ def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, tor
         raise GansweepError(f"{where}: ngf = {ngf8 // 8} and ndf = {ndf} differ; our dcgan has "
                             f"one width for G and D")
     arch = ArchConfig("dcgan", 64, ndf, nz, "batch")
-    g, d = build_models(arch)
-    for net, module, state in (("G", g, g_state), ("D", d, d_state)):
+    states = {}
+    for net, state in (("G", g_state), ("D", d_state)):
         mapped, names = {}, {}
         for key, value in state.items():
             ours = examples_dcgan_key(net, key, where)
@@ -143,8 +159,8 @@ def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, tor
                 mapped["units.fc.layer.bias"] = torch.zeros(value.shape[0])
                 names["units.fc.layer.bias"] = "(none: a zero bias)"
             mapped[ours], names[ours] = value, key
-        _load_exact(module, mapped, net, where, names)
-    return g, d, arch
+        states[net] = mapped, names
+    return (*build_exact(arch, states, where), arch)
 
 
 def rosinality_arch(g_state: dict[str, torch.Tensor], where: str) -> ArchConfig:
@@ -164,17 +180,15 @@ def load_rosinality(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.T
                     where: str) -> tuple[TransferNet, TransferNet, ArchConfig]:
     """(G, D, arch) holding a rosinality StyleGAN2's weights exactly."""
     arch = rosinality_arch(g_state, where)
-    g, d = build_models(arch)
-    for net, module, state in (("G", g, g_state), ("D", d, d_state)):
-        _load_exact(module, dict(state), net, where, {k: k for k in state})
-    return g, d, arch
+    states = {net: (dict(state), {k: k for k in state})
+              for net, state in (("G", g_state), ("D", d_state))}
+    return (*build_exact(arch, states, where), arch)
 
 
 def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool, generator: None
                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """G (``g_ema``, else ``g``) and D (``d``) of a rosinality training checkpoint."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = _load(path, trust_pickle)
+    ckpt = _load(path, trust_pickle, NAMESPACE)
     if not isinstance(ckpt, dict) or not ({"g_ema", "g"} & set(ckpt)):
         raise GansweepError(f"{path}: not a rosinality checkpoint (no 'g_ema' or 'g')")
     if "d" not in ckpt:
@@ -183,15 +197,21 @@ def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool, generator: 
     return ckpt.get("g_ema", ckpt.get("g")), ckpt["d"]
 
 
-def _load(path: Path, trust_pickle: bool) -> object:
+def _load(path: Path, trust_pickle: bool, *allow: dict) -> object:
+    """A checkpoint from outside: core.torch_files' checked load, or with ``trust_pickle``
+    torch's full unpickler (which runs the file's code: the user's explicit choice)."""
     if not path.is_file():
         raise GansweepError(f"{path}: no such file")
+    if not trust_pickle:
+        try:
+            return load_torch_file(path, "checkpoint", allow)
+        except GansweepError as e:
+            if "refuses the global" not in str(e):
+                raise
+            raise GansweepError(f"{e}; if you trust the file, pass --trust-pickle (which "
+                                f"runs its code)") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:120]
-        raise GansweepError(f"{path}: needs arbitrary Python objects unpickled ({first}); "
-                            f"if you trust the file, pass --trust-pickle") from None
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 -- truncated, not a torch file, ...
         raise GansweepError(f"{path}: not a readable PyTorch file ({type(e).__name__})") from None
 
@@ -241,9 +261,10 @@ class Importer:
 IMPORTERS: Registry[Importer] = Registry("import format")
 IMPORTERS.register("pytorch-examples-dcgan")(Importer(_plain(load_examples_dcgan), "bce"))
 IMPORTERS.register("mimicry")(Importer(_plain(load_mimicry_sngan), "hinge"))
-# StyleGAN2's non-saturating logistic loss is the BCE one on logits.
-IMPORTERS.register("rosinality")(Importer(_plain(load_rosinality), "bce", _read_rosinality,
-                                          True))
+# rosinality's train.py trains with StyleGAN2's loss (non-saturating logistic, lazy R1):
+# ours is stylegan2, not bce (same logistic terms, no R1).
+IMPORTERS.register("rosinality")(Importer(_plain(load_rosinality), "stylegan2",
+                                          _read_rosinality, True))
 
 
 def import_checkpoint(fmt: str, g_path: str | Path, d_path: str | Path | None, out: str | Path,

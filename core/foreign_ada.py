@@ -42,14 +42,17 @@ from typing import Any
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.foreign import IMPORTERS, Importer, _load_exact
-from gansweep.core.models import ArchConfig, TransferNet, build_models
+from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models
+from gansweep.core.models import ArchConfig, TransferNet
 from gansweep.core.nvidia_pickle import Persistent, read_network_pickle
 from gansweep.core.stylegan2 import W_AVG_BETA
 from gansweep.core.stylegan2_layers import fir_kernel
 
 GENERATORS = ("G_ema", "G")  # the first is the default: the generator NVIDIA samples with
 MAPPING_LR = 0.01
+# beyond what any published network has: a file's claim past them is refused before
+# anything is sized by it
+MAX_RESOLUTION, MAX_WIDTH, MAX_MAPPING = 4096, 8192, 32
 
 
 def read_ada(path: Path, d_path: Path | None, trust_pickle: bool, generator: str | None
@@ -58,27 +61,53 @@ def read_ada(path: Path, d_path: Path | None, trust_pickle: bool, generator: str
     del d_path, trust_pickle  # one file; never unpickled with arbitrary objects
     data = read_network_pickle(path)
     for name in (generator, "D"):
-        if not isinstance(data.get(name), Persistent):
+        if name not in data:
             raise GansweepError(f"{path.name}: holds no network {name!r} (it has "
-                                f"{sorted(map(str, data))}); not a stylegan2-ada-pytorch "
+                                f"{sorted(map(str, data))[:8]}); not a stylegan2-ada-pytorch "
                                 f"snapshot of G, D and G_ema")
+        if not isinstance(data[name], Persistent):
+            raise GansweepError(f"{path.name}: its {name!r} is a {type(data[name]).__name__}, "
+                                f"not one of NVIDIA's persistent networks")
     return data[generator], data["D"]
 
 
-def _attr(net: Persistent, path: str) -> Any:
-    """An attribute of a sub-module, by dotted path (``synthesis.b8.architecture``)."""
-    *modules, name = path.split(".")
-    for m in modules:
+PLAIN = (type(None), bool, int, float, str)
+
+
+def _sub(net: Persistent, path: str) -> Persistent:
+    """A sub-module by dotted path (``synthesis.b8``); a missing one is one line."""
+    for m in path.split("."):
         sub = net.module(m)
         if sub is None:
             raise GansweepError(f"{net.class_name} has no {m!r} (in {path})")
         net = sub
-    return net.field(name)
+    return net
+
+
+def _attr(net: Persistent, path: str) -> Any:
+    """A plain attribute of a sub-module, by dotted path (``synthesis.b8.architecture``)."""
+    modules, _, name = path.rpartition(".")
+    value = (_sub(net, modules) if modules else net).field(name)
+    if not isinstance(value, PLAIN):
+        raise GansweepError(f"{net.class_name}.{path}: a {type(value).__name__}, not a "
+                            f"number, flag or name")
+    return value
 
 
 def _require(net: str, path: str, have: Any, want: Any, why: str) -> None:
-    if have != want:
-        raise GansweepError(f"{net}.{path} = {have!r}: {why}")
+    if type(have) is not type(want) and not (isinstance(have, (int, float)) and
+                                             isinstance(want, (int, float))) or have != want:
+        raise GansweepError(f"{net}.{path} = {have!r:.40}: {why}")
+
+
+def _count(rec: Persistent, path: str, lo: int, hi: int, net: str) -> int:
+    """An integer attribute within the bounds an architecture can have (checked before
+    anything is sized by it)."""
+    value = _attr(rec, path)
+    if type(value) is not int or not lo <= value <= hi:
+        raise GansweepError(f"{net}.{path} = {str(value)[:40]}: not an integer in "
+                            f"[{lo}, {hi}]")
+    return value
 
 
 def _one(values: dict[str, Any], what: str) -> Any:
@@ -106,11 +135,14 @@ def ada_arch(g: Persistent, d: Persistent, generator: str) -> tuple[ArchConfig, 
     about it (``num_fp16_res``); refuses in one line what our architecture cannot compute."""
     for net, rec, cls in ((generator, g, "Generator"), ("D", d, "Discriminator")):
         _require(net, "class", rec.class_name, cls, f"not stylegan2-ada-pytorch's {cls}")
-        _require(net, "c_dim", rec.field("c_dim"), 0, "class-conditional networks cannot be "
+        _require(net, "c_dim", _attr(rec, "c_dim"), 0, "class-conditional networks cannot be "
                  "represented (our stylegan2 is unconditional)")
-        _require(net, "img_channels", rec.field("img_channels"), 3, "ours makes RGB images")
-    resolution, z_dim, w_dim = g.field("img_resolution"), g.field("z_dim"), g.field("w_dim")
-    _require("D", "img_resolution", d.field("img_resolution"), resolution, f"G makes "
+        _require(net, "img_channels", _attr(rec, "img_channels"), 3, "ours makes RGB images")
+    resolution = _count(g, "img_resolution", 4, MAX_RESOLUTION, generator)
+    if resolution & (resolution - 1):
+        raise GansweepError(f"{generator}.img_resolution = {resolution}: not a power of two")
+    z_dim, w_dim = (_count(g, k, 1, MAX_WIDTH, generator) for k in ("z_dim", "w_dim"))
+    _require("D", "img_resolution", _attr(d, "img_resolution"), resolution, f"G makes "
              f"{resolution} px images")
     _require(generator, "z_dim", z_dim, w_dim, f"ours maps Z to W of the same size (w_dim "
              f"{w_dim})")
@@ -123,15 +155,15 @@ def ada_arch(g: Persistent, d: Persistent, generator: str) -> tuple[ArchConfig, 
     for b in d_blocks + ["b4"]:
         _require("D", f"{b}.architecture", _attr(d, f"{b}.architecture"), "resnet",
                  "our stylegan2 builds D's 'resnet' architecture only")
-    mapping = g.module("mapping")
-    layers = mapping.field("num_layers")
+    mapping = _sub(g, "mapping")
+    layers = _count(g, "mapping.num_layers", 1, MAX_MAPPING, generator)
     for i in range(layers):
         fc = f"mapping.fc{i}"
         _require(generator, f"{fc}.activation", _attr(g, f"{fc}.activation"), "lrelu",
                  "ours is leaky ReLU")
         _require(generator, f"{fc}.bias_gain", _attr(g, f"{fc}.bias_gain"), MAPPING_LR,
                  f"ours learns the mapping at lr x {MAPPING_LR}")
-    beta = mapping.field("w_avg_beta")
+    beta = _attr(mapping, "w_avg_beta")
     if beta is not None:
         _require(generator, "mapping.w_avg_beta", beta, W_AVG_BETA, "ours tracks W's mean "
                  f"with decay {W_AVG_BETA}")
@@ -153,24 +185,33 @@ def ada_arch(g: Persistent, d: Persistent, generator: str) -> tuple[ArchConfig, 
                    for b in g_blocks})
     clamps.update({f"D.{c}": _attr(d, f"{c}.conv_clamp") for c in d_convs + ["b4.conv"]})
     clamp = _one(clamps, "conv_clamp")
-    mbstd = d.module("b4").module("mbstd")
+    mbstd = _sub(d, "b4").module("mbstd")
     if mbstd is None:
         raise GansweepError("D.b4.mbstd is None (mbstd_num_channels 0): our D always appends "
                             "minibatch-stddev channels")
-    group = mbstd.field("group_size")
-    if group is None:
+    if _attr(mbstd, "group_size") is None:
         raise GansweepError("D.b4.mbstd.group_size = None (the whole minibatch): ours needs a "
                             "fixed group size")
+    group = _count(d, "b4.mbstd.group_size", 1, 1024, "D")
+    mbstd_channels = _count(d, "b4.mbstd.num_channels", 1, 64, "D")
+    if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float))
+                              or not 0 < clamp < 1e6):
+        raise GansweepError(f"conv_clamp = {str(clamp)[:40]}: not a positive number")
     g_tensors = dict(g.tensors())
-    g_ch = {2 ** i: g_tensors[f"synthesis.b{2 ** i}.conv1.bias"].shape[0]
-            for i in range(2, log + 1)}
+    g_ch = {}
+    for i in range(2, log + 1):
+        bias = g_tensors.get(key := f"synthesis.b{2 ** i}.conv1.bias")
+        if bias is None or bias.dim() != 1 or not 0 < bias.shape[0] <= MAX_WIDTH:
+            raise GansweepError(f"{generator}.{key}: missing, or not a vector of 1 to "
+                                f"{MAX_WIDTH} channels")
+        g_ch[2 ** i] = bias.shape[0]
     width = max(g_ch.values())
     fp16 = {net: sum(bool(_attr(rec, f"{b}.use_fp16")) for b in blocks)
             for net, rec, blocks in ((generator, g, g_blocks), ("D", d, d_blocks))}
     arch = ArchConfig("stylegan2", resolution, width=width, z_dim=z_dim, mapping_layers=layers,
                       channel_base=_channel_base(g_ch, width),
                       conv_clamp=None if clamp is None else float(clamp),
-                      mbstd_group=int(group), mbstd_channels=mbstd.field("num_channels"),
+                      mbstd_group=group, mbstd_channels=mbstd_channels,
                       w_avg=beta is not None)
     return arch, {"num_fp16_res": fp16, "channels": g_ch}
 
@@ -239,14 +280,15 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
         arch, notes = ada_arch(g_rec, d_rec, generator)
     except GansweepError as e:
         raise GansweepError(f"{where}: {e}") from None
-    g, d = build_models(arch)
+    metas = meta_models(arch)
     blur = fir_kernel()
-    for net, module, rec in ((generator, g, g_rec), ("D", d, d_rec)):
-        ours = module.state_dict()
+    states = {}
+    for net, meta, rec in ((generator, metas[0], g_rec), ("D", metas[1], d_rec)):
+        ours = meta.state_dict()
         mapped, names = {}, {}
         for key, value in rec.tensors():
             try:
-                mine = ada_g_key(key) if module is g else ada_d_key(key, arch.resolution)
+                mine = ada_g_key(key) if rec is g_rec else ada_d_key(key, arch.resolution)
             except GansweepError as e:
                 raise GansweepError(f"{where}: {net} {str(e)[2:]}") from None
             if mine is None:
@@ -258,11 +300,11 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
                 value = value.reshape(ours[mine].shape)  # singleton axes only: [O,I,k,k] ->
                 # [1,O,I,k,k] (rosinality's layout), [3] -> [1,3,1,1], [] -> [1], ...
             mapped[mine], names[mine] = value.contiguous(), key
-        for key, value in ours.items():  # our FIR kernels: the constants checked above
+        for key in ours:  # our FIR kernels: the constants checked above
             if key.endswith(".kernel"):
-                mapped[key], names[key] = value, "(the resample filter)"
-        _load_exact(module, mapped, net, where, names)
-    return g, d, arch, notes
+                mapped[key], names[key] = None, "(the resample filter)"
+        states[net] = mapped, names
+    return (*build_exact(arch, states, where, metas), arch, notes)
 
 
 # stylegan2-ada-pytorch trains with the non-saturating logistic loss and R1: ours is stylegan2.

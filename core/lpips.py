@@ -37,6 +37,7 @@ from torch import nn
 from gansweep.core import extras
 from gansweep.core.errors import GansweepError
 from gansweep.core.numerics import own_rng
+from gansweep.core.torch_files import load_torch_file
 
 CHANNELS = (64, 192, 384, 256, 256)
 TAPS = (1, 4, 7, 9, 11)  # indices of AlexNet's ReLUs in torchvision's ``features``
@@ -118,7 +119,7 @@ def package_linear_weights() -> dict[str, torch.Tensor]:
     names (``lins.{l}.weight``)."""
     package = extras.require("lpips", "lpips", NEEDED_FOR)
     path = Path(package.__file__).parent / "weights" / "v0.1" / "alex.pth"
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "LPIPS linear weights")
     return {f"lins.{i}.weight": state[f"lin{i}.model.1.weight"] for i in range(len(CHANNELS))}
 
 
@@ -134,7 +135,7 @@ def _load_lpips(path: str, device: str) -> LPIPS:
     with own_rng():  # building it draws initial weights: not from the run's stream
         net = LPIPS()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, "LPIPS weights")
         if not isinstance(state, dict):
             raise GansweepError(f"LPIPS weights {path}: not a state dict")
         if not any(k.startswith("lins.") for k in state):  # torchvision's AlexNet file

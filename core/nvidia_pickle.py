@@ -4,28 +4,31 @@ Such a pickle (``network-snapshot-*.pkl``, the published FFHQ/AFHQ/MetFaces mode
 every network as a call of ``torch_utils.persistence._reconstruct_persistent_obj(meta)``,
 ``meta`` = {type: 'class', version, module_src, class_name, state}; NVIDIA's loader rebuilds
 the class by executing ``module_src``, the Python source stored in the file, so loading a
-downloaded pickle runs whatever code it holds. ``read_network_pickle`` unpickles with an
-allow-list instead:
+downloaded pickle runs whatever code it holds. ``read_network_pickle`` reads it with
+core.safe_pickle instead, whose globals are behaviours of ours (``BEHAVIOURS``), each
+validating its arguments and returning a fresh object:
 
-- the tensor and storage rebuild functions (``torch._utils._rebuild_tensor_v2``,
-  ``_rebuild_parameter``; ``torch.storage._load_from_bytes``, whose torch version unpickles
-  the storage's bytes with ``weights_only=False``, is replaced by a ``weights_only=True``
-  load of the same bytes), ``collections.OrderedDict``, ``set`` and ``frozenset`` (globals
-  below pickle protocol 4), numpy's scalar, dtype and array reconstructors (``AugmentPipe``
-  holds numpy values), and ``dnnlib.util.EasyDict`` as a plain dict;
+- tensors: ``torch.storage._load_from_bytes`` (a storage in torch's legacy format, read by
+  core.torch_files without torch.load), ``torch._utils._rebuild_tensor_v2`` and
+  ``_rebuild_parameter`` (sizes, strides and offset inside the storage);
+- plain data: ``collections.OrderedDict``, ``set`` and ``frozenset`` (globals below pickle
+  protocol 4), ``dnnlib.util.EasyDict`` as a plain dict;
+- numpy (``AugmentPipe`` holds numpy values): dtypes only of booleans and numbers, named by
+  a short string, with the state a plain numeric dtype has (no objects, fields, subarrays
+  or flags); arrays and scalars of those, their bytes exactly their size;
 - a persistent object becomes a ``Persistent`` record of its class name and state (its
   ``_parameters``, ``_buffers``, ``_modules``, ``_init_args``/``_init_kwargs``, ...);
-  ``module_src`` is kept as text and never executed;
-- any other global, and any persistent id, is refused in one line naming it, before it is
-  looked up: nothing of the file's choosing is imported or called.
+  ``module_src`` is kept as text and never executed.
 
-Neither ``torch_utils`` nor ``dnnlib`` is needed.
+Anything else (another global, a persistent id, ``BUILD`` on anything but a numpy record,
+more data than the file could hold) is refused in one line, before it is looked up or
+allocated. Neither ``torch_utils`` nor ``dnnlib`` is needed.
 """
 from __future__ import annotations
 
-import collections
 import io
-import pickle
+import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,24 @@ import numpy as np
 import torch
 
 from gansweep.core.errors import GansweepError
+from gansweep.core.safe_pickle import (
+    Behaviour,
+    Budget,
+    Pending,
+    Record,
+    Refused,
+    behaviour_of,
+    plain_key,
+    unpickle,
+)
+from gansweep.core.torch_files import BEHAVIOURS as TORCH_BEHAVIOURS
+from gansweep.core.torch_files import (
+    MAX_FILE_BYTES,
+    StorageSpec,
+    int_tuple,
+    limits_for,
+    read_legacy,
+)
 
 PERSISTENT = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 
@@ -44,7 +65,7 @@ class EasyDict(dict):
 
 
 @dataclass(frozen=True)
-class Persistent:
+class Persistent(Record):
     """An inert record of one of NVIDIA's persistent network objects: its class name and
     its pickled ``__dict__`` (``state``). Its ``module_src`` is kept as text only."""
 
@@ -53,6 +74,9 @@ class Persistent:
     state: dict[str, Any] = field(repr=False)
     module_src: str = field(repr=False)
 
+    def children(self) -> list[Any]:
+        return [self.state]
+
     def field(self, name: str) -> Any:
         """One entry of the object's state; a missing one is one line naming it."""
         if name not in self.state:
@@ -60,9 +84,17 @@ class Persistent:
                                 f"stylegan2-ada-pytorch")
         return self.state[name]
 
+    def mapping(self, name: str) -> dict[str, Any]:
+        """A dict entry of the object's state (``_modules``, ``_parameters``, ...)."""
+        value = self.field(name)
+        if not isinstance(value, dict):
+            raise GansweepError(f"{self.class_name}.{name}: a {type(value).__name__}, not a "
+                                f"dict")
+        return value
+
     def module(self, name: str) -> Persistent | None:
         """A sub-module by attribute name (None where the network has none)."""
-        sub = self.field("_modules").get(name)  # None: no such sub-module
+        sub = self.mapping("_modules").get(name)  # None: no such sub-module
         if sub is not None and not isinstance(sub, Persistent):
             raise GansweepError(f"{self.class_name}.{name}: a {type(sub).__name__}, not one "
                                 f"of NVIDIA's persistent network modules")
@@ -73,115 +105,158 @@ class Persistent:
         parameters, then buffers, then the sub-modules', as ``nn.Module.state_dict`` orders
         them. A layer NVIDIA froze (Freeze-D) holds its weight as a buffer; both count."""
         for group in ("_parameters", "_buffers"):
-            for name, value in self.field(group).items():
+            for name, value in self.mapping(group).items():
                 if value is None:
                     continue
                 if not isinstance(value, torch.Tensor):
                     raise GansweepError(f"{prefix}{name}: a {type(value).__name__}, not a "
                                         f"tensor")
                 yield prefix + name, value
-        for name in self.field("_modules"):
+        for name in self.mapping("_modules"):
             sub = self.module(name)
             if sub is not None:
                 yield from sub.tensors(f"{prefix}{name}.")
 
 
-def _persistent(meta: Any) -> Persistent:
+def _persistent(budget: Budget, meta: Any) -> Persistent:
     if not isinstance(meta, dict) or meta.get("type") != "class" or \
             not isinstance(meta.get("state"), dict):
-        raise GansweepError(f"a persistent object that is not a class instance "
-                            f"(type {meta.get('type') if isinstance(meta, dict) else meta!r})")
-    return Persistent(str(meta.get("class_name")), meta.get("version"), meta["state"],
-                      str(meta.get("module_src", "")))
+        raise Refused(f"{PERSISTENT_NAME}: an object that is not a class instance "
+                      f"(type {str(meta.get('type') if isinstance(meta, dict) else meta)[:40]})")
+    name, version, src = meta.get("class_name"), meta.get("version"), meta.get("module_src", "")
+    if not isinstance(name, str) or not isinstance(src, str) or \
+            not (version is None or type(version) is int):
+        raise Refused(f"{PERSISTENT_NAME}: a class name, version or source of the wrong type")
+    return Persistent(name, version, meta["state"], src)
 
 
-def _load_storage(data: bytes) -> torch.TypedStorage:
-    """A storage pickled by ``torch.save`` in its legacy format, as
-    ``torch.storage._load_from_bytes`` reads it, but with ``weights_only=True``."""
+def _load_storage(budget: Budget, data: Any) -> torch.Tensor:
+    """``torch.storage._load_from_bytes``: a storage in torch's legacy format, as a fresh
+    1-D tensor (torch would unpickle these bytes with ``weights_only=False``)."""
     if not isinstance(data, bytes):
-        raise GansweepError("torch.storage._load_from_bytes: its argument is not bytes")
-    storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    if not isinstance(storage, torch.TypedStorage):
-        raise GansweepError(f"torch.storage._load_from_bytes: a {type(storage).__name__}, "
-                            f"not a storage")
-    return storage
+        raise Refused("torch.storage._load_from_bytes: its argument is not bytes")
+    obj, storages = read_legacy(data, budget, budget.limits)
+    if not isinstance(obj, StorageSpec):
+        raise Refused(f"torch.storage._load_from_bytes: a {type(obj).__name__}, not a storage")
+    return storages[obj.key]
 
 
-def _tensor(storage, offset, size, stride, requires_grad, hooks, metadata=None) -> torch.Tensor:
-    """``torch._utils._rebuild_tensor_v2``: a plain tensor, without hooks or metadata."""
-    if hooks or metadata:
-        raise GansweepError("torch._utils._rebuild_tensor_v2: a tensor with hooks or "
-                            "metadata")
-    if not isinstance(storage, torch.TypedStorage):
-        raise GansweepError("torch._utils._rebuild_tensor_v2: its storage is not a storage")
-    return torch._utils._rebuild_tensor(storage, offset, size, stride)
+_DTYPE = re.compile(r"[<>|=]?(?:[biufc][1-9]\d?|\?)")
+# numpy's state of a plain dtype: (version, byte order, subarray, names, fields, itemsize,
+# alignment, flags); itemsize and alignment are -1 where the type fixes them
+_PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)
 
 
-def _parameter(data, requires_grad, hooks) -> torch.Tensor:
-    """``torch._utils._rebuild_parameter``: its tensor (parameters are copied into our
-    modules, so the wrapper is not needed)."""
-    if hooks or not isinstance(data, torch.Tensor):
-        raise GansweepError("torch._utils._rebuild_parameter: not a plain tensor")
-    return data
+def _numeric_dtype(text: Any) -> np.dtype:
+    if not isinstance(text, str) or not _DTYPE.fullmatch(text):
+        raise Refused(f"numpy.dtype {str(text)[:20]!r}: not a boolean or numeric dtype")
+    dtype = np.dtype(text)
+    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+        raise Refused(f"numpy.dtype {text!r}: not a boolean or numeric dtype")
+    return dtype
 
 
-def _numpy(name: str) -> Callable:
-    """numpy's pickle reconstructors, under numpy 1's and numpy 2's module names."""
-    core = getattr(np, "_core", None) or np.core
-    return getattr(core.multiarray, name)
+class _Dtype(Pending):
+    def __init__(self, text: Any):
+        self.dtype = _numeric_dtype(text)
+
+    def build(self, state: Any, budget: Budget) -> np.dtype:
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and
+                state[1] in ("<", ">", "|", "=") and state[2:] == _PLAIN_DTYPE_STATE):
+            raise Refused(f"numpy.dtype {self.dtype.str}: a state other than a plain "
+                          f"numeric dtype's ({str(state)[:60]})")
+        return self.dtype.newbyteorder(state[1]) if state[1] in "<>" else self.dtype
 
 
-ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
-    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+class _Array(Pending):
+    def build(self, state: Any, budget: Budget) -> np.ndarray:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1 and
+                isinstance(state[2], np.dtype) and isinstance(state[3], bool) and
+                isinstance(state[4], bytes)):
+            raise Refused("numpy array: a state other than (1, shape, dtype, fortran, bytes)")
+        _, shape, dtype, fortran, raw = state
+        shape = int_tuple(shape, "numpy array shape")
+        if math.prod(shape) * dtype.itemsize != len(raw):
+            raise Refused(f"numpy array of shape {list(shape)}: {len(raw):,} bytes")
+        budget.take(len(raw), "numpy array")
+        return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _dtype(budget: Budget, text: Any, align: Any = False, copy: Any = True) -> _Dtype:
+    if align is not False or copy is not True:
+        raise Refused("numpy.dtype: aligned or uncopied")
+    return _Dtype(text)
+
+
+def _reconstruct(budget: Budget, cls: Any, shape: Any, typecode: Any) -> _Array:
+    """numpy's ``_reconstruct(ndarray, (0,), b'b')``, completed by its BUILD."""
+    if behaviour_of(cls) is not BEHAVIOURS[("numpy", "ndarray")] or shape != (0,) or \
+            typecode != b"b":
+        raise Refused("numpy _reconstruct: not of a plain ndarray")
+    return _Array()
+
+
+def _scalar(budget: Budget, dtype: Any, data: Any) -> np.generic:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or \
+            not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise Refused("numpy scalar: not the bytes of one number of a numeric dtype")
+    return np.frombuffer(data, dtype, count=1)[0].copy()
+
+
+def _collection(kind: type) -> Callable[..., Any]:
+    def make(budget: Budget, items: Any = ()) -> Any:
+        if not isinstance(items, (list, tuple)):
+            raise Refused(f"builtins.{kind.__name__}: built from a {type(items).__name__}")
+        return kind(plain_key(v, f"builtins.{kind.__name__}") for v in items)
+    return make
+
+
+def _easydict(budget: Budget, *args: Any) -> EasyDict:
+    if args:
+        raise Refused("dnnlib.util.EasyDict: built with arguments (only empty, then filled)")
+    return EasyDict()
+
+
+PERSISTENT_NAME = "torch_utils.persistence._reconstruct_persistent_obj"
+BEHAVIOURS: dict[tuple[str, str], Behaviour] = {
+    ("collections", "OrderedDict"): TORCH_BEHAVIOURS[("collections", "OrderedDict")],
     # below pickle protocol 4 (Python 3.7's default, NVIDIA's supported version) a set is a
     # call of builtins.set: every nn.Module holds one (_non_persistent_buffers_set)
-    ("builtins", "set"): lambda: set,
-    ("builtins", "frozenset"): lambda: frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): lambda: _tensor,
-    ("torch._utils", "_rebuild_parameter"): lambda: _parameter,
-    ("torch.storage", "_load_from_bytes"): lambda: _load_storage,
-    ("dnnlib.util", "EasyDict"): lambda: EasyDict,
-    ("numpy", "dtype"): lambda: np.dtype,
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    **{(m, n): (lambda n=n: _numpy(n)) for m in ("numpy.core.multiarray",
-                                                 "numpy._core.multiarray")
-       for n in ("scalar", "_reconstruct")},
-    PERSISTENT: lambda: _persistent,
+    ("builtins", "set"): Behaviour("builtins.set", _collection(set)),
+    ("builtins", "frozenset"): Behaviour("builtins.frozenset", _collection(frozenset)),
+    ("torch._utils", "_rebuild_tensor_v2"): TORCH_BEHAVIOURS[("torch._utils",
+                                                              "_rebuild_tensor_v2")],
+    ("torch._utils", "_rebuild_parameter"): TORCH_BEHAVIOURS[("torch._utils",
+                                                              "_rebuild_parameter")],
+    ("torch.storage", "_load_from_bytes"): Behaviour("torch.storage._load_from_bytes",
+                                                     _load_storage),
+    ("dnnlib.util", "EasyDict"): Behaviour("dnnlib.util.EasyDict", _easydict, newobj=True),
+    ("numpy", "dtype"): Behaviour("numpy.dtype", _dtype),
+    ("numpy", "ndarray"): Behaviour("numpy.ndarray", None),  # _reconstruct's argument only
+    **{(m, n): Behaviour(f"numpy {n}", call) for m in ("numpy.core.multiarray",
+                                                       "numpy._core.multiarray")
+       for n, call in (("scalar", _scalar), ("_reconstruct", _reconstruct))},
+    PERSISTENT: Behaviour(PERSISTENT_NAME, _persistent),
 }
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the ``ALLOWED`` globals (every callable a pickle can
-    reach comes through ``find_class``) and no persistent ids."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        make = ALLOWED.get((module, name))
-        if make is None:
-            raise GansweepError(f"refuses the global {module}.{name}: not a tensor, storage "
-                                f"or plain-data constructor of a network pickle (nothing was "
-                                f"run)")
-        return make()
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise GansweepError(f"refuses the persistent id {str(pid)[:60]!r}: not a network "
-                            f"pickle of stylegan2-ada-pytorch")
 
 
 def read_network_pickle(path: str | Path) -> dict[str, Any]:
     """The top-level dict of a stylegan2-ada-pytorch network pickle (``G``, ``D``, ``G_ema``,
-    ``augment_pipe``, ``training_set_kwargs``), its networks as ``Persistent`` records."""
+    ``augment_pipe``, ``training_set_kwargs``), its networks as ``Persistent`` records; a
+    file the reader will not build is one line naming what was wrong."""
     path = Path(path)
     if not path.is_file():
         raise GansweepError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GansweepError(f"{path.name}: {size:,} bytes, more than the {MAX_FILE_BYTES:,} "
+                            f"a network pickle may have")
+    data = path.read_bytes()
     try:
-        with open(path, "rb") as f:
-            data = RestrictedUnpickler(f).load()
-    except GansweepError as e:
-        raise GansweepError(f"{path.name}: {e}") from None
-    except Exception as e:  # noqa: BLE001 -- truncated, not a pickle, a malformed opcode, ...
-        raise GansweepError(f"{path.name}: not a readable network pickle ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
-    if not isinstance(data, dict):
-        raise GansweepError(f"{path.name}: holds a {type(data).__name__}, not the dict of "
+        obj = unpickle(io.BytesIO(data), BEHAVIOURS, limits_for(size))
+    except Refused as e:
+        raise GansweepError(f"{path.name}: refused: {e}") from None
+    if not isinstance(obj, dict):
+        raise GansweepError(f"{path.name}: holds a {type(obj).__name__}, not the dict of "
                             f"networks a stylegan2-ada-pytorch snapshot is")
-    return data
+    return obj

@@ -124,21 +124,6 @@ def nvidia_persistence(monkeypatch):
     monkeypatch.delitem(sys.modules, "torch_utils.persistence")
 
 
-def test_module_source_is_never_executed(tmp_path, monkeypatch):
-    """A persistent object whose module_src would write a file: read as an inert record,
-    then refused as not NVIDIA's Generator; the file is never written."""
-    marker = tmp_path / "ran"
-    meta = {"type": "class", "version": 6, "module_src": f"open({str(marker)!r}, 'w')",
-            "class_name": "Generator", "state": {"_init_args": (), "_init_kwargs": {}}}
-    path = tmp_path / "net.pkl"
-    with nvidia_persistence(monkeypatch):
-        path.write_bytes(pickle.dumps({"G_ema": PersistentObj(meta), "D": PersistentObj(meta)}))
-    assert_one_clear_line(cli_in_process("import", "stylegan2-ada", path, "--out",
-                                         tmp_path / "x.pt"),
-                          "import", "Generator has no 'c_dim'")
-    assert not marker.exists()
-
-
 def test_a_pickle_of_protocol_3_imports_the_same(tmp_path, monkeypatch):
     """Python 3.7 (NVIDIA's supported version) pickles with protocol 3, where every set (each
     module's ``_non_persistent_buffers_set``) is a call of ``builtins.set``: the fixture

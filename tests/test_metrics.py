@@ -225,7 +225,7 @@ def test_weights_errors(tmp_path, monkeypatch):
         InceptionFeatures(str(wrong), torch.device("cpu"))
     junk = tmp_path / "junk.pth"
     junk.write_text("junk")
-    with pytest.raises(GansweepError, match="not a PyTorch state dict"):
+    with pytest.raises(GansweepError, match="junk.pth: not a readable Inception weights"):
         InceptionFeatures(str(junk), torch.device("cpu"))
 
 

@@ -1,0 +1,117 @@
+"""Files from outside under attack (core.safe_pickle, core.torch_files, core.nvidia_pickle):
+every crafted file of tests/attacks.py, built from opcodes, is refused in one line with exit
+2, writes nothing, runs nothing and stays within a memory bound, in a process that survives
+them all; the bounded fuzzer finds nothing it cannot refuse cleanly."""
+from __future__ import annotations
+
+import builtins
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gansweep.core.checkpoint import load_checkpoint
+from tests.attacks import attack_pickles, zip_attacks
+from tests.helpers import cli_in_process
+
+from .test_foreign_ada import PKL, nvidia_persistence
+
+ROOT = Path(__file__).resolve().parents[1]
+# beyond the reference import's own peak: every bomb asks for gigabytes
+MEMORY_BOUND_KIB = 512 * 1024
+# the issue's classes of attack, each with at least one case
+CLASSES = {"code execution through numpy": ["object_dtype_scalar", "object_dtype_flags"],
+           "memory bombs": ["object_array_bomb", "numeric_array_bomb", "stride_zero_width",
+                            "storage_claims_more", "memo_bomb", "deep_nesting",
+                            "bytes_past_the_end", "zip_storage_claims_more"],
+           "uninitialised memory": ["tensor_past_its_storage", "zip_tensor_past_storage"],
+           "process-wide mutation": ["build_on_a_class", "build_on_a_function"],
+           "globals and opcodes": ["os_system", "nested_os_system", "instance_opcode",
+                                   "stack_underflow"]}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("attacks")
+    out = subprocess.run([sys.executable, "-m", "tests.attacks", str(tmp)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"the interpreter died ({out.returncode}): {out.stderr[-3000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_class_of_attack_has_cases(tmp_path):
+    names = set(attack_pickles(tmp_path / "m")) | set(zip_attacks(tmp_path))
+    listed = {n for cases in CLASSES.values() for n in cases}
+    assert names == listed, (names - listed, listed - names)
+
+
+@pytest.mark.parametrize("name", [n for cases in CLASSES.values() for n in cases])
+def test_a_crafted_file_is_refused_in_one_line(report, name):
+    case = report["cases"][name]
+    assert case["rc"] == 2 and len(case["stderr"]) == 1, case
+    assert case["stderr"][0].startswith("gansweep import: error:"), case
+    assert case["fragment"] in case["stderr"][0], case
+    assert not case["written"], case
+
+
+def test_nothing_ran_nothing_was_rewritten_and_memory_stayed_bounded(report):
+    assert not report["marker"], "a marker of the file's code having run exists"
+    assert report["mutated"] == [], f"process-wide state rewritten: {report['mutated']}"
+    rss = report["rss_kib"]
+    assert rss["peak"] - rss["after_reference_import"] < MEMORY_BOUND_KIB, rss
+
+
+def test_the_fuzzer_finds_nothing_it_cannot_refuse(report):
+    fuzz = report["fuzz"]
+    assert fuzz["bad"] == [], fuzz["bad"]
+    assert fuzz["cases"] >= 2000 and fuzz["seconds"] < 60, fuzz
+    assert fuzz["imported"] > 0 and fuzz["refused"] > 0, fuzz  # it reached both ends
+
+
+def test_module_source_is_never_executed(tmp_path, monkeypatch):
+    """The reference pickle with every module_src replaced by code that writes a marker
+    imports (a valid network goes all the way), and neither exec, eval nor compile is
+    called while it does: the source is text, never code."""
+    marker = tmp_path / "ran"
+    src = f"open({str(marker)!r}, 'w').write('ran')\n"
+    with nvidia_persistence(monkeypatch):
+        import pickle
+        data = pickle.loads(PKL.read_bytes())
+        seen = []
+
+        def replace(obj):
+            meta = getattr(obj, "meta", None)
+            if isinstance(meta, dict) and "module_src" in meta:
+                meta["module_src"] = src
+                seen.append(meta["class_name"])
+                for v in meta["state"].get("_modules", {}).values():
+                    replace(v)
+
+        for v in data.values():
+            replace(v)
+        path = tmp_path / "net.pkl"
+        path.write_bytes(pickle.dumps(data, protocol=4))
+    assert "Generator" in seen and "Discriminator" in seen
+    calls = []
+    for name in ("exec", "eval", "compile"):
+        real = getattr(builtins, name)
+        monkeypatch.setattr(builtins, name, lambda *a, _real=real, _n=name, **k:
+                            (calls.append((_n, str(a[0])[:80])), _real(*a, **k))[1])
+    out = cli_in_process("import", "stylegan2-ada", path, "--out", tmp_path / "src.pt")
+    monkeypatch.undo()
+    assert out.returncode == 0, out.stderr
+    assert not marker.exists()
+    assert not [c for c in calls if str(marker) in c[1]], calls
+    assert load_checkpoint(tmp_path / "src.pt")["arch"]["resolution"] == 32
+
+
+def test_torch_is_at_least_the_release_without_weights_only_advisories():
+    """pyproject's floor, and the torch this suite runs on, are >= 2.10 (README, Security:
+    CVE-2025-32434, CVE-2026-24747)."""
+    floor = re.search(r'"torch>=(\d+)\.(\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert floor and (int(floor[1]), int(floor[2])) >= (2, 10), floor
+    assert tuple(map(int, torch.__version__.split(".")[:2])) >= (2, 10), torch.__version__
