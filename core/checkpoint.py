@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from gansweep.core.config import TrainConfig
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, cross_resolution, load_source_state
@@ -40,7 +41,40 @@ def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
         if key not in ckpt:
             name = {"G": "the generator G", "D": "the discriminator D"}.get(key, f"'{key}'")
             raise GansweepError(f"checkpoint {path}: missing {name}")
+    _check_fields(ckpt, path)
     return ckpt
+
+
+def _check_fields(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """The fields every reader of a checkpoint relies on, of the types they expect (a file
+    from outside can hold anything a weights_only load allows)."""
+    def bad(what: str) -> GansweepError:
+        return GansweepError(f"checkpoint {path}: {what}")
+
+    for key in ("G", "D"):
+        state = ckpt[key]
+        if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v)
+                                                  for k, v in state.items()):
+            raise bad(f"its {key} is not a state dict of tensors")
+    plans, config = ckpt["plans"], ckpt["config"]
+    if not isinstance(plans, dict) or set(plans) != {"g", "d"} or not all(
+            isinstance(p, list) and all(isinstance(t, str) for t in p) for p in plans.values()):
+        raise bad("its plans are not lists of treatment names for g and d")
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config) or \
+            not isinstance(ckpt["arch"], dict):
+        raise bad("its config or arch is not a dict of fields")
+    if not isinstance(config.get("loss"), str) or not isinstance(config.get("data"),
+                                                                 (str, type(None))):
+        raise bad("its config has no loss name or data folder")
+    try:
+        ArchConfig(**ckpt["arch"])
+        if "out" in config:  # a run's (an imported source's holds its loss and origin only)
+            TrainConfig.from_dict(config)
+    except GansweepError as e:
+        raise bad(str(e)) from None
+    except (TypeError, ValueError) as e:  # a field missing, unknown or of the wrong type
+        raise bad(f"its arch or config does not describe a run ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,27 @@ def mimicry_sngan_key(net: str, key: str, where: str = "mimicry") -> str:
     raise GansweepError(f"{where}: {net} key {key!r} has no place in our network")
 
 
+def short(key: Any) -> str:
+    """A file's key in a message: quoted, at most 80 characters."""
+    return repr(str(key)[:80])
+
+
+def _shape(state: dict[str, torch.Tensor], key: str, dims: int, what: str) -> torch.Size:
+    """The shape of ``state[key]``, which must be a tensor of ``dims`` dimensions."""
+    value = state.get(key)
+    if not isinstance(value, torch.Tensor) or value.dim() != dims:
+        raise GansweepError(f"{what}: its {key!r} is missing or not a {dims}-d tensor")
+    return value.shape
+
+
+def tensors(obj: Any, what: str) -> dict[str, torch.Tensor]:
+    """``obj`` as a state dict: a dict of tensors by text keys, or one line saying not."""
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v)
+                                            for k, v in obj.items()):
+        raise GansweepError(f"{what}: not a state dict of tensors")
+    return obj
+
+
 def meta_models(arch: ArchConfig) -> tuple[TransferNet, TransferNet]:
     """G and D of ``arch`` on the meta device: their keys and shapes, no memory."""
     with torch.device("meta"):
@@ -75,15 +96,16 @@ def build_exact(arch: ArchConfig, states: dict[str, tuple[dict[str, Any], dict[s
         ours = meta.state_dict()
         for key, value in state.items():
             if key not in ours:
-                raise GansweepError(f"{where}: {net} key {theirs[key]!r} has no place in our "
-                                    f"network")
+                raise GansweepError(f"{where}: {net} key {short(theirs[key])} has no place in "
+                                    f"our network")
             if value is not None and ours[key].shape != value.shape:
-                raise GansweepError(f"{where}: {net} key {theirs[key]!r} has shape "
+                raise GansweepError(f"{where}: {net} key {short(theirs[key])} has shape "
                                     f"{list(value.shape)}, ours {list(ours[key].shape)}")
         missing = sorted(set(ours) - set(state))
         if missing:
             raise GansweepError(f"{where}: {net} lacks {missing[0]!r} (shape "
                                 f"{list(ours[missing[0]].shape)}) and {len(missing) - 1} more")
+    _distinct_bytes(states, where)
     nets = build_models(arch)
     for (state, _), module in zip(states.values(), nets):
         own = module.state_dict()
@@ -91,21 +113,36 @@ def build_exact(arch: ArchConfig, states: dict[str, tuple[dict[str, Any], dict[s
     return nets
 
 
+def _distinct_bytes(states: dict[str, tuple[dict[str, Any], dict[str, str]]],
+                    where: str) -> None:
+    """Refuse tensors that share their bytes: a file's storage standing for many keys
+    would make a network far larger than the file (each key is copied into it)."""
+    seen: dict[tuple[int, int], str] = {}
+    for net, (state, theirs) in states.items():
+        for key, value in state.items():
+            if value is None or value.numel() == 0:
+                continue
+            at = (value.untyped_storage().data_ptr(), value.storage_offset())
+            if at in seen:
+                raise GansweepError(f"{where}: {net} key {short(theirs[key])} shares its "
+                                    f"bytes with {short(seen[at])}")
+            seen[at] = theirs[key]
+
+
 def mimicry_sngan_arch(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
                        where: str) -> ArchConfig:
     """The ``sngan`` configuration of a torch-mimicry SNGAN pair, read off its keys and
     shapes: D's final linear is ``l6`` at 64 px, ``l5`` at 32 and 48 px, where D has a
     ``block5`` at 48 px only."""
-    try:
-        l1 = g_state["l1.weight"]
-        final = next(v for k, v in d_state.items() if re.fullmatch(r"l[56]\.weight_orig", k))
-    except (KeyError, StopIteration):
+    finals = [k for k in d_state if re.fullmatch(r"l[56]\.weight_orig", k)]
+    if "l1.weight" not in g_state or not finals:
         raise GansweepError(f"{where}: not a torch-mimicry SNGAN (no l1.weight in G or "
-                            f"l5/l6.weight_orig in D)") from None
+                            f"l5/l6.weight_orig in D)")
+    l1, final = _shape(g_state, "l1.weight", 2, where), _shape(d_state, finals[0], 2, where)
     resolution = 64 if "l6.weight_orig" in d_state else \
         48 if any(k.startswith("block5.") for k in d_state) else 32
-    return ArchConfig("sngan", resolution, l1.shape[0] // LAYOUT[resolution][0] ** 2, l1.shape[1],
-                      d_width=final.shape[1])
+    return ArchConfig("sngan", resolution, l1[0] // LAYOUT[resolution][0] ** 2, l1[1],
+                      d_width=final[1])
 
 
 def load_mimicry_sngan(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
@@ -114,8 +151,10 @@ def load_mimicry_sngan(g_state: dict[str, torch.Tensor], d_state: dict[str, torc
     arch = mimicry_sngan_arch(g_state, d_state, where)
     states = {}
     for net, state in (("G", g_state), ("D", d_state)):
-        mapped = {mimicry_sngan_key(net, k, where): v for k, v in state.items()}
-        states[net] = mapped, dict(zip(mapped, state))
+        names = {mimicry_sngan_key(net, k, where): k for k in state}
+        if len(names) < len(state):
+            raise GansweepError(f"{where}: {net} has two keys for one of our tensors")
+        states[net] = {ours: state[k] for ours, k in names.items()}, names
     return (*build_exact(arch, states, where), arch)
 
 
@@ -140,11 +179,9 @@ def examples_dcgan_key(net: str, key: str, where: str = "pytorch-examples") -> s
 def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, torch.Tensor],
                         where: str) -> tuple[TransferNet, TransferNet, ArchConfig]:
     """(G, D, arch) holding a pytorch/examples DCGAN's weights exactly."""
-    try:
-        nz, ngf8 = g_state["main.0.weight"].shape[:2]
-        ndf = d_state["main.0.weight"].shape[0]
-    except KeyError:
-        raise GansweepError(f"{where}: not a pytorch/examples DCGAN (no main.0.weight)") from None
+    what = f"{where}: not a pytorch/examples DCGAN"
+    nz, ngf8 = _shape(g_state, "main.0.weight", 4, what)[:2]
+    ndf = _shape(d_state, "main.0.weight", 4, what)[0]
     if ngf8 != 8 * ndf:
         raise GansweepError(f"{where}: ngf = {ngf8 // 8} and ndf = {ndf} differ; our dcgan has "
                             f"one width for G and D")
@@ -155,8 +192,8 @@ def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, tor
         for key, value in state.items():
             ours = examples_dcgan_key(net, key, where)
             if ours == "units.fc.layer.weight":  # the final 4 x 4 conv as a linear map
-                value = value.reshape(value.shape[0], -1)
-                mapped["units.fc.layer.bias"] = torch.zeros(value.shape[0])
+                value = value.flatten(1) if value.dim() > 1 else value
+                mapped["units.fc.layer.bias"] = torch.zeros(value.shape[:1])
                 names["units.fc.layer.bias"] = "(none: a zero bias)"
             mapped[ours], names[ours] = value, key
         states[net] = mapped, names
@@ -165,11 +202,9 @@ def load_examples_dcgan(g_state: dict[str, torch.Tensor], d_state: dict[str, tor
 
 def rosinality_arch(g_state: dict[str, torch.Tensor], where: str) -> ArchConfig:
     """The ``stylegan2`` configuration of a rosinality generator, read off its shapes."""
-    try:
-        width, z_dim = g_state["input.input"].shape[1], g_state["style.1.weight"].shape[1]
-    except KeyError:
-        raise GansweepError(f"{where}: not a rosinality StyleGAN2 generator (no input.input "
-                            f"or style.1.weight)") from None
+    what = f"{where}: not a rosinality StyleGAN2 generator"
+    width = _shape(g_state, "input.input", 4, what)[1]
+    z_dim = _shape(g_state, "style.1.weight", 2, what)[1]
     mapping = len([k for k in g_state if re.fullmatch(r"style\.\d+\.weight", k)])
     blocks = len([k for k in g_state if re.fullmatch(r"to_rgbs\.\d+\.bias", k)])
     return ArchConfig("stylegan2", 4 * 2 ** blocks, width=width, z_dim=z_dim,
@@ -194,7 +229,8 @@ def _read_rosinality(path: Path, _: Path | None, trust_pickle: bool, generator: 
     if "d" not in ckpt:
         raise GansweepError(f"{path}: holds no discriminator 'd' (convert_weight.py writes it "
                             f"only with --disc); a transfer needs both networks")
-    return ckpt.get("g_ema", ckpt.get("g")), ckpt["d"]
+    g = ckpt["g_ema"] if "g_ema" in ckpt else ckpt["g"]
+    return tensors(g, f"{path.name}: its G"), tensors(ckpt["d"], f"{path.name}: its 'd'")
 
 
 def _load(path: Path, trust_pickle: bool, *allow: dict) -> object:
@@ -221,9 +257,7 @@ def _state_dict(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
     obj = _load(path, trust_pickle)
     if isinstance(obj, dict) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise GansweepError(f"{path}: not a state dict of tensors")
-    return obj
+    return tensors(obj, str(path))
 
 
 # (G's and D's states as read, where, the generator chosen) -> G, D, arch and what the

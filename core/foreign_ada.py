@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models
+from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models, short
 from gansweep.core.models import ArchConfig, TransferNet
 from gansweep.core.nvidia_pickle import Persistent, read_network_pickle
 from gansweep.core.stylegan2 import W_AVG_BETA
@@ -53,6 +53,7 @@ MAPPING_LR = 0.01
 # beyond what any published network has: a file's claim past them is refused before
 # anything is sized by it
 MAX_RESOLUTION, MAX_WIDTH, MAX_MAPPING = 4096, 8192, 32
+RES = "(4|8|16|32|64|128|256|512|1024|2048|4096)"  # a block's resolution, as its name has it
 
 
 def read_ada(path: Path, d_path: Path | None, trust_pickle: bool, generator: str | None
@@ -233,16 +234,16 @@ def ada_g_key(key: str) -> str | None:
     """Our key for NVIDIA's G ``key`` (None: a resample filter, not stored by us)."""
     if key.endswith("resample_filter"):
         return None
-    m = re.fullmatch(r"mapping\.fc(\d+)\.(weight|bias)", key)
+    m = re.fullmatch(r"mapping\.fc(0|[1-9][0-9]?)\.(weight|bias)", key)
     if m:
         return f"style.{int(m[1]) + 1}.{m[2]}"
     if key == "mapping.w_avg":
         return "style.w_avg"
     if key == "synthesis.b4.const":
         return "input.input"
-    m = re.fullmatch(r"synthesis\.b(\d+)\.(conv[01]|torgb)\.(.+)", key)
+    m = re.fullmatch(rf"synthesis\.b{RES}\.(conv[01]|torgb)\.(.+)", key)
     if m:
-        k = int(math.log2(int(m[1]))) - 3
+        k = int(m[1]).bit_length() - 4  # log2(r) - 3
         if m[2] == "torgb" and m[3] in TORGB:
             return f"{'to_rgb1' if k < 0 else f'to_rgbs.{k}'}.{TORGB[m[3]]}"
         conv = "conv1" if k < 0 else f"convs.{2 * k + (m[2] == 'conv1')}"
@@ -250,7 +251,7 @@ def ada_g_key(key: str) -> str | None:
             return f"noises.noise_{0 if k < 0 else 2 * k + 1 + (m[2] == 'conv1')}"
         if m[3] in STYLED:
             return f"{conv}.{STYLED[m[3]]}"
-    raise GansweepError(f"G key {key!r} has no place in our network")
+    raise GansweepError(f"G key {short(key)} has no place in our network")
 
 
 def ada_d_key(key: str, resolution: int) -> str | None:
@@ -259,13 +260,13 @@ def ada_d_key(key: str, resolution: int) -> str | None:
         return None
     if key in D_HEAD:
         return D_HEAD[key]
-    m = re.fullmatch(r"b(\d+)\.(fromrgb|conv[01]|skip)\.(weight|bias)", key)
+    m = re.fullmatch(rf"b{RES}\.(fromrgb|conv[01]|skip)\.(weight|bias)", key)
     if m and m[2] == "fromrgb" and int(m[1]) == resolution:
         return f"convs.0.{0 if m[3] == 'weight' else 1}.{m[3]}"
     if m and f"{m[2]}.{m[3]}" in D_RULES:
-        j = int(math.log2(resolution)) - int(math.log2(int(m[1]))) + 1
+        j = resolution.bit_length() - int(m[1]).bit_length() + 1
         return f"convs.{j}.{D_RULES[f'{m[2]}.{m[3]}']}"
-    raise GansweepError(f"D key {key!r} has no place in our network")
+    raise GansweepError(f"D key {short(key)} has no place in our network")
 
 
 def _squeezed(t: torch.Tensor) -> list[int]:
@@ -293,9 +294,12 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
                 raise GansweepError(f"{where}: {net} {str(e)[2:]}") from None
             if mine is None:
                 if not torch.equal(value, blur):
-                    raise GansweepError(f"{where}: {net} key {key!r} is not the [1, 3, 3, 1] "
-                                        f"resample filter ours uses")
+                    raise GansweepError(f"{where}: {net} key {short(key)} is not the [1, 3, 3, 1]"
+                                        f" resample filter ours uses")
                 continue
+            if mine in names:
+                raise GansweepError(f"{where}: {net} keys {short(names[mine])} and {short(key)} "
+                                    f"are one tensor of ours")
             if mine in ours and _squeezed(ours[mine]) == _squeezed(value):
                 value = value.reshape(ours[mine].shape)  # singleton axes only: [O,I,k,k] ->
                 # [1,O,I,k,k] (rosinality's layout), [3] -> [1,3,1,1], [] -> [1], ...

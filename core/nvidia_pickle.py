@@ -45,6 +45,7 @@ from gansweep.core.safe_pickle import (
     Record,
     Refused,
     behaviour_of,
+    brief,
     plain_key,
     unpickle,
 )
@@ -80,16 +81,16 @@ class Persistent(Record):
     def field(self, name: str) -> Any:
         """One entry of the object's state; a missing one is one line naming it."""
         if name not in self.state:
-            raise GansweepError(f"{self.class_name} has no {name!r}: not a network of "
+            raise GansweepError(f"{self.class_name[:80]} has no {name!r}: not a network of "
                                 f"stylegan2-ada-pytorch")
         return self.state[name]
 
     def mapping(self, name: str) -> dict[str, Any]:
         """A dict entry of the object's state (``_modules``, ``_parameters``, ...)."""
         value = self.field(name)
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise GansweepError(f"{self.class_name}.{name}: a {type(value).__name__}, not a "
-                                f"dict")
+                                f"dict by names")
         return value
 
     def module(self, name: str) -> Persistent | None:
@@ -122,10 +123,10 @@ def _persistent(budget: Budget, meta: Any) -> Persistent:
     if not isinstance(meta, dict) or meta.get("type") != "class" or \
             not isinstance(meta.get("state"), dict):
         raise Refused(f"{PERSISTENT_NAME}: an object that is not a class instance "
-                      f"(type {str(meta.get('type') if isinstance(meta, dict) else meta)[:40]})")
+                      f"(type {brief(meta.get('type') if isinstance(meta, dict) else meta)})")
     name, version, src = meta.get("class_name"), meta.get("version"), meta.get("module_src", "")
-    if not isinstance(name, str) or not isinstance(src, str) or \
-            not (version is None or type(version) is int):
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > 100 or \
+            not isinstance(src, str) or not (version is None or type(version) is int):
         raise Refused(f"{PERSISTENT_NAME}: a class name, version or source of the wrong type")
     return Persistent(name, version, meta["state"], src)
 
@@ -149,11 +150,16 @@ _PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)
 
 def _numeric_dtype(text: Any) -> np.dtype:
     if not isinstance(text, str) or not _DTYPE.fullmatch(text):
-        raise Refused(f"numpy.dtype {str(text)[:20]!r}: not a boolean or numeric dtype")
+        raise Refused(f"numpy.dtype {brief(text)}: not a boolean or numeric dtype")
     dtype = np.dtype(text)
     if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
         raise Refused(f"numpy.dtype {text!r}: not a boolean or numeric dtype")
     return dtype
+
+
+def _brief_tuple(state: Any) -> str:
+    items = state if isinstance(state, tuple) else (state,)
+    return ", ".join(brief(v) for v in items[:8])
 
 
 class _Dtype(Pending):
@@ -164,7 +170,7 @@ class _Dtype(Pending):
         if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and
                 state[1] in ("<", ">", "|", "=") and state[2:] == _PLAIN_DTYPE_STATE):
             raise Refused(f"numpy.dtype {self.dtype.str}: a state other than a plain "
-                          f"numeric dtype's ({str(state)[:60]})")
+                          f"numeric dtype's ({_brief_tuple(state)})")
         return self.dtype.newbyteorder(state[1]) if state[1] in "<>" else self.dtype
 
 

@@ -12,8 +12,9 @@ standard library's opcode parser, which only parses):
 - ``BUILD`` applies only to a ``Pending`` record one of those calls made and has not yet
   built (never to a class, function, module or container of the stream's choosing);
 - containers hold only what the machine made; dict and set keys are plain values;
-- every string, bytes object and array counts against ``Limits.max_bytes``, every opcode
-  against ``max_ops``, and every container insertion against ``max_depth``, while reading;
+- every string, bytes object, container and array counts against ``Limits.max_bytes``,
+  every opcode against ``max_ops`` (one budget for a file and the pickles nested in it),
+  and every container insertion against ``max_depth``, while reading;
   the result is walked once more for depth and for records used before they were built;
 - any other opcode (``INST``, ``OBJ``, ``EXT*``, out-of-band buffers, ...) and any
   persistent id the caller does not read is refused.
@@ -52,10 +53,11 @@ class Limits:
 
 
 class Budget:
-    """The bytes a stream has created so far, against its limit."""
+    """What a file has created so far (bytes, opcodes), against its limits: one budget for
+    the file and every pickle nested in it."""
 
     def __init__(self, limits: Limits):
-        self.limits, self.used = limits, 0
+        self.limits, self.used, self.ops = limits, 0, 0
 
     def take(self, nbytes: int, what: str) -> None:
         self.used += nbytes
@@ -108,12 +110,23 @@ class _Global:
         self.behaviour = behaviour
 
 
+CONTAINER_BYTES = 128  # what an empty container costs here, counted against the budget
 _IGNORED = {"PROTO", "FRAME"}  # framing only: genops reads through frames
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
             "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
 _NUMBERS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT",
             "BINFLOAT"}
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
+
+
+def brief(value: Any) -> str:
+    """A stream value in a message: short, and never a walk of a structure (whose text
+    could be exponential in its size)."""
+    if isinstance(value, (str, bytes)):
+        return repr(value[:40])
+    if isinstance(value, (type(None), bool, int, float)):
+        return repr(value)[:40]
+    return describe(value)
 
 
 def plain_key(value: Any, where: str) -> Any:
@@ -147,6 +160,7 @@ class Machine:
 
     # --- the stack's containers -------------------------------------------------------
     def _container(self, obj: Any) -> Any:
+        self.budget.take(CONTAINER_BYTES, "a container")  # its memory, beyond its byte
         self.depth[id(obj)] = 1
         self.keep.append(obj)
         return obj
@@ -177,8 +191,12 @@ class Machine:
                 raise Refused(f"{op} of {b.name}: an argument used before it was built")
         try:
             return b.call(self.budget, *args)
-        except TypeError as e:  # the wrong number of arguments
-            raise Refused(f"{op} of {b.name}: {e}") from None
+        except GansweepError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError,
+                RuntimeError) as e:  # a wrong argument count, or one no check foresaw
+            raise Refused(f"{op} of {b.name}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:100] if str(e) else ''}") from None
 
     # --- the machine ------------------------------------------------------------------
     def load(self, stream: io.BytesIO) -> Any:
@@ -205,9 +223,11 @@ class Machine:
             stack.pop()
             return value
 
-        for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+        budget = self.budget
+        for opcode, arg, _ in pickletools.genops(stream):
             op = opcode.name
-            if count >= self.limits.max_ops:
+            budget.ops += 1
+            if budget.ops > self.limits.max_ops:
                 raise Refused(f"more than {self.limits.max_ops:,} opcodes")
             if op in _STRINGS:
                 self.budget.take(len(arg), op)
@@ -273,7 +293,7 @@ class Machine:
                     raise Refused(f"{op} on a {describe(target)}, not a dict")
                 self._nest(target, items[1::2], op)
                 for k, v in zip(items[::2], items[1::2]):
-                    dict.__setitem__(target, plain_key(k, op), v)
+                    target[plain_key(k, op)] = v  # a dict of ours: no code of the file's
                 if op == "DICT":
                     stack.append(target)
             elif op in ("ADDITEMS", "FROZENSET"):
@@ -330,6 +350,8 @@ class Machine:
             obj, leaving = work.pop()
             if isinstance(obj, Pending):
                 raise Refused("a record used before its BUILD")
+            if not leaving and id(obj) in done:
+                continue
             children = list(obj.values()) if isinstance(obj, dict) else \
                 list(obj) if isinstance(obj, (list, tuple)) else \
                 obj.children() if isinstance(obj, Record) else ()
@@ -340,7 +362,7 @@ class Machine:
                     raise Refused(f"nesting deeper than {self.limits.max_depth}")
                 done[id(obj)] = depth
                 continue
-            if id(obj) in done or not children:
+            if not children:
                 continue
             if id(obj) in on_path:
                 raise Refused("a container that holds itself")

@@ -45,6 +45,7 @@ from gansweep.core.safe_pickle import (
     Refused,
     StateDict,
     behaviour_of,
+    brief,
     plain_key,
     unpickle,
 )
@@ -92,13 +93,18 @@ def int_tuple(value: Any, what: str) -> tuple[int, ...]:
     return value
 
 
+def _empty(value: Any) -> bool:
+    """No hooks or metadata: None or an empty dict (never a truth test of a stream value)."""
+    return value is None or (isinstance(value, dict) and len(value) == 0)
+
+
 def rebuild_tensor(budget: Budget, storage: Any, offset: Any, size: Any, stride: Any,
                    requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> Any:
     """``torch._utils._rebuild_tensor_v2``: a fresh tensor copied out of ``storage`` (a
     1-D tensor of its dtype), or a ``TensorSpec`` of a ``StorageSpec``; every size checked
     first."""
     where = "torch._utils._rebuild_tensor_v2"
-    if hooks or metadata or not isinstance(requires_grad, bool):
+    if not (_empty(hooks) and _empty(metadata) and isinstance(requires_grad, bool)):
         raise Refused(f"{where}: a tensor with hooks or metadata")
     if not isinstance(storage, (torch.Tensor, StorageSpec)):
         raise Refused(f"{where}: its storage is a {type(storage).__name__}")
@@ -106,21 +112,25 @@ def rebuild_tensor(budget: Budget, storage: Any, offset: Any, size: Any, stride:
     if type(offset) is not int or offset < 0 or len(size) != len(stride):
         raise Refused(f"{where}: offset {offset!r}, size {list(size)}, stride {list(stride)}")
     numel = math.prod(size)
+    if math.prod(n for n in size if n) > 2 ** 48:  # even a tensor of no elements
+        raise Refused(f"{where}: size {list(size)}: too large to lay out")
     capacity = storage.numel if isinstance(storage, StorageSpec) else storage.numel()
     extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if numel else 0
-    if extent > capacity or numel > capacity - min(offset, capacity):
+    if extent > capacity or numel > capacity - min(offset, capacity) or offset > capacity:
         raise Refused(f"{where}: size {list(size)}, stride {list(stride)} and offset "
                       f"{offset} need more than the storage's {capacity:,} elements")
+    # a tensor costs its own bytes even where it shares its storage: the importers copy
+    # each one into a network
+    budget.take(numel * storage.dtype.itemsize, where)
     if isinstance(storage, StorageSpec):
         return TensorSpec(storage.dtype, size)
-    budget.take(numel * storage.element_size(), where)
     return torch.as_strided(storage, size, stride, offset).clone(
         memory_format=torch.contiguous_format)
 
 
 def rebuild_parameter(budget: Budget, data: Any, requires_grad: Any, hooks: Any) -> Any:
     """``torch._utils._rebuild_parameter``: its tensor (our modules copy it)."""
-    if hooks or not isinstance(data, (torch.Tensor, TensorSpec)):
+    if not _empty(hooks) or not isinstance(data, (torch.Tensor, TensorSpec)):
         raise Refused("torch._utils._rebuild_parameter: not a plain tensor")
     return data
 
@@ -132,7 +142,7 @@ def _ordered_dict(budget: Budget, items: Any = ()) -> StateDict:
         raise Refused("collections.OrderedDict: built from something other than pairs")
     out = StateDict()
     for k, v in items:
-        dict.__setitem__(out, plain_key(k, "collections.OrderedDict"), v)
+        out[plain_key(k, "collections.OrderedDict")] = v
     return out
 
 
@@ -158,13 +168,14 @@ NAMESPACE = {("argparse", "Namespace"): Behaviour("argparse.Namespace",
 def _storage_id(pid: Any, fields: int) -> StorageSpec:
     """A persistent id ('storage', storage type, key, location, numel[, view])."""
     if not (isinstance(pid, tuple) and len(pid) == fields and pid[0] == "storage"):
-        raise Refused(f"a persistent id that is not a storage ({str(pid)[:60]})")
+        raise Refused(f"a persistent id that is not a storage (a {brief(pid)})")
     kind = behaviour_of(pid[1])
     dtype = STORAGES.get(kind.name.removeprefix("torch.")) if kind else None
     key, location, numel = pid[2], pid[3], pid[4]
     if dtype is None or not isinstance(key, str) or not isinstance(location, str) or \
             type(numel) is not int or not 0 <= numel < 2 ** 48 or any(pid[5:]):
-        raise Refused(f"a storage id {str(pid)[:80]}: not a plain storage of a known type")
+        raise Refused(f"a storage id of {brief(pid[1])}, key {brief(key)}: not a plain "
+                      f"storage of a known type")
     return StorageSpec(dtype, numel, key)
 
 
@@ -195,7 +206,8 @@ def read_legacy(data: bytes, budget: Budget, limits: Limits,
 
     obj = unpickle(f, behaviours, limits, storage, budget)
     keys = unpickle(f, {}, limits, budget=budget)
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(specs):
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or \
+            sorted(keys) != sorted(specs):
         raise Refused("its list of storages differs from the storages it uses")
     tensors = {}
     for key in keys:
@@ -221,11 +233,18 @@ def _zip_scan(z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
     infos = z.infolist()
     if len(infos) > MAX_ENTRIES:
         raise Refused(f"{len(infos):,} entries in the archive")
+    # torch reads the records of the folder its first entry is in, its names matched
+    # ignoring case: the same names, exactly, are what is checked here
+    if not infos or "/" not in infos[0].filename:
+        raise Refused("an archive whose first entry is in no folder: not a torch.save file")
+    prefix = infos[0].filename.split("/", 1)[0] + "/"
     by_name = {i.filename: i for i in infos}
-    pickles = [i for i in infos if i.filename.endswith("/data.pkl")]
-    if len(pickles) != 1:
-        raise Refused("not one data.pkl in the archive: not a torch.save file")
-    prefix = pickles[0].filename[:-len("data.pkl")]
+    folded = {name.lower() for name in by_name}
+    if len(folded) < len(infos) or any(not n.startswith(prefix) for n in by_name):
+        raise Refused(f"entries named twice (ignoring case) or outside {prefix!r}")
+    pickles = [by_name[prefix + "data.pkl"]] if prefix + "data.pkl" in by_name else []
+    if not pickles:
+        raise Refused(f"no {prefix}data.pkl in the archive: not a torch.save file")
     for i in infos:
         if i.compress_type != zipfile.ZIP_STORED:
             raise Refused(f"{i.filename}: a compressed entry (torch stores them raw)")
@@ -246,6 +265,13 @@ def _zip_scan(z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
     unpickle(io.BytesIO(z.read(pickles[0])), behaviours, limits, storage)
 
 
+def is_archive(path: Path) -> bool:
+    """Whether torch reads ``path`` as its zip archive: by its first four bytes, as torch
+    decides (a legacy file with an archive appended is a legacy file)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def check_torch_file(path: Path, allow: Iterable[Mapping] = ()) -> None:
     """Refuse, in one ``Refused`` line, a torch file whose description does not match what
     it holds (sizes, storages, globals); see the module's docstring."""
@@ -256,7 +282,7 @@ def check_torch_file(path: Path, allow: Iterable[Mapping] = ()) -> None:
     for extra in allow:
         behaviours.update(extra)
     limits = limits_for(size)
-    if zipfile.is_zipfile(path):
+    if is_archive(path):
         try:
             with zipfile.ZipFile(path) as z:
                 _zip_scan(z, behaviours, limits)
@@ -285,7 +311,7 @@ def load_torch_file(path: str | os.PathLike, what: str, allow: Iterable[Mapping]
     try:
         with torch.serialization.safe_globals(classes):
             return torch.load(path, map_location="cpu", weights_only=True,
-                              mmap=mmap and zipfile.is_zipfile(path))
+                              mmap=mmap and is_archive(path))
     except Exception as e:  # noqa: BLE001 -- torch's own refusal, a truncated entry, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise GansweepError(f"{path}: not a readable {what} ({type(e).__name__}: "

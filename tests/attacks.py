@@ -72,12 +72,12 @@ def dtype(code: str, state: bytes | None = None) -> bytes:
 
 
 def legacy_storage(floats: int, global_name: tuple[str, str] = ("torch", "FloatStorage"),
-                   claimed: int | None = None) -> bytes:
-    """torch's legacy format of one float storage (what ``_load_from_bytes`` reads)."""
+                   claimed: int | None = None, padding: int = 0) -> bytes:
+    """torch's legacy format of one float storage (what ``_load_from_bytes`` reads);
+    ``padding`` NONE-POP pairs in its system pickle."""
     claimed = floats if claimed is None else claimed
     head = pickle.dumps(0x1950A86A20F9469CFC6C, 2) + pickle.dumps(1001, 2) + \
-        pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                      "type_sizes": {"short": 2, "int": 4, "long": 4}}, 2)
+        proto(b"N0" * padding + b"}" + text("little_endian") + TRUE + b"s")
     pid = tup(text("storage"), glob(*global_name), text("k"), text("cpu"), num(claimed), NONE)
     obj = b"\x80\x02" + pid + b"Q."
     keys = pickle.dumps(["k"], 2)
@@ -91,6 +91,21 @@ def tensor(storage: bytes, size: tuple[int, ...], stride: tuple[int, ...]) -> by
                 call(glob("collections", "OrderedDict")))
 
 
+def legacy_file(listed: list[str]) -> bytes:
+    """A torch file in the legacy format holding {'w': a 4-float tensor}, its storage
+    key list ``listed`` (torch.load leaves a storage it does not list unfilled)."""
+    head = pickle.dumps(0x1950A86A20F9469CFC6C, 2) + pickle.dumps(1001, 2) + \
+        pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                      "type_sizes": {"short": 2, "int": 4, "long": 4}}, 2)
+    pid = tup(text("storage"), glob("torch", "FloatStorage"), text("0"), text("cpu"), num(4),
+              NONE) + b"Q"
+    obj = proto(b"}" + text("w") + call(glob("torch._utils", "_rebuild_tensor_v2"), pid,
+                                        num(0), tup(num(4)), tup(num(1)), FALSE,
+                                        call(glob("collections", "OrderedDict"))) + b"s")
+    return head + obj + pickle.dumps(listed, 2) + struct.pack("<q", 4) * bool(listed) + \
+        b"\x00" * 16 * bool(listed)
+
+
 def network(g: bytes) -> bytes:
     """A top-level dict whose G_ema and D are ``g``."""
     return proto(b"}(" + text("G_ema") + g + text("D") + g + b"u")
@@ -98,7 +113,7 @@ def network(g: bytes) -> bytes:
 
 def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
     """name -> (file, a fragment its refusal names)."""
-    deep = b"]" * 100_000 + b"a" * 99_999
+    deep = b"]" * 2_000 + b"a" * 1_999
     return {
         # a dtype of kind O whose state says it holds no objects, then 8 bytes as a PyObject*
         "object_dtype_scalar": (proto(call(call(glob(MULTIARRAY, "scalar"), dtype("O8"),
@@ -137,8 +152,33 @@ def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
                              "refuses the global posix.system"),
         "memo_bomb": (proto(NONE + b"r\xff\xff\xff\xff" + b"0" + NONE), "holds a NoneType"),
         "deep_nesting": (proto(deep), "nesting deeper than 64"),
+        # each byte a list: ~200 bytes of memory per byte of file
+        "many_containers": (proto(b"(" + b"]" * 4_000_000 + b"l"), "takes the data past"),
         "bytes_past_the_end": (b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"x", "bytes"),
         "instance_opcode": (proto(b"(i" + b"os\nsystem\n"), "refuses the opcode INST"),
+        # one stored storage read again and again (a fresh opcode count each time, once)
+        "storage_reread": (proto(glob("torch.storage", "_load_from_bytes") + b"\x94" +
+                                 raw(legacy_storage(0, padding=20_000)) + b"\x94" +
+                                 b"(h\x00h\x01\x85R0" * 20_000 + b"N"),
+                           "more than"),
+        # a list of Nones referenced many times: the final walk once was K x M
+        "shared_list": (proto(b"(" + b"N" * 100_000 + b"l\x940(" + b"h\x00" * 100_000 + b"l"),
+                        "holds a list"),
+        # x[i+1] = [x[i], x[i]]: its text once was 2**48 characters, in an error message
+        "exponential_text": (proto(call(glob("torch_utils.persistence",
+                                             "_reconstruct_persistent_obj"),
+                                        b"}" + text("type") + b"]\x94" + b"".join(
+                                            b"0(h" + bytes([i]) + b"h" + bytes([i]) + b"l\x94"
+                                            for i in range(48)) + b"s")),
+                             "not a class instance (type list)"),
+        "hooks_a_tensor": (network(call(glob("torch._utils", "_rebuild_tensor_v2"),
+                                        call(glob("torch.storage", "_load_from_bytes"),
+                                             raw(legacy_storage(2))), num(0), tup(num(2)),
+                                        tup(num(1)), FALSE, tensor(legacy_storage(2), (2,),
+                                                                   (1,)))),
+                           "a tensor with hooks or metadata"),
+        "zero_size_huge_dims": (network(tensor(legacy_storage(1), (0, 2 ** 47, 2 ** 47),
+                                               (1, 1, 1))), "too large to lay out"),
         "stack_underflow": (proto(b"a"), "empty stack"),
     }
 
@@ -162,6 +202,31 @@ def zip_attacks(tmp: Path) -> dict[str, tuple[Path, str]]:
                     data = data.replace(old, new, 1)
                 w.writestr(info, data)
         out[name] = path, fragment
+    # a legacy file that lists no storage, an archive appended (torch reads the legacy
+    # stream: by its first bytes; the archive's directory is at the end)
+    appended = tmp / "legacy_then_archive.pt"
+    appended.write_bytes(legacy_file([]) + good.read_bytes())
+    out["legacy_then_archive"] = appended, "its list of storages differs"
+    # the archive's records under another folder than its first entry's (torch reads those)
+    moved = tmp / "archive_elsewhere.pt"
+    with zipfile.ZipFile(good) as z, zipfile.ZipFile(moved, "w") as w:
+        for info in z.infolist():
+            w.writestr("x/y/" + info.filename.split("/", 1)[1], z.read(info))
+    out["archive_elsewhere"] = moved, "no x/data.pkl in the archive"
+    # one storage standing for many tensors: a network far larger than the file
+    shared = tmp / "shared_storage.pt"
+    big = torch.zeros(1 << 16)
+    torch.save({f"w{i}": big.view(-1) for i in range(64)}, shared)
+    out["shared_storage"] = shared, "takes the data past"
+    # one tensor object for every key of its shape: our network would copy it each time
+    ref = torch.load(SHARED / "reference" / "mimicry-sngan32.pt", weights_only=True)
+    reused = {}
+    for net in ("g_state", "d_state"):
+        first: dict = {}
+        reused[net] = {k: first.setdefault(tuple(v.shape), v) for k, v in ref[net].items()}
+        torch.save(reused[net], tmp / f"reused_{net[0]}.pt")
+    out["tensor_reused"] = tmp / "reused_g.pt", "shares its bytes with"
+    return out
     return out
 
 
@@ -269,14 +334,17 @@ def main(tmp: Path) -> None:
                                  "fragment": fragment, "written": out.exists()}
     for name, (path, fragment) in zip_attacks(tmp).items():
         out = tmp / f"{name}.out.pt"
-        report["cases"][name] = {**run_cli("import", "mimicry", path, path, "--out", out),
+        d = tmp / "reused_d.pt" if name == "tensor_reused" else path
+        report["cases"][name] = {**run_cli("import", "mimicry", path, d, "--out", out),
                                  "fragment": fragment, "written": out.exists()}
     report["mutated"] = [name for name, value in watched().items() if value != before[name]]
+    after_attacks = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report["fuzz"] = fuzz(tmp, seed=int(sys.argv[2]) if len(sys.argv) > 2 else 0,
                           budget_s=90)
     report["marker"] = marker.exists()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report["rss_kib"] = {"baseline": baseline, "after_reference_import": warm, "peak": peak}
+    report["rss_kib"] = {"baseline": baseline, "after_reference_import": warm,
+                         "after_attacks": after_attacks, "peak": peak}
     print(json.dumps(report))
 
 
