@@ -3,6 +3,7 @@ the one place its defaults live (the CLI's and a sweep spec's defaults are read 
 A transfer trial's config is made by ``core.trial.trial_config``."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from gansweep.core.augment import parse_augment
 from gansweep.core.errors import GansweepError
-from gansweep.core.losses import LOSSES
+from gansweep.core.losses import LOSSES, get_loss
 from gansweep.core.lpips import resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import ArchConfig
@@ -74,6 +75,9 @@ class TrainConfig:
     rung_fid_samples: int | None = None
     rung_milestones: list[int] = field(default_factory=list)
     deterministic: bool = False  # deterministic GPU algorithms (core.numerics)
+    # G's and D's forward and backward captured by torch.compile (core.train.capture):
+    # reduce-overhead (CUDA graphs) on a GPU, fewer launches per step; not bit-identical.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.arch, dict):
@@ -88,13 +92,13 @@ class TrainConfig:
                 raise GansweepError(f"{name}: {value!r} needs loss 'bce', not {self.loss!r}")
         if self.r1_gamma is not None:
             if not isinstance(self.r1_gamma, (int, float)) or isinstance(self.r1_gamma, bool) \
-                    or self.r1_gamma < 0:
+                    or not 0 <= self.r1_gamma < math.inf:  # nan, inf: no weight
                 raise GansweepError(f"r1_gamma: {self.r1_gamma!r} must be a number >= 0")
             if self.loss != "stylegan2":
                 raise GansweepError(f"r1_gamma: {self.r1_gamma!r} needs loss 'stylegan2', not "
                                     f"{self.loss!r}")
         if not isinstance(self.path_length, (int, float)) or isinstance(self.path_length, bool) \
-                or self.path_length < 0:
+                or not 0 <= self.path_length < math.inf:
             raise GansweepError(f"path_length: {self.path_length!r} must be a number >= 0")
         if self.path_length and (self.loss != "stylegan2" or self.arch.name != "stylegan2"):
             raise GansweepError(f"path_length: {self.path_length!r} needs loss and architecture "
@@ -122,7 +126,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise GansweepError(f"{name}: {value!r} must be a positive integer or null")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        if self.lr is not None and not (isinstance(self.lr, (int, float))
+                                        and 0 < self.lr < math.inf):
             raise GansweepError(f"lr: {self.lr!r} must be a positive number")
         if "intra_lpips" in self.metrics:
             resolve_lpips_weights(self.lpips_weights)  # one line before anything runs
@@ -148,9 +153,14 @@ class TrainConfig:
                                     f"integer larger than fid_samples ({self.fid_samples})")
             if "fid" not in self.metrics:
                 raise GansweepError("rung_fid_samples: needs 'fid' among the metrics")
-        for name in ("deterministic", "eval_at_start"):
+        for name in ("deterministic", "eval_at_start", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise GansweepError(f"{name}: {getattr(self, name)!r} is not true or false")
+        if self.compile and get_loss(self.loss, r1_gamma=self.r1_gamma,
+                                     path_length=self.path_length).double_backward:
+            raise GansweepError(f"compile: true cannot capture loss {self.loss!r}: its penalty "
+                                f"differentiates a gradient, which torch.compile does not "
+                                f"support (compile: false, or r1_gamma and path_length 0)")
         if any(not isinstance(m, int) or m < 1 for m in self.rung_milestones):
             raise GansweepError(f"rung_milestones: {self.rung_milestones!r} must be positive "
                                 f"integers")

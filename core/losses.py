@@ -36,6 +36,9 @@ class Loss:
     n_critic: int = 5
     lr: float
     needs_norm_free_critic = False
+    # Its penalty differentiates a gradient (create_graph): torch.compile cannot capture a
+    # double backward, so ``compile`` refuses the loss.
+    double_backward = False
 
     def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         """The optimiser of ``net`` (G or D)."""
@@ -96,6 +99,7 @@ class WGANGP(Loss):
     gp_weight = 10.0
     # The penalty is per-sample; batch norm couples samples and makes it meaningless.
     needs_norm_free_critic = True
+    double_backward = True
 
     def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.0, 0.9))
@@ -173,7 +177,13 @@ class StyleGAN2Loss(Loss):
     def __init__(self, r1_gamma: float | None = None, path_length: float = 0.0):
         self.r1_gamma = 10.0 if r1_gamma is None else r1_gamma
         self.path_length = path_length
-        self.mean_path_length = 0.0  # the running mean the penalty pulls path lengths to
+        # The running mean the penalty pulls path lengths to: a float, or after the first
+        # penalty a tensor on the device (a float would wait for the GPU every 4 steps).
+        self.mean_path_length: float | torch.Tensor = 0.0
+
+    @property
+    def double_backward(self) -> bool:  # R1 and path length differentiate gradients
+        return bool(self.r1_gamma or self.path_length)
 
     def optimizer(self, params: Params, lr: float, net: str = "D") -> torch.optim.Optimizer:
         every = self.r1_every if net == "D" else self.path_every if self.path_length else 0
@@ -208,11 +218,11 @@ class StyleGAN2Loss(Loss):
         (grad,) = torch.autograd.grad((images * noise).sum(), latents, create_graph=True)
         lengths = grad.pow(2).sum(2).mean(1).sqrt()
         mean = self.mean_path_length + self.path_decay * (lengths.mean() - self.mean_path_length)
-        self.mean_path_length = float(mean.detach())
+        self.mean_path_length = mean.detach()
         return self.path_length * self.path_every * (lengths - mean).pow(2).mean()
 
     def state_dict(self) -> dict:
-        return {"mean_path_length": self.mean_path_length}
+        return {"mean_path_length": float(self.mean_path_length)}
 
     def load_state_dict(self, state: dict) -> None:
         self.mean_path_length = float(state["mean_path_length"])

@@ -7,8 +7,6 @@ import sys
 import time
 from typing import IO, Any
 
-from tqdm import tqdm
-
 
 def _fmt(values: dict[str, Any]) -> str:
     return " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -27,6 +25,8 @@ class Progress:
         self.count, self.start = done, time.perf_counter()
         self.values: dict[str, Any] = {}
         tty = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        if tty:  # imported only for a bar: the training loop runs without tqdm installed
+            from tqdm import tqdm
         self.bar = tqdm(total=total, initial=done, unit=unit, desc=desc, file=self.stream,
                         dynamic_ncols=True, leave=True) if tty else None
 

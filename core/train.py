@@ -59,6 +59,10 @@ from gansweep.core.treatments import (
     trainable_parameters,
 )
 
+# Iterations between read-backs of the losses (the divergence check, the losses logged
+# and shown): each read-back waits for the GPU to finish the queued steps.
+READ_EVERY = 16
+
 
 @dataclass
 class TrainState:
@@ -84,6 +88,9 @@ class TrainState:
     train_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     last_losses: dict[str, float] = field(default_factory=dict)
+    # (iteration, [d_loss, g_loss]) on the device of each step since the losses were last
+    # read back (``read_losses``): reading them every step would wait for the GPU each step.
+    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
     @property
     def out(self) -> Path:
@@ -164,14 +171,26 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
                        reference, real, classifier, _clippable(d),
                        EMA(g, cfg.ema_kimg, cfg.ema_rampup, cfg.batch_size)
                        if cfg.ema_kimg is not None else None, numerics_record(device))
+    if cfg.compile:  # after the EMA's copy of G, which is evaluated uncompiled
+        capture(state)
     if resume is not None:
         restore(state, load_checkpoint(resume))
     return state
 
 
+def capture(s: TrainState) -> None:
+    """Compile G's and D's forward (and so their backward) in place, keeping their modules
+    and state-dict keys: CUDA graphs (reduce-overhead) on a GPU, where a small GAN's step
+    is bound by kernel launches; inductor's default mode on a CPU."""
+    mode = "reduce-overhead" if s.device.type == "cuda" else None
+    for net in (s.G, s.D):
+        net.compile(mode=mode)
+
+
 
 def _real_batch(s: TrainState) -> tuple[torch.Tensor, torch.Tensor | None]:
-    idx = s.sampler.next().to(s.device)
+    # non_blocking: a blocking copy to a GPU waits for the GPU's queue to drain
+    idx = s.sampler.next().to(s.device, non_blocking=True)
     images = to_float(s.augmentation.real_batch(s.data[idx]))
     return images, None if s.labels is None else s.labels[idx]
 
@@ -200,10 +219,12 @@ def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.step()
 
 
-def train_step(s: TrainState) -> dict[str, float]:
-    """One generator iteration after n_critic critic iterations; raises on divergence.
-    A conditional G is given the classes of the real batch in D's steps (a sample of the
-    target's class distribution, as Wang et al. condition on y' ~ p_data(y))."""
+def train_step(s: TrainState) -> dict[str, float] | None:
+    """One generator iteration after n_critic critic iterations. Its losses stay on the
+    device; at the first iteration and every ``READ_EVERY`` they are read back
+    (``read_losses``: raises on divergence) and returned, else None is. A conditional G is
+    given the classes of the real batch in D's steps (a sample of the target's class
+    distribution, as Wang et al. condition on y' ~ p_data(y))."""
     d_loss = torch.zeros((), device=s.device)
     for _ in range(s.n_critic):
         real, y = _real_batch(s)
@@ -236,12 +257,25 @@ def train_step(s: TrainState) -> dict[str, float]:
     s.iteration += 1
     if s.ema is not None:
         s.ema.update(s.iteration * s.cfg.batch_size)
-    values = torch.stack([d_loss.detach(), g_loss.detach()]).tolist()
-    losses = {"d_loss": values[0], "g_loss": values[1]}
-    if not all(math.isfinite(v) for v in values):
-        raise DivergenceError(s.iteration, losses)
-    s.last_losses = losses
-    return losses
+    s.pending.append((s.iteration, torch.stack([d_loss.detach(), g_loss.detach()])))
+    if s.iteration == 1 or s.iteration % READ_EVERY == 0:
+        return read_losses(s)
+    return None
+
+
+def read_losses(s: TrainState) -> dict[str, float]:
+    """The losses of the steps not yet read, read back with one host synchronisation: raises
+    ``DivergenceError`` at the first non-finite one (its iteration), else sets and returns
+    ``last_losses`` (the latest step's)."""
+    if s.pending:
+        iterations = [i for i, _ in s.pending]
+        rows = torch.stack([v for _, v in s.pending]).tolist()
+        s.pending.clear()
+        for iteration, (d, g) in zip(iterations, rows):
+            if not (math.isfinite(d) and math.isfinite(g)):
+                raise DivergenceError(iteration, {"d_loss": d, "g_loss": g})
+        s.last_losses = {"d_loss": rows[-1][0], "g_loss": rows[-1][1]}
+    return s.last_losses
 
 
 
@@ -254,7 +288,8 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
     """Run to ``cfg.iters``; evaluate + snapshot (unless ``save`` is False: the caller's
     callback checkpoints) + callback every ``eval_every`` iterations and at the end. The
     callback returns True to stop early. ``progress`` is told every iteration (with the
-    losses) and every evaluation (with the metrics)."""
+    losses where they were read back: ``READ_EVERY``) and every evaluation (with the
+    metrics)."""
     s = state or setup(cfg, resume)
     s.out.mkdir(parents=True, exist_ok=True)
     every = cfg.eval_every or cfg.iters
@@ -271,12 +306,18 @@ def train(cfg: TrainConfig, callback: Callback | None = None,
         return s
     while s.iteration < cfg.iters:
         t0 = time.perf_counter()
-        train_step(s)  # ends with a host sync (the loss check), so the timing is honest
+        losses = train_step(s)
+        due = s.iteration % every == 0 or s.iteration == cfg.iters
+        if due:  # evaluation records the losses; reading them waits for the device
+            losses = read_losses(s)
+        # Only steps that read back wait for the device, so a step's own time is not its
+        # cost; the sum up to a read-back is, and every evaluation follows one.
         s.train_seconds += time.perf_counter() - t0
         if progress is not None:
-            progress.update(1, **s.last_losses)
-        if (s.iteration % every == 0 or s.iteration == cfg.iters) and evaluate_and_report():
+            progress.update(1, **(losses or {}))
+        if due and evaluate_and_report():
             break
+    read_losses(s)
     return s
 
 

@@ -234,6 +234,12 @@ class Partition:
     def units(self) -> int:
         return self.i + self.j + self.k
 
+    @classmethod
+    def parse(cls, text: str) -> Partition:
+        """A recorded ``D(i,j,k)``/``G(i,j,k)``, its L taken as i + j + k."""
+        which, i, j, k = _match(text, "i+j+k = L")
+        return parse_partition(text, i + j + k, which)
+
     def plan(self, modulation: str = "adafm") -> Plan:
         """One treatment per unit, with ``modulation`` (a modulating treatment) for j."""
         if self.net == "D":
@@ -241,13 +247,18 @@ class Partition:
         return ("finetune",) * self.k + (modulation,) * self.j + ("freeze",) * self.i
 
 
-def parse_partition(text: str, units: int, net: str | None = None) -> Partition:
-    """Parse 'D(i,j,k)' / 'G(i,j,k)' for a network of ``units`` units; errors name both."""
+def _match(text: str, sum_is: str) -> tuple[str, int, int, int]:
+    """The one reading of partition text: its net and counts, or one line naming it."""
     m = _PARTITION_RE.match(str(text))
     if not m:
         raise GansweepError(f"partition {text!r} is malformed: expected D(i,j,k) or G(i,j,k) "
-                            f"with i+j+k = L = {units}")
-    which, i, j, k = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+                            f"with {sum_is}")
+    return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+
+
+def parse_partition(text: str, units: int, net: str | None = None) -> Partition:
+    """Parse 'D(i,j,k)' / 'G(i,j,k)' for a network of ``units`` units; errors name both."""
+    which, i, j, k = _match(text, f"i+j+k = L = {units}")
     if net is not None and which != net:
         raise GansweepError(f"partition {text!r} is for {which}, expected a {net} partition "
                             f"(L = {units})")

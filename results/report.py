@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.progress import Progress
-from gansweep.results.common import NotHere
+from gansweep.results.common import NotHere, metric_label
 from gansweep.results.effects import section_effects, write_effects
 from gansweep.results.study_sections import (
     section_conditional,
@@ -29,19 +29,19 @@ from gansweep.results.sweep_sections import (
     section_curves,
     section_heatmap,
     section_pareto,
-    section_samples,
     section_sensitivity,
-    section_table,
 )
 from gansweep.results.tables import SweepTables, load_tables, write_tables
+from gansweep.results.trial_sections import section_samples, section_table
 
+# Titles name the ranked metric where {metric} stands.
 SECTIONS: list[tuple[str, str, Callable[[SweepTables], str]]] = [
     ("summary", "Summary", section_summary),
-    ("heatmap", "D partition × G partition: best FID", section_heatmap),
+    ("heatmap", "D partition × G partition: {metric}", section_heatmap),
     ("effects", "Which network's layers matter: partition effects", section_effects),
     ("baselines", "Baselines vs the top partitions", section_baselines),
-    ("curves", "FID vs iteration", section_curves),
-    ("pareto", "Trainable parameters vs FID", section_pareto),
+    ("curves", "{metric} vs iteration", section_curves),
+    ("pareto", "Trainable parameters vs {metric}", section_pareto),
     ("compute", "Compute accounting", section_compute),
     ("sensitivity", "Layer sensitivity", section_sensitivity),
     ("families", "Forward and backward transfer (plan families)", section_families),
@@ -63,6 +63,8 @@ section{margin:28px 0;border-top:1px solid #ddd}
 .verdict{background:#e7f4e4;padding:8px 12px;font-size:16px}
 .grid{display:flex;flex-wrap:wrap;gap:16px}
 .grid img{image-rendering:pixelated;width:256px}
+.scroll{overflow:auto;max-height:70vh;max-width:100%}
+table:not(.sortable){display:block;overflow-x:auto;max-width:100%}
 figure{margin:0} figcaption{font-size:12px;max-width:256px}
 table{border-collapse:collapse;font-size:12px} th,td{border:1px solid #ddd;padding:2px 6px}
 th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
@@ -91,6 +93,7 @@ def render(t: SweepTables, progress: Progress | None = None) -> str:
     counts the sections."""
     parts, folded = [], []
     for key, title, fn in SECTIONS:
+        title = title.format(metric=metric_label(t))
         content = fn(t)
         if isinstance(content, NotHere):
             folded.append(f"<b>{title}</b> ({content})")

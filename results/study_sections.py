@@ -15,8 +15,12 @@ from gansweep.core.metrics import Metric
 from gansweep.results.common import (
     NotHere,
     best_row,
+    better,
     figure_html,
     finite,
+    metric_label,
+    objective_words,
+    scored_trials,
     spearman,
     trial_history,
 )
@@ -35,9 +39,9 @@ HOW = {
             "the dotted line is the scratch baseline's best."),
     "families_by_n": ("each line is one family and mode; a point beating the dotted scratch line "
             "means transferring n units helped."),
-    "init": ("each line is one G/D initialisation; lower is better, and the gap between lines "
+    "init": ("each line is one G/D initialisation; {better} is better, and the gap between lines "
             "shows what initialising from the source is worth at each target size."),
-    "sources": ("each point is one source; if points rise to the right, sources closer to the "
+    "sources": ("each point is one source; if points {rise} to the right, sources closer to the "
             "target (lower source-target FID) transfer better."),
     "conditional": ("each line is one trial's FID over training, all classes together; lower is "
             "better."),
@@ -101,12 +105,13 @@ def section_families(t: SweepTables) -> str:
 
 
 def section_init(t: SweepTables) -> str:
-    ft = finite(t.trials[t.trials["baseline"] == "fine-tune"])
+    scored = scored_trials(t)
+    ft = scored[scored["baseline"] == "fine-tune"]
     if ft[["g_init", "d_init"]].drop_duplicates().shape[0] < 2:
         return NotHere("G and D initialisation did not vary (<code>g_init</code>, "
                        "<code>d_init</code> axes, Wang et al. Tables 1-2)")
     inits = ("pretrained", "scratch")
-    cells = ft.groupby(["g_init", "d_init"])["best_fid"].agg(["mean", "std", "size"])
+    cells = ft.groupby(["g_init", "d_init"])["value"].agg(["mean", "std", "size"])
     rows = "".join(
         f"<tr><th>G {g}</th>" + "".join(
             f"<td>{cells.loc[(g, d), 'mean']:.2f} ± {cells.loc[(g, d), 'std']:.2f} "
@@ -117,15 +122,16 @@ def section_init(t: SweepTables) -> str:
     sizes = ft.assign(size=ft["target_size"].fillna(-1))
     fig = go.Figure()
     for (g, d), part in sizes.groupby(["g_init", "d_init"]):
-        curve = part.groupby("size")["best_fid"].mean()
+        curve = part.groupby("size")["value"].mean()
         fig.add_trace(go.Scatter(x=[("all" if x < 0 else int(x)) for x in curve.index],
                                  y=curve.values, mode="lines+markers",
                                  name=f"G {g}, D {d}"))
     fig.update_layout(xaxis_title="target images (target_size)", xaxis_type="category",
-                      yaxis_title="best FID", height=400)
-    return ("<p>Fine-tuning with G and D each initialised from the source or from scratch "
-            "(Wang et al. Tables 1-2): mean best FID ± sd over seeds and target sizes.</p>"
-            + table + figure_html(fig, HOW["init"]))
+                      yaxis_title=f"{metric_label(t)} ({better(t)} is better)", height=400)
+    return (f"<p>Fine-tuning with G and D each initialised from the source or from scratch "
+            f"(Wang et al. Tables 1-2): mean {html.escape(objective_words(t))} ± sd of the "
+            f"trials that ran to the end, over seeds and target sizes.</p>"
+            + table + figure_html(fig, HOW["init"].format(better=better(t))))
 
 
 def section_sources(t: SweepTables) -> str:
@@ -135,11 +141,12 @@ def section_sources(t: SweepTables) -> str:
                        "(<code>source: [a.pt, b.pt]</code>) to compare them (Wang et al. "
                        "Table 4)")
     gaps = {(g["source"], g["target"]): g for g in t.references.get("sources", [])}
-    scratch = finite(t.trials[t.trials["baseline"] == "scratch"])
+    scored = scored_trials(t)
+    scratch = scored[scored["baseline"] == "scratch"]
     fig = go.Figure()
     rows, notes = [], []
     for (target, label), part in tried.groupby(["target", "setting"]):
-        best = finite(part).groupby("source")["best_fid"].mean()
+        best = scored[scored["trial_id"].isin(part["trial_id"])].groupby("source")["value"].mean()
         gap = pd.Series({s: gaps.get((s, target), {}).get("source_target_fid")
                          for s in best.index}, dtype=float)
         fig.add_trace(go.Scatter(x=gap.values, y=best.values, mode="markers+text",
@@ -157,18 +164,20 @@ def section_sources(t: SweepTables) -> str:
                         f"<td>{'n/a' if value is None else f'{value:.2f}'}</td>"
                         f"<td>{best[source]:.2f}</td></tr>")
     if len(scratch):
-        fig.add_hline(y=scratch["best_fid"].mean(), line_dash="dot", annotation_text="scratch")
+        fig.add_hline(y=scratch["value"].mean(), line_dash="dot", annotation_text="scratch")
     missing = [g for g in gaps.values() if g.get("error")]
     fig.update_layout(xaxis_title="FID(source's training data, target data)",
-                      yaxis_title="best FID after transfer", height=420)
+                      yaxis_title=f"{metric_label(t)} after transfer ({better(t)} is better)",
+                      height=420)
     return ("<p>Several sources against one target (Wang et al. Table 4): does the distance "
             "between a source's own data and the target data predict how well it transfers? "
             + "; ".join(notes) + ".</p>"
             + "".join(f"<p class='warn'>{html.escape(g['error'])}</p>" for g in missing)
-            + figure_html(fig, HOW["sources"])
+            + figure_html(fig, HOW["sources"].format(
+                rise="rise" if better(t) == "lower" else "fall"))
             + "<table><thead><tr><th>source</th><th>its training data</th>"
             "<th>target</th><th>setting</th><th>FID(source data, target data)</th>"
-            f"<th>mean best FID</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            f"<th>mean {metric_label(t)}</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _init_text(trial: pd.Series) -> str:

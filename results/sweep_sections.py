@@ -1,55 +1,69 @@
 """The report's sections about the sweep itself: the D x G heatmap, baselines vs the top
-partitions, curves, parameters, compute, layer sensitivity, the ASHA check, samples and the
-trial table."""
+partitions, curves, parameters, compute, layer sensitivity and the ASHA check. Each plots
+what the verdict ranks (``common.objective``), in the ranked metric's direction."""
 from __future__ import annotations
 
-import base64
 import html
 import math
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from gansweep.core.evaluate import grid_path
 from gansweep.core.treatments import enumerate_partitions
 from gansweep.results.common import (
     TREATMENT_ROWS,
     NotHere,
-    best_row,
+    better,
     by_setting,
+    colour_scale,
+    error_bars,
     figure_html,
     finite,
+    metric_label,
+    objective_words,
     partition_trials,
+    scored_trials,
     top_settings,
     trial_history,
-    trial_kind,
-    trial_name,
 )
 from gansweep.results.tables import SweepTables, recorded_partition
 
-# The one-sentence "how to read" of each figure, by section.
+# The one-sentence "how to read" of each figure, by section ({better}: lower or higher).
 HOW = {
-    "heatmap": ("each cell is one D × G pair; the darker, the lower (better) its best FID, so "
-            "the best pairs sit where dark cells cluster."),
-    "baselines": ("a diamond lower down is a better setting; where the error bars of two "
-            "settings overlap, their seeds cannot tell them apart."),
-    "curves": ("each line is one trial's FID over training; a line still falling at the right "
-            "edge would have gained from more iterations."),
-    "pareto": ("lower is better and further left trains fewer parameters; the red steps are the "
-            "trials no other trial beats on both."),
+    "heatmap": ("each cell is one D × G pair, its value printed in it; the darker the cell, the "
+            "better (the {better}) its value, so the best pairs sit where dark cells cluster."),
+    "baselines": ("a marker further {where} is a better setting; its bar is the 95% interval of "
+            "its mean over seeds (the summary's paired differences, on the same seeds, are the "
+            "sharper test of two settings)."),
+    "curves": ("each colour is one setting: thin lines are its seeds, the bold line their mean; a "
+            "line still improving at the right edge would have gained from more iterations."),
+    "pareto": ("{better} is better and further left trains fewer parameters; the red steps are "
+            "the settings no other setting beats on both (by its mean over seeds)."),
     "compute": ("the left bar is the compute spent, split by how trials ended; the grey bar is "
             "what running every trial to the end would have cost."),
     "sensitivity": ("read each column (one unit) down its three rows: the treatment with the "
-            "lowest mean FID suits that unit best."),
+            "darker cell (the {better} mean) suits that unit best."),
     "asha": ("each point is a trial that ran to the end; the closer the points lie to a rising "
             "line, the better early scores predicted final ones."),
 }
+PALETTE = qualitative.D3  # curves: one colour per setting
+PHASES = (("search", "search runs", "#7f7f7f"), ("confirm", "confirmation runs (fresh seeds)",
+                                                  "#2ca02c"))
+
+
+def _how(t: SweepTables, key: str) -> str:
+    return HOW[key].format(better=better(t), where="down" if better(t) == "lower" else "up")
+
+
+def _value(v: float) -> str:
+    return f"{v:.4g}"
 
 
 def section_heatmap(t: SweepTables) -> str:
-    pairs = partition_trials(t.trials)
+    search = t.trials[t.trials["phase"] == "search"]
+    pairs = partition_trials(search)
     if pairs.empty:
         return NotHere("no D × G partition trials")
 
@@ -59,106 +73,172 @@ def section_heatmap(t: SweepTables) -> str:
         return [str(p) for p in enumerate_partitions(net, units) if str(p) in names]
 
     ds, gs = order("d_partition", "D"), order("g_partition", "G")
-    z, text, marks_x, marks_y, marks = [], [], [], [], []
+    scored = scored_trials(t, "search", finished=False)
+    if partition_trials(scored).empty:
+        return NotHere("no D × G pair has a score yet")
+    label = metric_label(t)
+    z, text, hover = [], [], []
     for d in ds:
-        z_row, text_row = [], []
+        z_row, text_row, hover_row = [], [], []
         for g in gs:
             cell = pairs[(pairs["d_partition"] == d) & (pairs["g_partition"] == g)]
-            scored = finite(cell)
-            z_row.append(scored["best_fid"].mean() if len(scored) else None)
+            # With the trials of a baseline that trains the same pair (one setting).
+            values = scored[scored["setting"].isin(cell["setting"].unique())]
+            final = values[values["status"] == "finished"]
+            # A pair none of whose trials ran to the end: its early value, uncoloured (an
+            # early value is not comparable with final ones), marked.
+            shown = final if len(final) else values
+            z_row.append(final["value"].mean() if len(final) else None)
+            mark = next((m for s, m in (("diverged", " !"), ("errored", " E"))
+                         if (cell["status"] == s).any()), " ×" if len(shown) > len(final) else "")
+            twin = [n.split(" = ")[0] for n in cell["setting"].unique() if " = " in n]
+            text_row.append((_value(shown["value"].mean()) if len(shown) else "") + mark
+                            + "".join(f"<br>= {n}" for n in twin))
             statuses = ", ".join(f"{n} {s}" for s, n in cell["status"].value_counts().items())
-            text_row.append(f"{d}{g}<br>n = {len(cell)}: {statuses}")
-            for status, mark in (("diverged", "!"), ("errored", "E"), ("stopped", "×")):
-                if (cell["status"] == status).any():
-                    marks_x.append(g), marks_y.append(d), marks.append(mark)
-                    break
+            hover_row.append(f"{d}{g}<br>n = {len(cell)}: {statuses}<br>mean of "
+                             f"{len(shown)} {'finished' if len(final) else 'early'} trial(s)")
         z.append(z_row)
         text.append(text_row)
-    fig = go.Figure(go.Heatmap(z=z, x=gs, y=ds, text=text, colorscale="Viridis_r",
-                               hovertemplate="%{text}<br>best FID %{z:.2f}<extra></extra>",
-                               colorbar={"title": "best FID"}))
-    fig.add_trace(go.Scatter(x=marks_x, y=marks_y, text=marks, mode="text",
-                             textfont={"color": "#d62728", "size": 16}, hoverinfo="skip",
-                             showlegend=False))
-    fig.update_layout(height=max(350, 28 * len(ds) + 150), xaxis_title="G partition",
+        hover.append(hover_row)
+    fig = go.Figure(go.Heatmap(z=z, x=gs, y=ds, text=text, customdata=hover,
+                               texttemplate="%{text}", **colour_scale(t),
+                               hovertemplate="%{customdata}<br>" + label + " %{z:.4g}"
+                                             "<extra></extra>",
+                               colorbar={"title": {"text": f"{label}<br>(darker:<br>better)"}}))
+    fig.update_layout(height=max(350, 40 * len(ds) + 150), xaxis_title="G partition",
                       yaxis_title="D partition", yaxis={"autorange": "reversed"})
-    return (f"<p>Mean best FID per pair ({len(ds)} × {len(gs)}). × = some trial stopped by "
-            f"ASHA (its best FID is from fewer iterations), ! = diverged, E = errored.</p>"
-            + figure_html(fig, HOW["heatmap"]))
+    return (f"<p>Each pair's mean {html.escape(objective_words(t))} over its search trials that "
+            f"ran to the end ({len(ds)} × {len(gs)} pairs; {better(t)} is better). A pair none "
+            f"of whose trials ran to the end is left white, with their value at the iteration "
+            f"ASHA stopped them at, marked ×; ! = some trial diverged, E = some trial errored. "
+            f"Confirmation runs are in 'Baselines vs the top partitions'.</p>"
+            + figure_html(fig, _how(t, "heatmap")))
 
 
 def section_baselines(t: SweepTables) -> str:
     top, baselines = top_settings(t)
     names = baselines + top
-    if not names:
-        return "<p>No scored trials yet.</p>"
-    metric = t.metric.name
-    settings = by_setting(t).reindex(names)
-    fig = go.Figure(go.Scatter(x=names, y=settings["mean"], mode="markers",
-                               error_y={"type": "data", "array": settings["std"].fillna(0)},
-                               marker={"size": 14, "symbol": "diamond", "color": [
-                                   "#888" if b in baselines else "#3b6" for b in names]},
-                               name=f"mean best {metric} ± sd"))
-    scored = finite(t.trials[t.trials["setting"].isin(names)], f"best_{metric}")
-    fig.add_trace(go.Scatter(x=scored["setting"], y=scored[f"best_{metric}"], mode="markers",
-                             marker={"color": "black", "size": 6}, name="trials (seeds)",
-                             text=scored["seed"].map(lambda s: f"seed {s}")))
-    better = "higher" if t.metric.mode == "max" else "lower"
-    fig.update_layout(yaxis_title=f"best {metric} ({better} is better)", height=420)
-    return (f"<p>Baselines (grey) vs the top partitions (green): mean best {metric}, error "
-            f"bars = standard deviation over seeds, dots = single trials.</p>"
-            + figure_html(fig, HOW["baselines"]))
+    place = {name: n for n, name in enumerate(names)}
+    phases = [(phase, words, colour, settings) for phase, words, colour in PHASES
+              if not (settings := by_setting(t, phase).reindex(names).dropna(
+                  subset=["mean"])).empty]
+    fig = go.Figure()
+    for offset, (phase, words, colour, settings) in zip(
+            (-0.15, 0.15) if len(phases) == 2 else (0.0,), phases):
+        fig.add_trace(go.Scatter(
+            x=[place[n] + offset for n in settings.index], y=settings["mean"], mode="markers",
+            name=f"{words}: mean, 95% interval", legendgroup=phase,
+            error_y=error_bars(settings["low"], settings["mean"], settings["high"], colour),
+            marker={"size": 14, "color": colour, "line": {"width": 2}, "symbol": [
+                "square-open" if n in baselines else "diamond-open" for n in settings.index]},
+            text=settings.index, customdata=settings["n"],
+            hovertemplate="%{text}: %{y:.4g} (%{customdata} seeds)<extra></extra>"))
+        single = scored_trials(t, phase)
+        single = single[single["setting"].isin(names)]
+        fig.add_trace(go.Scatter(
+            x=[place[n] + offset for n in single["setting"]], y=single["value"],
+            mode="markers", name=f"{words}: single trials", legendgroup=phase,
+            marker={"color": colour, "size": 5, "opacity": 0.7},
+            text=single["setting"] + ", seed " + single["seed"].astype(str),
+            hovertemplate="%{text}: %{y:.4g}<extra></extra>"))
+    if not fig.data:
+        return NotHere("no baseline or partition trial has run to the end yet")
+    fig.update_layout(yaxis_title=f"{metric_label(t)} ({better(t)} is better)", height=440,
+                      xaxis={"tickvals": list(range(len(names))), "range": [-0.5, len(names) - 0.5],
+                             "ticktext": [n if any(n in p[3].index for p in phases) else
+                                          f"{n}<br>(none ran to the end)" for n in names]})
+    apart = ("the search's trials that ran to the end (grey, left) apart from the "
+             "confirmation's reruns on fresh seeds (green, right)" if len(phases) == 2 else
+             f"the {phases[0][1]} that ran to the end")
+    return (f"<p>Baselines (squares) vs the top partitions (diamonds): each setting's mean "
+            f"{html.escape(objective_words(t))} over its seeds with its 95% t-interval (none "
+            f"for one seed), {apart}; dots are single trials.</p>"
+            + figure_html(fig, _how(t, "baselines")))
 
 
 def section_curves(t: SweepTables) -> str:
     top, baselines = top_settings(t)
-    fig = go.Figure()
-    for name in baselines + top:
-        for _, trial in t.trials[t.trials["setting"] == name].iterrows():
-            history = trial_history(t, trial["trial_id"])
-            if history.empty:
+    metric = t.metric.name
+    phases = [p for p in PHASES if (t.trials["phase"] == p[0]).any()]
+    fig = make_subplots(rows=1, cols=len(phases), shared_yaxes=True,
+                        subplot_titles=[words for _, words, _ in phases],
+                        horizontal_spacing=0.05)
+    shown: set[str] = set()
+    for n, name in enumerate(baselines + top):
+        colour = PALETTE[n % len(PALETTE)]
+        dash = "dot" if name in baselines else "solid"
+        for col, (phase, _, _) in enumerate(phases, start=1):
+            trials = t.trials[(t.trials["setting"] == name) & (t.trials["phase"] == phase)
+                              & t.trials["trial_id"].notna()]
+            runs = [(trial["seed"], trial_history(t, trial["trial_id"], metric))
+                    for _, trial in trials.iterrows()]
+            runs = [(seed, h) for seed, h in runs if not h.empty]
+            if not runs:
                 continue
-            fig.add_trace(go.Scatter(x=history["iteration"], y=history["fid"],
-                                     mode="lines+markers", name=trial_name(trial),
-                                     line={"dash": "dot" if name in baselines else "solid"}))
-    fig.update_layout(xaxis_title="iteration", yaxis_title="FID", height=450)
-    return "<p>Dotted: baselines; solid: top partitions.</p>" + figure_html(fig, HOW["curves"])
+            for seed, history in runs:
+                fig.add_trace(go.Scatter(
+                    x=history["iteration"], y=history[metric], mode="lines", opacity=0.45,
+                    line={"color": colour, "width": 1, "dash": dash}, legendgroup=name,
+                    showlegend=False, hovertemplate=f"{html.escape(name)} seed {seed}: "
+                                                    "%{y:.4g} at %{x}<extra></extra>"),
+                    row=1, col=col)
+            mean = pd.concat([h for _, h in runs]).groupby("iteration")[metric].mean()
+            fig.add_trace(go.Scatter(
+                x=mean.index, y=mean.values, mode="lines+markers", name=name,
+                line={"color": colour, "width": 3, "dash": dash}, legendgroup=name,
+                showlegend=name not in shown, hovertemplate=f"{html.escape(name)}, mean of "
+                f"{len(runs)} seeds: " + "%{y:.4g} at %{x}<extra></extra>"), row=1, col=col)
+            shown.add(name)
+    if not shown:
+        return NotHere("no evaluations of the baselines or top partitions yet")
+    fig.update_xaxes(title_text="iteration")
+    fig.update_yaxes(title_text=f"{metric_label(t)} ({better(t)} is better)", row=1, col=1)
+    fig.update_layout(height=450)
+    return (f"<p>{metric_label(t)} at each evaluation"
+            + (" (of the EMA generator)" if t.spec is not None and t.spec.ema_kimg is not None
+               else "") + ", one colour per setting: thin lines are single seeds, the bold line "
+            "their mean at each iteration (over the seeds evaluated there: ASHA stops some "
+            "early); dotted: baselines, solid: top partitions.</p>"
+            + figure_html(fig, _how(t, "curves")))
 
 
 def section_pareto(t: SweepTables) -> str:
-    scored = finite(t.trials).dropna(subset=["trainable_g", "trainable_d"]).copy()
-    if scored.empty:
-        return "<p>No scored trials yet.</p>"
-    scored["params"] = scored["trainable_g"] + scored["trainable_d"]
+    settings = by_setting(t, "search").dropna(subset=["params"])
+    if settings.empty:
+        return NotHere("no setting with trainable-parameter counts has run to the end yet")
     front, best = [], math.inf
-    for _, row in scored.sort_values(["params", "best_fid"]).iterrows():
-        if row["best_fid"] < best:
-            best = row["best_fid"]
-            front.append(row)
-    front = pd.DataFrame(front)
+    for name, row in settings.sort_values("params", kind="stable").iterrows():
+        if t.metric.loss(row["mean"]) < best:  # settings are best first: ties keep the better
+            best = t.metric.loss(row["mean"])
+            front.append(name)
     fig = go.Figure()
-    kinds = trial_kind(scored)
-    for name in ("partition", "baseline", "plan"):
-        part = scored[kinds == name]
+    for kind, colour in (("partition", "#1f77b4"), ("baseline", "#ff7f0e"), ("plan", "#9467bd")):
+        part = settings[settings["kind"] == kind]
         if part.empty:
             continue
-        fig.add_trace(go.Scatter(x=part["params"], y=part["best_fid"], mode="markers",
-                                 name=f"{name}s", text=part["label"],
-                                 hovertemplate="%{text}<br>%{x} params<br>FID %{y:.2f}"))
-    fig.add_trace(go.Scatter(x=front["params"], y=front["best_fid"], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=part["params"], y=part["mean"], mode="markers",
+                                 name=f"{kind}s", text=part.index, marker={"color": colour},
+                                 error_y=error_bars(part["low"], part["mean"], part["high"],
+                                                    colour),
+                                 hovertemplate="%{text}<br>%{x} params<br>"
+                                               + metric_label(t) + " %{y:.4g}<extra></extra>"))
+    on_front = settings.loc[front]
+    fig.add_trace(go.Scatter(x=on_front["params"], y=on_front["mean"], mode="lines",
                              name="Pareto front", line={"shape": "hv", "color": "red"},
-                             text=front["label"], hovertemplate="%{text}"))
+                             hoverinfo="skip"))
     fig.update_layout(xaxis_title="trainable parameters (G + D)", xaxis_type="log",
-                      yaxis_title="best FID", height=450)
-    names = ", ".join(html.escape(x) for x in front["label"])
-    return f"<p>Pareto front (fewest parameters for a given FID): {names}.</p>" + \
-        figure_html(fig, HOW["pareto"])
+                      yaxis_title=f"{metric_label(t)}, mean over seeds ({better(t)} is better)",
+                      height=450)
+    names = ", ".join(html.escape(x) for x in front)
+    return (f"<p>Each setting's mean {html.escape(objective_words(t))} over its search seeds "
+            f"(bars: 95% intervals) against the parameters it trains. Pareto front (fewest "
+            f"parameters for a given value): {names}.</p>" + figure_html(fig, _how(t, "pareto")))
 
 
 def section_compute(t: SweepTables) -> str:
     ran = t.trials[t.trials["iterations"] > 0]
     if ran.empty:
-        return "<p>No trial has run yet.</p>"
+        return NotHere("no trial has run yet")
     per_iter = (ran["wall_s"] / ran["iterations"]).median()
     full = ran.apply(lambda r: r["wall_s"] / r["iterations"] * r["max_iters"], axis=1).sum()
     full += (t.expected - len(ran)) * per_iter * t.max_iters
@@ -177,9 +257,10 @@ def section_compute(t: SweepTables) -> str:
 
 
 def section_sensitivity(t: SweepTables) -> str:
-    pairs = finite(partition_trials(t.trials))
+    pairs = partition_trials(scored_trials(t, "search"))
     if pairs.empty:
-        return "<p>No scored partition trials yet.</p>"
+        return NotHere("no partition trial has run to the end yet")
+    label = metric_label(t)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("D units", "G units"),
                         horizontal_spacing=0.12)
     for col, net in enumerate(("D", "G"), start=1):
@@ -187,26 +268,27 @@ def section_sensitivity(t: SweepTables) -> str:
         records = []
         for _, row in pairs.iterrows():
             plan = recorded_partition(row[column]).plan("modulated")
-            records += [(u, treatment, row["best_fid"]) for u, treatment in enumerate(plan)]
-        frame = pd.DataFrame(records, columns=["unit", "treatment", "fid"])
+            records += [(u, treatment, row["value"]) for u, treatment in enumerate(plan)]
+        frame = pd.DataFrame(records, columns=["unit", "treatment", "value"])
         n_units = frame["unit"].max() + 1
         names = (t.units or {}).get(net) or [f"{net}{u + 1}" for u in range(n_units)]
         z, text = [], []
         for key, _ in TREATMENT_ROWS:
-            cells = [frame[(frame["unit"] == u) & (frame["treatment"] == key)]["fid"]
+            cells = [frame[(frame["unit"] == u) & (frame["treatment"] == key)]["value"]
                      for u in range(n_units)]
             z.append([c.mean() if len(c) else None for c in cells])
             text.append([f"n = {len(c)}" for c in cells])
         fig.add_trace(go.Heatmap(z=z, x=names, y=[label for _, label in TREATMENT_ROWS],
-                                 text=text, coloraxis="coloraxis",
-                                 hovertemplate="%{x} %{y}: mean FID %{z:.2f}, %{text}"
-                                               "<extra></extra>"), row=1, col=col)
-    fig.update_layout(coloraxis={"colorscale": "Viridis_r", "colorbar": {"title": "FID"}},
-                      height=330)
-    return ("<p>For each unit, the mean best FID of the partition trials in which it was "
-            "frozen, modulated or fine-tuned (D units from the image input, G units from "
-            "the latent input). A unit whose rows differ little can be frozen cheaply.</p>"
-            + figure_html(fig, HOW["sensitivity"]))
+                                 text=text, coloraxis="coloraxis", texttemplate="%{z:.4g}",
+                                 hovertemplate="%{x} %{y}: mean " + label + " %{z:.4g}, "
+                                               "%{text}<extra></extra>"), row=1, col=col)
+    fig.update_layout(coloraxis={**colour_scale(t), "colorbar": {
+        "title": {"text": f"{label}<br>(darker:<br>better)"}}}, height=330)
+    return (f"<p>For each unit, the mean {html.escape(objective_words(t))} of the search's "
+            f"partition trials that ran to the end in which it was frozen, modulated or "
+            f"fine-tuned (D units from the image input, G units from the latent input; "
+            f"{better(t)} is better). A unit whose rows differ little can be frozen cheaply.</p>"
+            + figure_html(fig, _how(t, "sensitivity")))
 
 
 def _grace_period(t: SweepTables) -> int | None:
@@ -222,13 +304,14 @@ def section_asha(t: SweepTables) -> str:
         return NotHere("the sweep ran without ASHA (or its spec is not recorded)")
     frame = finite(finite(t.grace_and_final(grace), "grace"), "final")
     if len(frame) < 3:
-        return (f"<p>Rank correlation needs at least 3 trials that ran to the end; "
-                f"{len(frame)} did.</p>")
+        return NotHere(f"a rank correlation needs at least 3 search trials that ran to the "
+                       f"end; {len(frame)} did")
     rho = frame["grace"].rank().corr(frame["final"].rank())
     fig = go.Figure(go.Scatter(x=frame["grace"], y=frame["final"], mode="markers",
                                text=frame["label"], hovertemplate="%{text}"))
-    fig.update_layout(xaxis_title=f"score at the grace rung (iteration {grace})",
-                      yaxis_title="final score", height=420)
+    label = f"{metric_label(t)} score ({better(t)} is better)"
+    fig.update_layout(xaxis_title=f"{label} at the grace rung (iteration {grace})",
+                      yaxis_title=f"final {label}", height=420)
     verdict = ("ASHA's early decisions look trustworthy" if rho >= 0.7 else
                "the early score predicts the final one only weakly: a longer grace period, a "
                "steadier score (scheduler.score, the EMA generator) or a noise margin "
@@ -237,72 +320,3 @@ def section_asha(t: SweepTables) -> str:
             f"rung and the final score, over the {len(frame)} search trials that ran to the end "
             f"(the survivors only, so it flatters ASHA): <b>ρ = {rho:.2f}</b> ({verdict}).</p>"
             + figure_html(fig, HOW["asha"]))
-
-
-def _sample_image(t: SweepTables, trial: pd.Series) -> Path | None:
-    if trial["trial_dir"] is None:
-        return None
-    images = sorted((t.sweep_dir / trial["trial_dir"] / "samples").glob("iter_*.png"))
-    if not images:
-        return None
-    best = best_row(t, trial["trial_id"])
-    if best is not None:
-        at_best = grid_path(t.sweep_dir / trial["trial_dir"], int(best["iteration"]))
-        if at_best.is_file():
-            return at_best
-    return images[-1]
-
-
-def section_samples(t: SweepTables) -> str:
-    top, baselines = top_settings(t)
-    cells = []
-    for label in top[:3] + baselines:
-        scored = finite(t.trials[t.trials["setting"] == label])
-        if scored.empty:
-            continue
-        trial = scored.loc[scored["best_fid"].idxmin()]
-        image = _sample_image(t, trial)
-        if image is None:
-            continue
-        data = base64.b64encode(image.read_bytes()).decode()
-        cells.append(f"<figure><img alt='{html.escape(label)}' src='data:image/png;base64,"
-                     f"{data}'><figcaption>{html.escape(label)} (seed {trial['seed']}, FID "
-                     f"{trial['best_fid']:.1f}, {image.stem.replace('_', ' ')})</figcaption>"
-                     f"</figure>")
-    if not cells:
-        return NotHere("no sample grids in the trial folders")
-    return ("<p>Samples of the best trial of each top partition and each baseline, at its "
-            "best-FID evaluation.</p><div class='grid'>" + "".join(cells) + "</div>")
-
-
-TABLE_COLUMNS = ["setting", "seed", "phase", "status", "best_fid", "best_kid", "last_fid",
-                 "iterations", "iters_to_threshold", "wall_s", "images_per_s", "trainable_g",
-                 "trainable_d", "target_size", "augment", "loss", "lr", "g_init", "d_init",
-                 "new_units", "trial_id"]
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "<td></td>"
-    if isinstance(value, float):
-        text = "inf" if math.isinf(value) else f"{value:.4g}"
-        return f"<td data-v='{'1e308' if math.isinf(value) else value}'>{text}</td>"
-    if isinstance(value, int):
-        return f"<td data-v='{value}'>{value}</td>"
-    return f"<td>{html.escape(str(value))}</td>"
-
-
-def section_table(t: SweepTables) -> str:
-    frame = t.trials.sort_values("best_fid", na_position="last")[TABLE_COLUMNS]
-    head = "".join(f"<th>{c}</th>" for c in TABLE_COLUMNS)
-    body = "".join(
-        f"<tr class='{html.escape(str(row['status']))}'>"
-        + "".join(_cell(None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
-                  for v in row) + "</tr>"
-        for _, row in frame.iterrows())
-    return ("<p>Click a column header to sort. Errored trials keep their message in "
-            "trials.parquet (column <code>error</code>).</p>"
-            f"<table id='trials' class='sortable'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
-
-

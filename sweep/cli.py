@@ -6,9 +6,11 @@ start it. Defaults are ``TrainConfig``'s and ``ArchConfig``'s (``default``)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gansweep.core.config import TrainConfig
@@ -42,7 +44,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def add_inception(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inception-weights", metavar="PATH",
+    p.add_argument("--inception-weights", metavar="PATH", type=existing("file"),
                    help="FID Inception weights (pytorch-fid layout); default "
                         "$GANSWEEP_INCEPTION_WEIGHTS, else pytorch-fid's download")
 
@@ -77,20 +79,35 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="generated images per FID/KID evaluation (default %(default)s)")
     p.add_argument("--metrics", default=",".join(default("metrics")),
                    help="comma-separated metrics, or 'none' (default %(default)s)")
-    p.add_argument("--lpips-weights", metavar="PATH",
+    p.add_argument("--lpips-weights", metavar="PATH", type=existing("file"),
                    help="LPIPS weights for intra_lpips (core/lpips.py): a full LPIPS "
                         "state dict, or torchvision's AlexNet file; default "
                         "$GANSWEEP_LPIPS_WEIGHTS, else the lpips package's linear weights "
                         "on the torch hub cache's AlexNet")
-    p.add_argument("--cache-dir", help="where real-data FID statistics are cached "
+    p.add_argument("--cache-dir", type=text, help="where real-data FID statistics are cached "
                                        "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
-    p.add_argument("--device", default=default("device"), help="auto (GPU if any), cpu or "
-                                                               "cuda[:N]")
+    p.add_argument("--device", type=device, default=default("device"),
+                   help="auto (GPU if any), cpu or cuda[:N]")
+    p.add_argument("--compile", action="store_true",
+                   help="capture G's and D's step with torch.compile (CUDA graphs on a GPU; "
+                        "not with wgan-gp, nor stylegan2's R1 or path length)")
     add_quiet(p)
 
 
-def metric_names(text: str) -> list[str]:
-    return [] if text.strip() == "none" else [m.strip() for m in text.split(",") if m.strip()]
+def metric_names(value: str) -> list[str]:
+    """``--metrics``: comma-separated registered metrics, or ``none``."""
+    from gansweep.core.metrics import METRICS
+
+    if value.strip() == "none":
+        return []
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    if not names:
+        raise GansweepError(f"--metrics: {value!r} names no metric; give e.g. fid,kid, or none")
+    for name in names:
+        if name not in METRICS:
+            raise GansweepError(f"--metrics: unknown metric {name!r}; valid: "
+                                f"{', '.join(METRICS)}, or none")
+    return names
 
 
 def run_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -101,20 +118,128 @@ def run_options(a: argparse.Namespace) -> dict[str, Any]:
             "r1_gamma": a.r1_gamma, "path_length": a.path_length,
             "ema_kimg": a.ema_kimg or None, "inception_weights": a.inception_weights,
             "fid_samples": a.fid_samples, "metrics": metric_names(a.metrics),
-            "lpips_weights": a.lpips_weights, "cache_dir": a.cache_dir}
+            "lpips_weights": a.lpips_weights, "cache_dir": a.cache_dir,
+            "compile": a.compile}
+
+
+def integers(low: int, many: bool = False) -> Callable[[str], Any]:
+    """An option's ``type``: an integer >= ``low`` (``many``: comma-separated integers, a
+    list); anything else is argparse's error naming the option and the range."""
+    what = f"{'comma-separated integers' if many else 'an integer'} >= {low}"
+
+    def parse(text: str) -> Any:
+        try:
+            values = [int(v) for v in text.split(",")] if many else [int(text)]
+        except ValueError:
+            values = []
+        if not values or any(v < low for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return values if many else values[0]
+    return parse
+
+
+def number(low: float, above: bool = True) -> Callable[[str], float]:
+    """An option's ``type``: a finite number > ``low`` (``above=False``: >= ``low``)."""
+    what = f"a number {'>' if above else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
+def text(value: str) -> str:
+    """An option's ``type``: any text but the empty one (a path, a name, an address)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty value")
+    return value
+
+
+def existing(kind: str) -> Callable[[str], str]:
+    """An option's ``type``: a ``file`` or a ``dir`` that exists (an input), checked before
+    the command reads or writes anything."""
+    def parse(value: str) -> str:
+        path, want = Path(text(value)).expanduser(), "folder" if kind == "dir" else "file"
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{value}: no such {want}")
+        if path.is_dir() != (kind == "dir"):
+            raise argparse.ArgumentTypeError(f"{value}: not a {want}")
+        return value
+    return parse
+
+
+def device(value: str) -> str:
+    """An option's ``type``: auto, or a device torch knows (cpu, cuda, cuda:1, ...)."""
+    import torch
+
+    if value != "auto":
+        try:
+            torch.device(value)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not auto, cpu or cuda[:N]") from None
+    return value
+
+
+class UsageError(Exception):
+    """argparse refused the command line (the message: its one line)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors one line like every other refusal (argparse prints the
+    usage too): ``gansweep CMD: error: ...``, exit 2."""
+
+    def error(self, message: str):
+        """argparse's hook for a refused command line."""
+        raise UsageError(f"{self.prog}: error: {' '.join(message.split())}")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, an unrecognised argument reported by its command's parser."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            raise UsageError(f"{self.prog}{' ' + command if command else ''}: error: "
+                             f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help pages that show every option's default where it has one (and its help does not
+    already say it); argparse shows choices in the option's {a,b,...}."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" not in text and "default" not in text and action.option_strings \
+                and action.default not in (None, False, argparse.SUPPRESS):
+            text += (" " if text else "") + "(default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gansweep", description="Layer-wise transfer sweeps for pretrained GANs.")
+    parser = Parser(prog="gansweep",
+                    description="Layer-wise transfer sweeps for pretrained GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
     for c in COMMANDS.values():
-        c.arguments(sub.add_parser(c.name, help=c.help))
+        p = sub.add_parser(c.name, help=c.help, description=f"gansweep {c.name}: {c.help}.",
+                           formatter_class=HelpFormatter)
+        c.arguments(p)
+        for action in p._actions:  # argparse prints no help line, so no default, without one
+            if action.help is None and action.default not in (None, False, argparse.SUPPRESS):
+                action.help = ""
+                action.help = HelpFormatter("")._get_help_string(action)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command].run(args)
     except GansweepError as e:

@@ -8,12 +8,23 @@ from pathlib import Path
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.models import ArchConfig
-from gansweep.sweep.cli import add_quiet, add_run_options, command, metric_names, run_options
+from gansweep.sweep.cli import (
+    add_quiet,
+    add_run_options,
+    command,
+    device,
+    existing,
+    integers,
+    metric_names,
+    run_options,
+    text,
+)
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="source image folder")
-    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    p.add_argument("--data", required=True, type=existing("dir"), help="source image folder")
+    p.add_argument("--out", required=True, type=text, metavar="CKPT",
+                   help="checkpoint file to write")
     p.add_argument("--arch", default=ArchConfig.name,
                    help="dcgan, dcgan-price, resnet, sngan or stylegan2")
     p.add_argument("--resolution", type=int, default=ArchConfig.resolution)
@@ -26,7 +37,8 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mapping-layers", type=int, default=ArchConfig.mapping_layers,
                    help="stylegan2: depth of the mapping network (default %(default)s)")
     p.add_argument("--loss", default="wgan")
-    p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint")
+    p.add_argument("--resume", metavar="CKPT", type=existing("file"),
+                   help="continue from this checkpoint")
     add_run_options(p)
 
 
@@ -54,14 +66,14 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def _transfer_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, metavar="CKPT")
-    p.add_argument("--data", required=True, help="target image folder")
+    p.add_argument("--source", required=True, metavar="CKPT", type=existing("file"))
+    p.add_argument("--data", required=True, type=existing("dir"), help="target image folder")
     p.add_argument("--d", help="D partition, e.g. 'D(1,2,2)'")
     p.add_argument("--g", help="G partition, e.g. 'G(1,2,2)'")
     p.add_argument("--baseline", help="fine-tune, freeze, scale-shift, freeze-d or scratch")
     p.add_argument("--modulation", default="adafm", help="what j means: adafm or filter-shift")
     p.add_argument("--arch", help="refuse a source of another architecture")
-    p.add_argument("--resolution", type=int, help="target resolution: below the source's, "
+    p.add_argument("--resolution", type=integers(1), help="target resolution: below the source's, "
                    "transfer across resolutions (dcgan: G gets a new output unit, D a new "
                    "input unit)")
     p.add_argument("--freeze-d-depth", type=int)
@@ -71,7 +83,7 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conditional", choices=["projection", "ac"],
                    help="class-conditional transfer with this D head; DATA holds one "
                         "sub-folder per class")
-    p.add_argument("--classifier-negatives", metavar="DIR",
+    p.add_argument("--classifier-negatives", metavar="DIR", type=existing("dir"),
                    help="'other' images of the classifier metric (default: the source's data)")
     p.add_argument("--loss", help="default: the source's pretraining loss")
     p.add_argument("--lr-mult", metavar="T=X,...",
@@ -80,7 +92,7 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
                    help="also evaluate iteration 0 (the source before any training)")
     p.add_argument("--bn-stats", default="adapt", help="frozen units' norm statistics: "
                                                        "adapt or fixed")
-    p.add_argument("--out", default="transfer_run", metavar="DIR")
+    p.add_argument("--out", default="transfer_run", type=text, metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     add_run_options(p)
 
@@ -115,6 +127,9 @@ def cmd_transfer(a: argparse.Namespace) -> int:
         loss=a.loss, lr=a.lr, seed=a.seed, classifier_negatives=a.classifier_negatives,
         bn_stats=a.bn_stats, eval_at_start=a.eval_at_start, lr_mult=_lr_mult(a.lr_mult),
         **run_options(a))
+    if a.resume and not (Path(a.out) / "checkpoint.pt").is_file():
+        raise GansweepError(f"--resume: {Path(a.out) / 'checkpoint.pt'} does not exist (--out "
+                            f"names the run to continue)")
     state = setup(cfg, Path(a.out) / "checkpoint.pt" if a.resume else None)
     with Progress(cfg.iters, "it", cfg.label, a.quiet, done=state.iteration) as progress:
         train(cfg, state=state, progress=progress)
@@ -123,15 +138,15 @@ def cmd_transfer(a: argparse.Namespace) -> int:
 
 
 def _fid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir_a")
-    p.add_argument("dir_b")
-    p.add_argument("--inception-weights", metavar="PATH")
-    p.add_argument("--resolution", type=int, help="resize + centre-crop first (default: "
+    p.add_argument("dir_a", type=existing("dir"))
+    p.add_argument("dir_b", type=existing("dir"))
+    p.add_argument("--inception-weights", metavar="PATH", type=existing("file"))
+    p.add_argument("--resolution", type=integers(1), help="resize + centre-crop first (default: "
                                                   "native size, as pytorch-fid)")
     p.add_argument("--alpha", default="white", help="transparent pixels: 'white' (composite, "
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
     p.add_argument("--metrics", default="fid,kid")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     add_quiet(p)
 
 
@@ -166,11 +181,13 @@ def cmd_fid(a: argparse.Namespace) -> int:
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", help="pytorch-examples-dcgan, mimicry, rosinality or "
                                   "stylegan2-ada")
-    p.add_argument("g", metavar="G_FILE", help="the generator's file (e.g. netG_epoch_24.pth), "
-                                               "or the file holding both (rosinality, "
-                                               "stylegan2-ada)")
-    p.add_argument("d", metavar="D_FILE", nargs="?", help="the discriminator's file")
-    p.add_argument("--out", required=True, metavar="CKPT", help="gansweep checkpoint to write")
+    p.add_argument("g", metavar="G_FILE", type=existing("file"),
+                   help="the generator's file (e.g. netG_epoch_24.pth), or the file holding "
+                        "both (rosinality, stylegan2-ada)")
+    p.add_argument("d", metavar="D_FILE", nargs="?", type=existing("file"),
+                   help="the discriminator's file")
+    p.add_argument("--out", required=True, type=text, metavar="CKPT",
+                   help="gansweep checkpoint to write")
     p.add_argument("--generator", help="stylegan2-ada: the network pickle's generator that "
                                        "becomes G: G_ema (default) or G")
     p.add_argument("--trust-pickle", action="store_true",
@@ -190,10 +207,10 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder")
+    p.add_argument("folder", type=existing("dir"))
     p.add_argument("--fraction", type=float, default=0.5, help="A's share (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/A, DIR/B and "
+    p.add_argument("--out", required=True, type=text, metavar="DIR", help="writes DIR/A, DIR/B and "
                                                               "DIR/split.json")
 
 
@@ -226,4 +243,46 @@ def cmd_partitions(a: argparse.Namespace) -> int:
         for p in parts:
             print(f"{p}\t{' '.join(p.plan(a.modulation))}")
         print(f"# {len(parts)} {net} partitions for L = {a.units}")
+    return 0
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", type=existing("file"),
+                   help="a checkpoint gansweep wrote: a trial's "
+                   "('gansweep best' names the winner's) or pretrain's; a trial's reads its "
+                   "source and target again, where they were")
+    p.add_argument("--out", default="samples.png", type=text, metavar="PNG",
+                   help="the grid to write")
+    p.add_argument("--n", type=int, default=64, help="images (a square-ish grid)")
+    p.add_argument("--seed", type=int, default=0, help="of the noise")
+    p.add_argument("--device", type=device, default="auto",
+                   help="auto (GPU if any), cpu or cuda[:N]")
+
+
+@command("sample", "images from a checkpoint's generator (its EMA one where it has one), as "
+                   "one PNG grid", _sample_args)
+def cmd_sample(a: argparse.Namespace) -> int:
+    import dataclasses
+    import math
+
+    from torchvision.utils import save_image
+
+    from gansweep.core.checkpoint import load_checkpoint
+    from gansweep.core.config import TrainConfig
+    from gansweep.core.evaluate import balanced_labels, generate
+    from gansweep.core.train import setup
+
+    if a.n < 1:
+        raise GansweepError(f"--n: {a.n} must be at least 1")
+    ckpt = load_checkpoint(a.checkpoint)
+    # No metrics: sampling needs no real-data statistics.
+    cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), metrics=[],
+                              device=a.device, out=str(Path(a.checkpoint).parent))
+    state = setup(cfg, resume=a.checkpoint)
+    images = generate(state, a.n, a.seed, balanced_labels(state, a.n))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.float() / 255, out, nrow=math.ceil(math.sqrt(a.n)))
+    print(json.dumps({"out": str(out.resolve()), "images": a.n, "iteration": state.iteration,
+                      "generator": "G_ema" if state.ema is not None else "G"}))
     return 0

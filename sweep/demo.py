@@ -15,10 +15,10 @@ from pathlib import Path
 
 from gansweep.core.checkpoint import snapshot
 from gansweep.core.models import ArchConfig
+from gansweep.core.progress import Progress
 from gansweep.core.synthetic import make_domain
 from gansweep.core.train import train
 from gansweep.core.trial import Trial, TrialTemplate, trial_config
-from gansweep.sweep.cli_sweep import finished
 from gansweep.sweep.driver import launch
 from gansweep.sweep.specs import load_spec, shipped_dir
 
@@ -30,9 +30,20 @@ SOURCE = TrialTemplate({"batch_size": 16, "iters": 2000, "n_critic": 1, "metrics
                        arch=ArchConfig("dcgan", 32, 16, 32, "batch"))
 
 
+class _Pretraining(Progress):
+    """A bar on a terminal; elsewhere (a log) a line every tenth of the run: the source's
+    run evaluates only at its end, the longest wait of the demo on a loaded machine."""
+
+    def update(self, n: int = 1, **values) -> None:
+        super().update(n, **values)
+        if self.bar is None and self.count % max(1, self.total // 10) == 0 \
+                and self.count < self.total:
+            self.milestone()
+
+
 def run_demo(out: Path, inception_weights: str | None = None) -> Path:
-    """Make the domains, pretrain the source, run the demo sweep in ``out`` and print its
-    verdict; returns the sweep directory."""
+    """Make the domains, pretrain the source and run the demo sweep in ``out``; returns the
+    sweep directory (the command prints its verdict)."""
     t0 = time.time()
     out = out.resolve()
     data = out / "data"
@@ -47,7 +58,10 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
               flush=True)
         trial = Trial(label="pretrain", source=None, target=str(data / "faces"), loss="hinge",
                       lr=4e-4)
-        snapshot(train(trial_config(SOURCE, trial, str(out / "source_run"))), source)
+        iters = SOURCE.options["iters"]
+        with _Pretraining(iters, "it", "[demo] pretrain") as progress:
+            snapshot(train(trial_config(SOURCE, trial, str(out / "source_run")),
+                           progress=progress), source)
     spec_path = out / "demo.yaml"
     # A copy beside the data it names: its relative paths are relative to its folder.
     shutil.copy(shipped_dir() / "demo.yaml", spec_path)
@@ -65,5 +79,4 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
           flush=True)
     sweep_dir = launch(spec, str(storage))
     print(f"\n[demo] done in {time.time() - t0:.0f} s.")
-    finished(sweep_dir)
     return sweep_dir

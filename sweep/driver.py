@@ -17,31 +17,28 @@ copies taken at restore time.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
-import logging
-import os
-import socket
-import sys
-import tempfile
-from collections.abc import Iterator
+import shutil
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.features import resolve_weights
+from gansweep.core.features import InceptionFeatures, resolve_weights
 from gansweep.core.lpips import alexnet_weights, resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import unit_names
+from gansweep.core.numerics import own_rng
 from gansweep.core.trial import Trial, TrialTemplate
-from gansweep.sweep import tune_state
+from gansweep.sweep import interrupts, tune_internals, tune_state
 from gansweep.sweep.grid import confirmation_trials
 from gansweep.sweep.ranking import rank_settings
+from gansweep.sweep.ray_connect import check_reachable, init_ray
 from gansweep.sweep.recorder import Recorder
 from gansweep.sweep.references import prepare
 from gansweep.sweep.reporter import SweepReporter
@@ -51,13 +48,16 @@ from gansweep.sweep.searcher import cell, structured_search
 from gansweep.sweep.specs import SPEC_FILE, dump_spec, load_sweep_spec
 from gansweep.sweep.state import (
     CONFIRM_FILE,
+    EVENTS_FILE,
     GRID_FILE,
     REFERENCES_FILE,
     RUNGS_FILE,
     SweepState,
     atomic_write_text,
+    check_storage,
     default_storage,
     storage_error,
+    where,
 )
 from gansweep.sweep.storage import Mirror, is_uri, join, push_if_mirrored
 from gansweep.sweep.trackers import check_trackers
@@ -71,47 +71,92 @@ GRID_FORMAT = 3
 
 
 def launch(spec: SweepSpec, storage: str | None = None, address: str | None = None) -> Path:
-    """Start a new sweep under ``STORAGE/NAME``; refuses a name that already holds one."""
+    """Start a new sweep under ``STORAGE/NAME``; refuses a name that already holds one.
+    What can refuse a launch is checked before the folder is claimed, and a launch refused
+    after it (before any trial started) removes it: a refusal leaves nothing behind."""
     if spec.problems:
         raise GansweepError(spec.problems[0])
     check_name(spec.name)
     storage = storage or default_storage()
     mirror = Mirror.of(join(storage, spec.name)) if is_uri(storage) else None
+    if mirror is None:
+        check_storage(storage)
     sweep_dir = mirror.local if mirror else Path(storage).expanduser().resolve() / spec.name
-    where = mirror.uri if mirror else sweep_dir
-    exists = GansweepError(f"sweep {spec.name!r} already exists at {where}; resume it "
-                           f"with 'gansweep resume {where}' or choose another --name")
+    shown = mirror.uri if mirror else sweep_dir
+    exists = GansweepError(f"sweep {spec.name!r} already exists at {shown}; resume it "
+                           f"with 'gansweep resume {shown}' or choose another --name")
     if mirror is not None:
         if mirror.exists():
             raise exists
-        mirror.discard_local()  # a stale copy of a deleted sweep
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and mirror is None:
         raise exists
+    _preflight(spec, address)
+    if mirror is not None:
+        mirror.discard_local()  # a stale copy of a deleted sweep
+    existed = sweep_dir.is_dir()
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / SPEC_FILE).parent.mkdir()  # atomic: of two racing launches, one wins
     except FileExistsError:
         raise exists from None
     except OSError as e:
-        raise storage_error(sweep_dir, e) from None
-    if mirror is not None:
-        mirror.claim()
-    trials = spec.trials()
-    atomic_write_text(sweep_dir / SPEC_FILE, dump_spec(spec))
-    g_units, d_units = unit_names(spec.arch)
-    atomic_write_text(sweep_dir / GRID_FILE, json.dumps(
-        {"format": GRID_FORMAT, "arch": spec.arch.to_dict(), "units": {"G": g_units, "D": d_units},
-         "trials": [t.to_dict() for t in trials], "template": spec.template.to_dict()},
-        indent=1))
-    SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
-    push_if_mirrored(sweep_dir)
-    _start(spec, spec.template, trials, sweep_dir, address)
+        raise GansweepError(f"--storage {storage}: cannot create the sweep folder {sweep_dir}: "
+                            f"{e.strerror or e}") from None
+    try:
+        if mirror is not None:
+            mirror.claim()
+        with interrupts.catching(sweep_dir, str(shown)):
+            trials = spec.trials()
+            atomic_write_text(sweep_dir / SPEC_FILE, dump_spec(spec))
+            g_units, d_units = unit_names(spec.arch)
+            atomic_write_text(sweep_dir / GRID_FILE, json.dumps(
+                {"format": GRID_FORMAT, "arch": spec.arch.to_dict(),
+                 "units": {"G": g_units, "D": d_units}, "trials": [t.to_dict() for t in trials],
+                 "template": spec.template.to_dict()}, indent=1))
+            SweepState.create(sweep_dir, spec.name, len(trials), spec.budget.iters).save()
+            _start(spec, spec.template, trials, sweep_dir, address)
+    except GansweepError:
+        if not _any_trial_started(sweep_dir):
+            _discard(sweep_dir, mirror, existed)
+        raise
     return sweep_dir
+
+
+def _preflight(spec: SweepSpec, address: str | None) -> None:
+    """What can refuse a launch, checked before its folder is claimed: the weights files,
+    the trackers' packages, the cluster's address, and a Ray whose Tune lacks what
+    gansweep uses of it (tune_state's snapshot files, at least, in every sweep)."""
+    tune_internals.require()
+    weights = resolve_weights(spec.inception_weights)
+    if weights is not None:  # a file that is no Inception's: refused now, not in a trial
+        with own_rng():
+            InceptionFeatures(weights, torch.device("cpu"))
+    if "intra_lpips" in spec.metrics:
+        resolve_lpips_weights(spec.lpips_weights)
+    check_trackers(spec.trackers)
+    if address and not ray.is_initialized():
+        check_reachable(address)
+
+
+def _any_trial_started(sweep_dir: Path) -> bool:
+    return (sweep_dir / EVENTS_FILE).is_file() or tune.Tuner.can_restore(str(sweep_dir))
+
+
+def _discard(sweep_dir: Path, mirror: Mirror | None, existed: bool) -> None:
+    """Remove what a refused launch wrote (its bucket got nothing: the first push comes
+    after the references are made)."""
+    if mirror is not None:
+        mirror.discard_local()
+        return
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    if existed:  # the user's own empty folder stays
+        sweep_dir.mkdir(exist_ok=True)
 
 
 def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = True) -> Path:
     """Continue a sweep: finished trials stay finished, unfinished ones continue from their
     last checkpoint, errored ones are retried unless ``retry_errored`` is False."""
+    tune_internals.require()
     spec = load_sweep_spec(sweep_dir)
     grid = json.loads((sweep_dir / GRID_FILE).read_text())
     if grid.get("format") != GRID_FORMAT:
@@ -122,33 +167,39 @@ def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = Tr
     tune_state.repair(sweep_dir)
     template = TrialTemplate.from_dict(grid["template"])
     trials = [Trial.from_dict(t) for t in grid["trials"]]
-    if not tune.Tuner.can_restore(str(sweep_dir)):
-        # The launch stopped before Tune started (no trial ran): start it now, on the grid
-        # recorded at launch.
-        _start(spec, template, trials, sweep_dir, address)
-        return sweep_dir
-    check_trackers(spec.trackers)
-    _init_ray(address)
-    negatives = json.loads((sweep_dir / REFERENCES_FILE).read_text())["classifier_negatives"]
-    template = _for_this_run(spec, template, sweep_dir, negatives)
-    _fit(_restore(spec, template, trials, sweep_dir, "search", retry_errored), sweep_dir)
-    _confirmation(spec, template, sweep_dir, retry_errored)
-    push_if_mirrored(sweep_dir)
+    with interrupts.catching(sweep_dir, where(sweep_dir)):
+        if not tune.Tuner.can_restore(str(sweep_dir)):
+            # The launch stopped before Tune started (no trial ran): start it now, on the
+            # grid recorded at launch.
+            _start(spec, template, trials, sweep_dir, address)
+            return sweep_dir
+        check_trackers(spec.trackers)
+        init_ray(address)
+        negatives = json.loads((sweep_dir / REFERENCES_FILE).read_text())[
+            "classifier_negatives"]
+        template = _for_this_run(spec, template, sweep_dir, negatives)
+        _fit(_restore(spec, template, trials, sweep_dir, "search", retry_errored), sweep_dir,
+             "search")
+        _confirmation(spec, template, sweep_dir, retry_errored)
+        push_if_mirrored(sweep_dir)
     return sweep_dir
 
 
 def _start(spec: SweepSpec, template: TrialTemplate, trials: list[Trial], sweep_dir: Path,
            address: str | None) -> None:
     """Everything of a launch after the sweep directory is claimed and recorded; a launch
-    that failed in here (no Inception weights, say) is started again by ``resume``."""
+    killed in here is started again by ``resume``."""
     resolve_weights(spec.inception_weights)  # before Ray starts: one line if missing
     check_trackers(spec.trackers)
-    _init_ray(address)
+    init_ray(address)
     template = _for_this_run(spec, template, sweep_dir, None)
     negatives = prepare(spec, template, sweep_dir)
     template = template.with_options(classifier_negatives=negatives)
-    push_if_mirrored(sweep_dir)  # the real-data statistics, for trials on other nodes
-    _fit(_tuner(spec, template, trials, sweep_dir, "search"), sweep_dir)
+    interrupts.check()
+    # The records and the real-data statistics, for trials on other nodes (the bucket's
+    # first copy of the sweep).
+    push_if_mirrored(sweep_dir)
+    _fit(_tuner(spec, template, trials, sweep_dir, "search"), sweep_dir, "search")
     _confirmation(spec, template, sweep_dir, retry_errored=True)
     push_if_mirrored(sweep_dir)
 
@@ -164,73 +215,6 @@ def _for_this_run(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
         lpips_weights=(resolve_lpips_weights(spec.lpips_weights) or alexnet_weights())
         if "intra_lpips" in spec.metrics else None,
         cache_dir=str(sweep_dir), classifier_negatives=negatives)
-
-
-# --- Ray ---------------------------------------------------------------------------------------
-
-def _init_ray(address: str | None) -> None:
-    """Start a local Ray, or join the cluster at ``address``; a cluster that cannot be
-    reached or refuses this driver's token is one line naming the likely cause."""
-    # The classic progress reporting, which takes our reporter (sweep.reporter).
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Tune's default per-result loggers (JSON, CSV, TensorBoard files in every trial folder)
-    # cost the driver time per result and duplicate our logs (sweep.state): off.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # ...which the Tuner's result grid then looks for, warning once per trial: we read
-    # ours, not its grid.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return
-    if not address:
-        ray.init(include_dashboard=False)
-        return
-    _check_reachable(address)
-    try:
-        with _stderr_held():
-            ray.init(address=address)
-    except (ray.exceptions.AuthenticationError, ConnectionError) as e:
-        mode = os.environ.get("RAY_AUTH_MODE", "unset")
-        raise GansweepError(
-            f"--address {address}: the Ray cluster there did not accept this driver "
-            f"({_first(e)}); the likely cause is token authentication: a cluster started with "
-            f"a token (Ray does so where ~/.ray/auth_token exists) needs RAY_AUTH_MODE=token "
-            f"(here: {mode}) and the head's token on this machine too (~/.ray/auth_token, "
-            f"RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN); see the README, 'Running on a "
-            f"cluster'") from None
-
-
-@contextlib.contextmanager
-def _stderr_held() -> Iterator[None]:
-    """Hold what is written to file descriptor 2 (Ray's C++ logs too) and pass it on only if
-    the block succeeds: a refused connection is our one line, not Ray's logged retries."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        held.seek(0)
-        os.write(2, held.read())
-
-
-def _first(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-
-
-def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """A TCP connection to a ``HOST:PORT`` address (Ray itself retries for minutes)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or "://" in address or not port.isdigit():
-        return  # 'auto', or a scheme Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise GansweepError(f"--address {address}: nothing answers there ({e.strerror or e}); "
-                            f"is 'ray start --head --port={port}' running on {host}, and is the "
-                            f"port open to this machine?") from None
 
 
 def asha(spec: SweepSpec, rung_file: str | None) -> RobustASHA:
@@ -369,17 +353,18 @@ def _confirmation(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
         tuner = _restore(spec, template, trials, sweep_dir, "confirm", retry_errored)
     else:
         tuner = _tuner(spec, template, trials, sweep_dir, "confirm")
-    _fit(tuner, sweep_dir)
+    _fit(tuner, sweep_dir, "confirmation")
 
 
 STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.ENOENT)
 
 
-def _fit(tuner: tune.Tuner, sweep_dir: Path) -> None:
-    """Run the Tuner; a storage failure (ours or Tune's) or a state Tune cannot restore
-    (``sweep.tune_state.no_fresh_start``) becomes one clear error."""
+def _fit(tuner: tune.Tuner, sweep_dir: Path, phase: str = "search") -> None:
+    """Run the Tuner of a phase; a storage failure (ours or Tune's) or a state Tune cannot
+    restore (``sweep.tune_state.no_fresh_start``) becomes one clear error, a signal ends the
+    phase and starts no other (``sweep.interrupts``)."""
     try:
-        with tune_state.no_fresh_start(sweep_dir):
+        with tune_state.no_fresh_start(sweep_dir), interrupts.phase(phase):
             tuner.fit()
     except OSError as e:
         if e.errno in STORAGE_ERRNOS and str(sweep_dir) in str(e.filename or ""):

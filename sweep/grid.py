@@ -103,8 +103,12 @@ def describe(spec: SweepSpec) -> str:
     """What ``launch --dry-run`` prints: the trial table, then the counts of the search
     and of the confirmation phase."""
     trials = spec.trials()
+    # The scratch baseline (and a trial without a source) trains both nets from random
+    # weights, whatever its init axes hold.
+    fresh = {"g_init": "scratch", "d_init": "scratch"}
     rows = [{**t.to_dict(), "source": Path(t.source).name if t.source else "-",
-             "target": Path(t.target).name} for t in trials]
+             "target": Path(t.target).name,
+             **(fresh if t.baseline == "scratch" or t.source is None else {})} for t in trials]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in DRY_RUN_COLUMNS}
     lines = ["  ".join(c.ljust(widths[c]) for c in DRY_RUN_COLUMNS)]
     lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in DRY_RUN_COLUMNS) for r in rows]

@@ -23,7 +23,8 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,14 @@ from ray.tune.schedulers import TrialScheduler
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS
-from gansweep.core.trial import setting_key
-from gansweep.sweep.ranking import ScoreRule, score
+from gansweep.core.trial import Trial, setting_key
+from gansweep.sweep.ranking import score
+from gansweep.sweep.replay_options import Variant, parse_variant  # noqa: F401 (importers')
 from gansweep.sweep.scheduler import RobustASHA
 from gansweep.sweep.schema import Scheduler
 from gansweep.sweep.specs import load_sweep_spec
 from gansweep.sweep.state import GRID_FILE, SweepState
+from gansweep.sweep.verdict import twins
 
 
 @dataclass
@@ -62,11 +65,23 @@ class Recording:
     scheduler: Scheduler = field(default_factory=Scheduler)
 
     def truth(self) -> dict[str, float]:
-        """Each setting's true value: its final metric, averaged over the grid's seeds."""
+        """Each setting's true value: its final metric, averaged over the grid's seeds (and
+        over a pair and the baseline it equals: ``same``)."""
         finals = defaultdict(list)
         for t in self.trials:
-            finals[t.setting].append(t.evaluations[-1][self.metric])
+            finals[self.same[t.setting]].append(t.evaluations[-1][self.metric])
         return {k: float(np.mean(v)) for k, v in finals.items()}
+
+    @cached_property
+    def same(self) -> dict[str, str]:
+        """Setting -> the setting it trains the same as: a D x G pair equal to a baseline ->
+        the baseline (``sweep.verdict.twins``), else itself; one trained thing, one setting."""
+        settings = {t.setting for t in self.trials}
+        try:
+            twin = twins([Trial.from_dict(json.loads(k)) for k in settings])
+        except (ValueError, TypeError, GansweepError):  # settings made by hand, not trials
+            twin = {}
+        return {k: twin.get(k, k) for k in settings}
 
     @property
     def seeds(self) -> list[int]:
@@ -140,72 +155,6 @@ def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
                             [by_trial[r["trial_id"]][i] for i in sorted(by_trial[r["trial_id"]])])
               for r in search]
     return Recording(spec.name, spec.metric, max_iters, trials, spec.scheduler)
-
-
-# --- scheduler settings ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Variant:
-    """A scheduler setting to replay: ASHA's rungs, the score rule, the noise margin k, and
-    whether rung decisions use the larger-sample FID recorded at the rungs."""
-
-    name: str
-    grace: int
-    rf: float
-    rule: ScoreRule = field(default_factory=ScoreRule)
-    noise: float = 0.0
-    rung_samples: bool = False
-    stops: bool = True  # False: no scheduler, every trial runs to the end ('none')
-
-    def __str__(self) -> str:
-        if not self.stops:
-            return f"{self.name}: every trial to the end, score {self.rule.rule}"
-        return (f"{self.name}: grace {self.grace}, rf {self.rf:g}, score {self.rule.rule}"
-                + (f"/{self.rule.window}" if self.rule.rule == "mean" else "")
-                + f", noise {self.noise:g}" + (", rung samples" if self.rung_samples else ""))
-
-
-KEYS = {"grace": int, "rf": float, "score": str, "window": int, "noise": float, "rung": int}
-
-
-def parse_options(flag: str, text: str, body: str, keys: dict[str, type]) -> dict[str, Any]:
-    """``key=value,...`` of a replay option (``body`` of ``text``), each value of its key's
-    type; an unknown key or a bad value is one line naming it."""
-    values: dict[str, Any] = {}
-    for item in filter(None, body.split(",")):
-        key, _, value = item.partition("=")
-        if key not in keys:
-            raise GansweepError(f"{flag} {text!r}: unknown key {key!r}; valid: "
-                                f"{', '.join(keys)}")
-        try:
-            values[key] = keys[key](value)
-        except ValueError:
-            raise GansweepError(f"{flag} {text!r}: {key}={value!r} is not "
-                                f"{keys[key].__name__}") from None
-    return values
-
-
-def parse_variant(text: str, base: Scheduler) -> Variant:
-    """``today`` (ASHA deciding on the last FID, stopping on any deficit: gansweep 0.1),
-    ``spec`` (the sweep's own scheduler section), ``none`` (no scheduler: every trial to the
-    end), or ``NAME:key=value,...`` with keys grace, rf, score (last|mean|best), window,
-    noise, rung (0|1), over the spec's settings."""
-    spec = Variant("spec", base.grace_period, base.reduction_factor, base.rule, base.noise,
-                   base.rung_fid_samples is not None)
-    if text == "spec":
-        return spec
-    if text == "none":
-        return replace(spec, name="none", rung_samples=False, stops=False)
-    if text == "today":
-        return replace(spec, name="today", rule=ScoreRule(), noise=0.0, rung_samples=False)
-    name, _, body = text.partition(":")
-    if not body:
-        raise GansweepError(f"--scheduler {text!r}: give 'today', 'spec' or NAME:key=value,... "
-                            f"with keys {', '.join(KEYS)}")
-    values = parse_options("--scheduler", text, body, KEYS)
-    rule = ScoreRule(values.get("score", spec.rule.rule), values.get("window", spec.rule.window))
-    return Variant(name, values.get("grace", spec.grace), values.get("rf", spec.rf), rule,
-                   values.get("noise", spec.noise), bool(values.get("rung", spec.rung_samples)))
 
 
 # --- one replay ------------------------------------------------------------------------------
@@ -335,7 +284,7 @@ def replay(recording: Recording, variant: Variant, trials: Sequence[RecordedTria
     done = [t for t in trials if r.stops.get(t.trial_id, 0) >= recording.max_iters]
     best = min(done, key=lambda t: loss(r.results[t.trial_id][-1]["score"]), default=None)
     return Outcome(sum(spent.values()), sum(cost.values()),
-                   None if best is None else best.setting, r.stops, spent, cost)
+                   None if best is None else recording.same[best.setting], r.stops, spent, cost)
 
 
 def replay_sequence(recording: Recording, variant: Variant,

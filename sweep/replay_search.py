@@ -24,19 +24,14 @@ import numpy as np
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
-from gansweep.sweep.replay import (
-    Chooser,
-    RecordedTrial,
-    Recording,
-    Summary,
-    Variant,
-    parse_options,
-    replay,
-)
+from gansweep.sweep.replay import Chooser, RecordedTrial, Recording, Summary, replay
+from gansweep.sweep.replay_options import Variant, parse_options
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, Context, Pair, StructuredSearch
+from gansweep.sweep.validate import SEARCH_TYPES, check_search
 
-KEYS = {"max_pairs": int, "fraction": float, "stop": float}
+# --searcher's keys and the type each is read as (their ranges: sweep.validate)
+KEYS = {key: types[-1] for key, (types, _) in SEARCH_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -54,14 +49,13 @@ class Searcher:
 
 def parse_searcher(text: str) -> Searcher:
     """``grid``, ``structured``, ``random``, or ``structured:key=value,...`` (or random:...)
-    with keys max_pairs, fraction, stop."""
+    with keys max_pairs, fraction, stop, in the ranges of a spec's search section."""
     kind, _, body = text.partition(":")
     if kind not in ("grid", "structured", "random") or (kind == "grid" and body):
         raise GansweepError(f"--searcher {text!r}: give grid, structured or random, the last "
                             f"two optionally with :key=value,... (keys {', '.join(KEYS)})")
     values = parse_options("--searcher", text, body, KEYS)
-    if "max_pairs" in values and "fraction" in values:
-        raise GansweepError(f"--searcher {text!r}: give max_pairs or fraction, not both")
+    check_search(values, f"--searcher {text!r}", lambda key: f"--searcher {text!r}: {key}")
     return Searcher(text, kind, Search(type="structured", **values))
 
 
@@ -127,7 +121,7 @@ def replay_searcher(recording: Recording, searcher: Searcher, variant: Variant, 
                 else:
                     chooser = SearchChooser(recording, trials, searcher, seed + k)
                 o = replay(recording, variant, trials, c, chooser)
-                ran = [t.setting for t in trials
+                ran = [recording.same[t.setting] for t in trials
                        if o.stops.get(t.trial_id, 0) >= recording.max_iters]
                 out.add(o, recording.metric, truth, best, pairs, ran)
     return out

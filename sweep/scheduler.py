@@ -22,6 +22,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 from gansweep.core.errors import GansweepError
+from gansweep.sweep import tune_internals
 from gansweep.sweep.state import atomic_write_text
 
 SD_KEY = "score_sd"
@@ -54,6 +55,7 @@ class RobustASHA(ASHAScheduler):
     (None: not persisted, as in a replay)."""
 
     def __init__(self, rung_file: str | None, noise: float = 0.0, **kwargs: Any):
+        tune_internals.require()  # the bracket fields below are Tune's internals
         super().__init__(**kwargs)
         for b in self._brackets:
             b.__class__ = _NoisyBracket

@@ -38,6 +38,7 @@ class Training:
     r1_gamma: float | None = default("r1_gamma")  # loss 'stylegan2' only (None: 10)
     path_length: float = default("path_length")  # loss and arch 'stylegan2' only (0: off)
     n_critic: int | None = default("n_critic")  # critic steps per G step (None: the loss's)
+    compile: bool = default("compile")  # torch.compile the step (core.train.capture)
 
 
 @dataclass(frozen=True)

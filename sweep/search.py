@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.treatments import BASELINES
+from gansweep.core.treatments import BASELINES, Partition
 from gansweep.core.trial import SETTING_EXCLUDES, Trial
 from gansweep.sweep.schema import Search
 from gansweep.sweep.structure import Observation, Posterior
@@ -55,7 +55,7 @@ def context_key(trial: Trial) -> str:
 
 def units_of(partition: str) -> int:
     """L of a canonical ``D(i,j,k)``: i + j + k."""
-    return sum(int(x) for x in partition[2:-1].split(","))
+    return Partition.parse(partition).units
 
 
 def baseline_partitions(trial: Trial, ld: int, lg: int) -> Pair | None:

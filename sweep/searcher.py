@@ -29,7 +29,7 @@ from ray.tune.utils.util import flatten_dict, merge_dicts
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
-from gansweep.sweep import tune_state
+from gansweep.sweep import tune_internals, tune_state
 from gansweep.sweep.schema import Search
 from gansweep.sweep.search import FINISHED, StructuredSearch
 from gansweep.sweep.state import SEARCH_FILE
@@ -160,5 +160,6 @@ class StructuredGenerator(SearchGenerator):
 def structured_search(sweep_dir: Path, trials: Sequence[Trial], settings: Search, metric: str,
                       max_iters: int, max_concurrent: int) -> StructuredGenerator:
     """The search algorithm of a structured search's Tuner."""
+    tune_internals.require()  # StructuredGenerator relies on SearchGenerator's internals
     return StructuredGenerator(StructuredSearcher(sweep_dir, trials, settings, metric,
                                                   max_iters, max_concurrent))

@@ -50,6 +50,11 @@ def find_spec(name_or_path: str | Path) -> tuple[Path, Path]:
 def _read(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(e.problem or e.context or e).split())
+        raise GansweepError(f"spec {path}: not valid YAML{at}: {what}") from None
     except yaml.YAMLError as e:
         raise GansweepError(f"spec {path}: not valid YAML ({str(e).splitlines()[0]})") from None
 

@@ -50,6 +50,9 @@ CONFIRM_FILE = "gansweep/confirm.json"
 # The structured search's state (sweep.searcher): the trials handed out, every result, and
 # how many trials it plans (what a structured sweep expects of its search grid).
 SEARCH_FILE = "gansweep/search.json"
+# Written when a signal stopped the sweep (sweep.interrupts): {time, signal, phase}; removed
+# when a resume starts.
+INTERRUPTED_FILE = "gansweep/interrupted.json"
 CONFIRM_DIR = "confirm"
 STATUSES = ("pending", "running", "finished", "stopped", "diverged", "errored")
 DONE = ("finished", "stopped", "diverged")  # never run again; errored ones may be retried
@@ -73,12 +76,19 @@ def default_storage() -> str:
     return os.environ.get("GANSWEEP_STORAGE", "sweeps")
 
 
+def is_path(name_or_path: str) -> bool:
+    """Whether a sweep is given as a path (it contains a '/', or is '.'), not as a name
+    under the storage: a folder of that name in the current directory does not count."""
+    return "/" in name_or_path or os.sep in name_or_path or name_or_path in (".", "..")
+
+
 def sweep_dir_of(name_or_path: str, storage: str | None = None) -> Path:
-    """A sweep directory given as a path, or as a name under the storage. A sweep on object
-    storage (a URI, or a name under a URI storage) is pulled into its local mirror
-    (sweep.storage), trial checkpoints left in the bucket, and that is returned."""
+    """A sweep directory given as a path (``is_path``), or as a name under the storage
+    (``--storage``, else $GANSWEEP_STORAGE, else ./sweeps). A sweep on object storage (a
+    URI, or a name under a URI storage) is pulled into its local mirror (sweep.storage),
+    trial checkpoints left in the bucket, and that is returned."""
     storage = storage or default_storage()
-    if is_uri(name_or_path) or (is_uri(storage) and not Path(name_or_path).is_dir()):
+    if is_uri(name_or_path) or (is_uri(storage) and not is_path(name_or_path)):
         uri = name_or_path if is_uri(name_or_path) else join(storage, name_or_path)
         mirror = Mirror.of(uri)
         if not mirror.exists():
@@ -86,13 +96,23 @@ def sweep_dir_of(name_or_path: str, storage: str | None = None) -> Path:
         mirror.claim()
         mirror.pull(checkpoints=False)
         return mirror.local
-    p = Path(name_or_path)
-    if not p.is_dir():
-        p = Path(storage) / name_or_path
+    if is_path(name_or_path):
+        p = Path(name_or_path)
+    else:
+        check_storage(storage)
+        p = Path(storage).expanduser() / name_or_path
     if not (p / TRIALS_FILE).is_file():
-        raise GansweepError(f"sweep {name_or_path!r}: not a gansweep sweep directory (looked "
-                            f"for {p / TRIALS_FILE})")
+        where = "" if is_path(name_or_path) else f" in the storage {storage}"
+        raise GansweepError(f"sweep {name_or_path!r}: no sweep there{where} (looked for "
+                            f"{p / TRIALS_FILE}); 'gansweep ls' lists the sweeps of a storage")
     return p.resolve()
+
+
+def check_storage(storage: str) -> None:
+    """A local storage must be a folder (or not exist yet), not a file."""
+    p = Path(storage).expanduser()
+    if p.exists() and not p.is_dir():
+        raise GansweepError(f"--storage {storage}: is a file, not a folder of sweeps")
 
 
 class StorageError(GansweepError):
@@ -317,6 +337,18 @@ def done_record(sweep_dir: Path, trial_id: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def where(sweep_dir: Path) -> str:
+    """How commands name a sweep to the user: its bucket URI, else its absolute path."""
+    mirror = Mirror.of_local(sweep_dir)
+    return mirror.uri if mirror else str(Path(sweep_dir).resolve())
+
+
+def interrupted(sweep_dir: Path) -> dict[str, Any] | None:
+    """How a signal stopped the sweep ({time, signal, phase}); None if none did."""
+    path = Path(sweep_dir) / INTERRUPTED_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def status_text(sweep_dir: Path) -> str:
     """What ``gansweep status`` prints: trials by state, the verdict's winner (the sweep's
     one "best"), each metric's lowest (or highest) single evaluation labelled as such, and
@@ -330,6 +362,14 @@ def status_text(sweep_dir: Path) -> str:
                     len(state.confirm_trials))
     lines.append(f"winner: {found.headline()}" if found is not None else
                  "winner: none yet (no trial has run to the end)")
+    if not state.trials:
+        lines.append(f"no trial has started yet (the launch stopped before the first one); "
+                     f"'gansweep resume {where(sweep_dir)}' starts it")
+    stopped = interrupted(sweep_dir)
+    if stopped is not None:
+        lines.append(f"interrupted ({stopped['signal']}) during the {stopped['phase']} at "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stopped['time']))}; "
+                     f"continue it with 'gansweep resume {where(sweep_dir)}'")
     for name, m in METRICS.items():
         scored = [(t["best"][name], t) for t in state.trials.values()
                   if t["best"].get(name) is not None]

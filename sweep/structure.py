@@ -20,7 +20,6 @@ from the pair's own deviation; with one seed per pair only the prior splits the 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 
 from gansweep.core.errors import GansweepError
+from gansweep.core.treatments import Partition
 
 # k's length scale on the fractions (i, j, k) / L: moving one of L = 5 units to another
 # treatment keeps a correlation of 0.92, moving all of them 0.02.
@@ -40,16 +40,10 @@ NOISE = TERMS.index("noise")
 # scores' spread, a factor e either way at one sd. Weak: data of a few pairs outweigh it.
 PRIOR = (math.log(0.5), 1.0)
 BOUNDS = (-5.0, 2.0)  # of each log scale (a safety net: the prior keeps them inside)
-_PARTITION = re.compile(r"^([DG])\((\d+),(\d+),(\d+)\)$")
-
-
 def fractions(partition: str) -> np.ndarray:
     """A canonical ``D(i,j,k)``/``G(i,j,k)`` as its fractions (i, j, k) / L."""
-    m = _PARTITION.match(partition)
-    if m is None:
-        raise GansweepError(f"partition {partition!r} is not D(i,j,k) or G(i,j,k)")
-    counts = np.array([int(m.group(n)) for n in (2, 3, 4)], dtype=float)
-    return counts / counts.sum()
+    p = Partition.parse(partition)
+    return np.array([p.i, p.j, p.k], dtype=float) / p.units
 
 
 def _kernel(levels: Sequence[str]) -> np.ndarray:

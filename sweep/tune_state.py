@@ -132,9 +132,14 @@ class _RestoreFailed(Exception):
     """Tune could not restore an experiment's state (the cause is its argument)."""
 
 
+# Where and how Tune logs a restore it gave up on (sweep.tune_internals checks both)
+RESTORE_LOGGER = "ray.tune.execution.tune_controller"
+RESTORE_FAILED = "Failed to restore the run state."
+
+
 class _NoFreshStart(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() == "Failed to restore the run state.":
+        if record.getMessage() == RESTORE_FAILED:
             raise _RestoreFailed(record.exc_info[1] if record.exc_info else None)
         return True
 
@@ -145,7 +150,7 @@ def no_fresh_start(experiment: Path) -> Iterator[None]:
     cannot restore its state: one clear error instead. Tune logs the failure and carries
     on; its log record is the only moment to stop it, so a filter on Tune's controller
     logger raises there, out of the Tuner's ``fit``."""
-    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    controller = logging.getLogger(RESTORE_LOGGER)
     guard = _NoFreshStart()
     controller.addFilter(guard)
     try:

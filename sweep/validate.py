@@ -8,6 +8,8 @@ is refused before anything starts.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from gansweep.core.trial import INITS, TrialTemplate, trial_config
 from gansweep.sweep.fields import as_list, check_keys, path, section, suggest, typed
 from gansweep.sweep.grid import AXES
 from gansweep.sweep.pairs import parse_pairs, parse_plans
+from gansweep.sweep.ranking import SCORE_RULES
 from gansweep.sweep.schema import (
     SEARCHES,
     Budget,
@@ -39,6 +42,11 @@ from gansweep.sweep.schema import (
     Training,
 )
 from gansweep.sweep.trackers import TRACKERS
+
+# The types a search's settings take (their ranges: RANGES)
+SEARCH_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "max_pairs": ((int,), "an integer"), "fraction": ((int, float), "a number"),
+    "stop": ((int, float), "a number")}
 
 TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines", "plans",
             "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
@@ -192,25 +200,73 @@ def _axes(data: dict, targets: list[str]) -> dict[str, list]:
 
 
 def _scheduler(data: Any, metric: str, budget: Budget) -> Scheduler:
-    scheduler = section("scheduler", data, Scheduler)
+    scheduler = check_scheduler(section("scheduler", data, Scheduler), metric,
+                                lambda key: f"scheduler.{key}", budget.fid_samples)
+    if scheduler.type == "asha" and scheduler.grace_period >= budget.iters:
+        raise GansweepError(f"scheduler.grace_period: {scheduler.grace_period} must be less "
+                            f"than budget.iters ({budget.iters}): ASHA stops no trial before "
+                            f"its grace period")
+    return scheduler
+
+
+def _finite(test: Callable[[float], bool]) -> Callable[[float], bool]:
+    return lambda v: math.isfinite(v) and test(v)
+
+
+# The range of each scheduler and search setting, stated once: a spec's scheduler: and search:
+# blocks and replay's --scheduler and --searcher options are checked against these.
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "grace_period": (_finite(lambda v: v >= 1), ">= 1"),
+    "reduction_factor": (_finite(lambda v: v > 1), "> 1"),
+    "window": (_finite(lambda v: v >= 1), ">= 1"),
+    "noise": (_finite(lambda v: v >= 0), ">= 0"),
+    "max_pairs": (_finite(lambda v: v >= 1), ">= 1"),
+    "fraction": (_finite(lambda v: 0 < v <= 1), "in (0, 1]"),
+    "stop": (_finite(lambda v: v > 0), "> 0"),
+}
+
+
+def check_range(where: str, key: str, value: float) -> float:
+    """``value`` of setting ``key`` in its range (``RANGES``); else one line naming
+    ``where``, the value and the range."""
+    test, rule = RANGES[key]
+    if not test(value):
+        raise GansweepError(f"{where}: {value!r} must be {rule}")
+    return value
+
+
+def check_scheduler(scheduler: Scheduler, metric: str, label: Callable[[str], str],
+                    fid_samples: int | None = None) -> Scheduler:
+    """A scheduler's settings in their ranges for ``metric``; ``label`` names a field as the
+    user wrote it (``scheduler.noise``, replay's ``--scheduler 'x:noise=-1': noise``);
+    ``fid_samples``: the budget's, which a rung FID must exceed (None: no rung FID)."""
     if scheduler.type not in ("asha", "none"):
-        raise GansweepError(f"scheduler.type: {scheduler.type!r} is not 'asha' or 'none'")
-    if scheduler.reduction_factor <= 1:
-        raise GansweepError(f"scheduler.reduction_factor: {scheduler.reduction_factor} must "
-                            f"be > 1")
-    scheduler.rule  # noqa: B018 -- validates score and window
-    if scheduler.noise < 0:
-        raise GansweepError(f"scheduler.noise: {scheduler.noise} must be >= 0")
+        raise GansweepError(f"{label('type')}: {scheduler.type!r} is not 'asha' or 'none'")
+    for key in ("grace_period", "reduction_factor", "window", "noise"):
+        check_range(label(key), key, getattr(scheduler, key))
+    if scheduler.score not in SCORE_RULES:
+        raise GansweepError(f"{label('score')}: {scheduler.score!r} is not one of "
+                            f"{', '.join(SCORE_RULES)}")
     if scheduler.noise and METRICS.get(metric).sd is None:
         with_sd = [m for m in METRICS if METRICS.get(m).sd is not None]
-        raise GansweepError(f"scheduler.noise: {scheduler.noise:g} needs a metric with a "
+        raise GansweepError(f"{label('noise')}: {scheduler.noise:g} needs a metric with a "
                             f"sampling sd ({', '.join(with_sd)}); {metric!r} has none")
-    if scheduler.rung_fid_samples is not None and (
-            metric != "fid" or scheduler.rung_fid_samples <= budget.fid_samples):
-        raise GansweepError(f"scheduler.rung_fid_samples: {scheduler.rung_fid_samples} needs "
-                            f"metric 'fid' and more than budget.fid_samples "
-                            f"({budget.fid_samples})")
+    if scheduler.rung_fid_samples is not None and fid_samples is not None and (
+            metric != "fid" or scheduler.rung_fid_samples <= fid_samples):
+        raise GansweepError(f"{label('rung_fid_samples')}: {scheduler.rung_fid_samples} needs "
+                            f"metric 'fid' and more than budget.fid_samples ({fid_samples})")
     return scheduler
+
+
+def check_search(values: dict[str, Any], where: str, label: Callable[[str], str]) -> None:
+    """A search's max_pairs, fraction and stop (those given) in their ranges, not both of the
+    first two; ``label`` names a key as the user wrote it, ``where`` the whole."""
+    for key in ("max_pairs", "fraction", "stop"):
+        if values.get(key) is not None:
+            check_range(label(key), key, values[key])
+    if values.get("max_pairs") is not None and values.get("fraction") is not None:
+        raise GansweepError(f"{where}: give max_pairs ({values['max_pairs']}) or fraction "
+                            f"({values['fraction']}), not both")
 
 
 # Where each shared TrainConfig field comes from in a spec, to name it in an error.
@@ -281,18 +337,10 @@ def _search(data: Any, pairs: list[tuple[str, str]], plans: list[dict[str, Any]]
                             f"one of {', '.join(SEARCHES.names())}")
     kind = SEARCHES.get(name)
     values: dict[str, Any] = {"type": kind.name}
-    for key, types, what, ok, rule in (
-            ("max_pairs", (int,), "an integer", lambda v: v >= 1, ">= 1"),
-            ("fraction", (int, float), "a number", lambda v: 0 < v <= 1, "in (0, 1]"),
-            ("stop", (int, float), "a number", lambda v: v > 0, "> 0")):
+    for key, (types, what) in SEARCH_TYPES.items():
         if data.get(key) is not None:
-            value = typed(f"search.{key}", data[key], types, what)
-            if not ok(value):
-                raise GansweepError(f"search.{key}: {value!r} must be {rule}")
-            values[key] = value
-    if "max_pairs" in values and "fraction" in values:
-        raise GansweepError(f"search: give max_pairs ({values['max_pairs']}) or fraction "
-                            f"({values['fraction']}), not both")
+            values[key] = typed(f"search.{key}", data[key], types, what)
+    check_search(values, "search", lambda key: f"search.{key}")
     if "seed" in data:
         values["seed"] = typed("search.seed", data["seed"], (int,), "an integer")
     if kind.name == "grid" and len(values) > 1:

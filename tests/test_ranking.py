@@ -184,12 +184,21 @@ def test_verdict_states_the_interval_and_when_the_runner_up_is_a_tie():
     text = tie.text()
     assert text.startswith("Winner on the confirmation seeds: D(1,0,4)G(1,2,2), fid (mean")
     assert f"{win}" in text and "[95% interval]" in text
-    assert "Against scratch on the same seeds: -43.00" in text and "(a real difference)" in text
-    assert "cannot be told apart from the runner-up, fine-tune" in text
+    assert ("On the same seeds, D(1,0,4)G(1,2,2) is lower (better) than scratch by 43.00 "
+            "[35.55, 50.45] on 3 seeds (a real difference).") in text
+    assert ("It cannot be told apart from the runner-up, fine-tune: D(1,0,4)G(1,2,2) is lower "
+            "(better) than fine-tune by 2.67 [-4.50, 9.84] on 3 seeds") in text
+    assert "than fine-tune" not in text.split("runner-up")[0]  # said once, as the runner-up
     clear = Verdict(True, "fid", "fid", [("a", win), ("b", second)],
                     {"runner-up": paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 9.0, 1: 10.5, 2: 11.0})},
                     2)
-    assert "It beats the runner-up, b, by 8.17" in clear.text()
+    assert "a is lower (better) than the runner-up, b, by 8.17 [7.45, 8.88] on 3 seeds." \
+        in clear.text()
+    higher = Verdict(True, "is", "is", [("a", second), ("b", win)],
+                     {"runner-up": paired({0: 9.0, 1: 10.5, 2: 11.0}, {0: 1.0, 1: 2.0, 2: 3.0}),
+                      "scratch": paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 2.0, 1: 2.5, 2: 4.0})}, 0)
+    assert "a is higher (better) than the runner-up, b, by 8.17 [7.45, 8.88]" in higher.text()
+    assert "a is lower (worse) than scratch by 0.83 [" in higher.text()
     assert "2 confirmation trials have no final score yet" in clear.text()
     unconfirmed = Verdict(False, "fid", "fid", [("a", interval([300.0]))], {}, 0)
     assert "Not confirmed" in unconfirmed.text() and "no interval" in unconfirmed.text()

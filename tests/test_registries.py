@@ -196,7 +196,7 @@ def test_architecture_option_refusals(option):
 
 # import format -> (its loss, G and D in one file, the generators a file holds, default first)
 IMPORTER_FACTS = {"pytorch-examples-dcgan": ("bce", False, ()), "mimicry": ("hinge", False, ()),
-                  "rosinality": ("bce", True, ()),
+                  "rosinality": ("stylegan2", True, ()),
                   "stylegan2-ada": ("stylegan2", True, ("G_ema", "G"))}
 
 

@@ -146,3 +146,85 @@ def test_confirmation_settings_keep_their_conditional_axis(sources, tmp_path):
     assert [name for name, _ in v.ranking] == ["fine-tune conditional=projection",
                                                "fine-tune conditional=none"]
     assert v.ranking[0][1].n == 2 and v.ranking[0][1].mean == 105.5
+
+
+# --- issue 34: one identity for a trained thing, and the misleading lines -------------------
+
+def _twin_recording():
+    """Two seeds of: the freeze baseline and D(3,0,2)G(3,0,2) (the same plans at L = 5), each
+    the better of the two on one seed, both far ahead of fine-tune and D(1,2,2)G(1,2,2)."""
+    from gansweep.core.trial import Trial
+    from gansweep.sweep.replay import RecordedTrial, Recording
+
+    finals = {"freeze": (80.0, 84.0), "D(3,0,2)G(3,0,2)": (82.0, 81.0),
+              "fine-tune": (100.0, 101.0), "D(1,2,2)G(1,2,2)": (110.0, 111.0)}
+    trials = []
+    for label, by_seed in finals.items():
+        pair = {"d": label[:8], "g": label[8:]} if label.startswith("D(") else \
+            {"baseline": label}
+        setting = Trial(label=label, source="src.pt", target="cats", **pair).setting_key
+        for seed, final in enumerate(by_seed):
+            trials.append(RecordedTrial(f"{label}-{seed}", label, setting, seed,
+                                        [{"iteration": i, "fid": final + 10 * (2 - i),
+                                          "time_total_s": float(i)} for i in (1, 2)]))
+    return Recording("twins", "fid", 2, trials)
+
+
+def test_a_pair_equal_to_a_baseline_is_one_setting_in_replay():
+    """``replay`` compared setting names: a seed whose best trial was the pair while the
+    grid's mean favoured the baseline (or the other way) counted as a miss with a non-zero
+    regret, though both are one trained thing."""
+    from gansweep.sweep.replay import parse_variant, replay_many
+    from gansweep.sweep.schema import Scheduler
+
+    rec = _twin_recording()
+    assert len(rec.truth()) == 3  # freeze = D(3,0,2)G(3,0,2): one setting, four trials
+    summary = replay_many(rec, parse_variant("none", Scheduler()), orders=2, concurrency=[1])
+    assert summary.regret == [0.0] * 4 and all(summary.hit), summary
+    assert "best picked 100% of 4 replays" in summary.line()
+
+
+def test_a_pair_equal_to_a_baseline_is_one_setting_in_the_verdict():
+    """The verdict ranked the freeze baseline and D(3,0,2)G(3,0,2) as two settings; they are
+    one, shown with both names, its interval over both's trials."""
+    from types import SimpleNamespace
+
+    from gansweep.sweep.schema import Scheduler
+    from gansweep.sweep.verdict import verdict
+
+    records = [{"config": {**json.loads(t.setting), "seed": t.seed}, "status": "finished",
+                "last": {"score": t.evaluations[-1]["fid"]}} for t in _twin_recording().trials]
+    spec = SimpleNamespace(metric="fid", scheduler=Scheduler(), ema_kimg=None, confirm=None)
+    v = verdict(spec, records)
+    assert [name for name, _ in v.ranking] == ["freeze = D(3,0,2)G(3,0,2)", "fine-tune",
+                                               "D(1,2,2)G(1,2,2)"]
+    assert len(v.settings["freeze = D(3,0,2)G(3,0,2)"]) == 2  # what 'gansweep best' looks up
+    assert v.ranking[0][1].n == 2 and v.ranking[0][1].mean == (81.0 + 82.5) / 2
+    assert "fine-tune" in v.against
+
+
+def test_a_rosinality_source_records_stylegan2s_loss(tmp_path):
+    """rosinality's train.py trains with StyleGAN2's loss (non-saturating logistic with
+    lazy R1); the import recorded ``bce``, which a transfer then used by default."""
+    from tests.conftest import SHARED
+
+    path = SHARED / "reference" / "stylegan2-rosinality-train-ckpt.pt"
+    out = cli_in_process("import", "rosinality", path, "--out", tmp_path / "src.pt")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["loss"] == "stylegan2"
+
+
+def test_dry_run_shows_the_scratch_baseline_initialised_from_scratch(sources, faces, weights,
+                                                                     tmp_path):
+    """``launch --dry-run`` printed the scratch baseline's g_init and d_init as 'pretrained'
+    (the init axes' default), though it trains both nets from random weights."""
+    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights)
+    out = cli_in_process("launch", spec, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    columns = header.split()
+    at = {c: columns.index(c) for c in ("label", "g_init", "d_init")}
+    inits = {r.split()[at["label"]]: (r.split()[at["g_init"]], r.split()[at["d_init"]])
+             for r in rows if not r.startswith("#")}
+    assert inits["scratch"] == ("scratch", "scratch")
+    assert inits["fine-tune"] == inits["D(1,2,2)G(3,0,2)"] == ("pretrained", "pretrained")

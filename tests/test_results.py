@@ -14,7 +14,6 @@ import yaml
 
 from gansweep.core.trial import Trial
 from gansweep.results.report import SECTIONS
-from gansweep.results.sweep_sections import TABLE_COLUMNS
 from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
 from gansweep.sweep.specs import SPEC_FILE
 from gansweep.sweep.state import SweepState
@@ -87,7 +86,8 @@ def test_tables_match_the_sweep(tiny_sweep, tmp_path):
 def open_in_chromium(report: Path, screenshot: Path, sort: bool = False):
     """Open a report in headless Chromium: JavaScript errors and any network request, each
     section's (plots, images, text length), and (with ``sort``) the best_fid column's first
-    cell after two clicks on its header; writes a full-page screenshot."""
+    cell after one click on its header (ascending) and after a second (descending); writes a
+    full-page screenshot."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (.ci/run installs it)"
@@ -110,11 +110,12 @@ def open_in_chromium(report: Path, screenshot: Path, sort: bool = False):
                   s.querySelectorAll('img').length, s.innerText.length])""")
         cells = None
         if sort:
-            column = TABLE_COLUMNS.index("best_fid") + 1
+            column = page.evaluate("Array.from(document.querySelectorAll('#trials th'))"
+                                   ".map(th => th.innerText).indexOf('best_fid')") + 1
             best_cell = (f"document.querySelector('#trials tbody tr td:nth-child({column})')"
                          ".innerText")
-            first = page.evaluate(best_cell)
             page.click(f"#trials th:nth-child({column})")  # ascending, then descending
+            first = page.evaluate(best_cell)
             page.click(f"#trials th:nth-child({column})")
             cells = first, page.evaluate(best_cell)
         page.screenshot(path=str(screenshot), full_page=True)
@@ -241,9 +242,9 @@ def test_sweep_of_the_other_studies_in_chromium(sources, faces, blobs, weights, 
     assert_one_clear_line(cli_in_process("launch", spec, "--storage", tmp_path / "sweeps"),
                           "launch", "missing.pth: no such file")
     sweep_dir = tmp_path / "sweeps" / "studies"
-    assert (sweep_dir / "gansweep" / "grid.json").is_file()
+    assert not sweep_dir.exists()  # a refused launch leaves nothing to resume
     monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", weights)
-    finish(gansweep("resume", sweep_dir))
+    finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
     tables = load_tables(sweep_dir)
     trials, metrics = tables.trials, tables.metrics
     assert len(trials) == 4 and set(trials["status"]) == {"finished"}  # 2 sources x 2 heads

@@ -30,7 +30,7 @@ def test_dissertation_dry_run_counts_441_plus_baselines():
                           str(ROOT / "search_spaces" / "dissertation.yaml"), "--dry-run"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    summary = out.stdout.strip().splitlines()[-1]
+    summary = next(line for line in out.stdout.splitlines() if re.match(r"# \d+ trials:", line))
     assert re.search(r"# 446 trials: 441 partition trials \(441 D x G pairs\) \+ 5 baseline",
                      summary), summary
     assert len([line for line in out.stdout.splitlines() if line.startswith("D(")]) == 441
