@@ -84,23 +84,13 @@ def test_module_source_is_never_executed(tmp_path, monkeypatch):
     called while it does: the source is text, never code."""
     marker = tmp_path / "ran"
     src = f"open({str(marker)!r}, 'w').write('ran')\n"
-    with nvidia_persistence(monkeypatch):
-        import pickle
-        data = pickle.loads(PKL.read_bytes())
-        seen = []
+    seen = []
 
-        def replace(obj):
-            meta = getattr(obj, "meta", None)
-            if isinstance(meta, dict) and "module_src" in meta:
-                meta["module_src"] = src
-                seen.append(meta["class_name"])
-                for v in meta["state"].get("_modules", {}).values():
-                    replace(v)
+    def replace(meta):
+        meta["module_src"] = src
+        seen.append(meta["class_name"])
 
-        for v in data.values():
-            replace(v)
-        path = tmp_path / "net.pkl"
-        path.write_bytes(pickle.dumps(data, protocol=4))
+    path = _rewritten(tmp_path, monkeypatch, replace)
     assert "Generator" in seen and "Discriminator" in seen
     calls = []
     for name in ("exec", "eval", "compile"):
