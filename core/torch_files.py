@@ -5,13 +5,16 @@ claims its element count, a tensor its offset, size and strides. ``load_torch_fi
 reads the file's own description with core.safe_pickle and checks every size against
 what is really there, then lets torch load it:
 
-- the file is at most ``MAX_FILE_BYTES``; a zip archive (``torch.save``'s format) has few
-  entries, none compressed (torch stores them as they are: a compressed entry could
-  inflate), its ``data.pkl`` small;
+- the file is at most ``MAX_FILE_BYTES``; its format is decided as torch decides it (by
+  its first bytes); a zip archive (``torch.save``'s format) has few entries, all in its
+  first entry's folder (where torch reads), no two names equal ignoring case (torch
+  matches them so), none compressed (torch stores them as they are: a compressed entry
+  could inflate), its ``data.pkl`` small;
 - every storage it names exists, little-endian, holding exactly the bytes its element
   count says; every tensor has non-negative sizes and strides, its offset plus extent
   inside its storage, and no more elements than its storage (a stride-0 tensor cannot
-  make a network of a few bytes);
+  make a network of a few bytes), and every tensor's bytes count against the file's
+  budget even where tensors share a storage (an importer copies each one);
 - the globals are torch's tensor and storage rebuilds and ``OrderedDict`` (plus what the
   caller allows, such as rosinality's ``argparse.Namespace``), each a behaviour of
   core.safe_pickle.
