@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,17 @@ from tests.helpers import assert_one_clear_line, cli, finish, gansweep, write_sp
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(shutil.which("ray") or "ray"))
+# Two 1-CPU tasks at once until they run on two nodes (a process of its own: no Ray here).
+BOTH_NODES = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+@ray.remote(num_cpus=1)
+def where():
+    time.sleep(0.5)
+    return ray.get_runtime_context().get_node_id()
+while len(set(ray.get([where.remote(), where.remote()]))) < 2:
+    pass
+"""
 
 
 def _free_port() -> int:
@@ -76,6 +88,12 @@ def cluster(tmp_path):
                                       stderr=subprocess.STDOUT))
         _wait_for(lambda: _idle(address, token) or nodes[1].poll() is not None, "the worker")
         assert all(n.poll() is None for n in nodes), (tmp_path / "nodes.log").read_text()[-3000:]
+        # A node counted by `ray status` may not run work yet: wait until both do, or the
+        # first trials all land on the head (seen when nothing else delays the launch).
+        both = subprocess.run([sys.executable, "-c", BOTH_NODES, address],
+                              env=_machine(tmp_path, "probe", token), capture_output=True,
+                              text=True, timeout=180)
+        assert both.returncode == 0, both.stderr[-3000:]
         yield address, token
     finally:
         for n in nodes:
