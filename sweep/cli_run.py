@@ -274,7 +274,12 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     if a.n < 1:
         raise GansweepError(f"--n: {a.n} must be at least 1")
+    if Path(a.out).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise GansweepError(f"--out {a.out}: not a .png or .jpg file")
     ckpt = load_checkpoint(a.checkpoint)
+    if "out" not in ckpt["config"]:
+        raise GansweepError(f"{a.checkpoint}: an imported source, not a run gansweep trained: "
+                            f"transfer or pretrain from it, then sample that")
     # No metrics: sampling needs no real-data statistics.
     cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), metrics=[],
                               device=a.device, out=str(Path(a.checkpoint).parent))

@@ -168,7 +168,7 @@ ROWS: dict[tuple[str, str | None], list[tuple[list[str], str]]] = {
     ("partitions", "--modulation"): [(["--modulation", "wobble"], "wobble")],
     ("sample", None): [(["--bogus"], "unrecognized arguments")],
     ("sample", "checkpoint"): [(["missing.pt"], "missing.pt"), ([GARBAGE], "garbage")],
-    ("sample", "--out"): [(["--out", ""], "empty")],
+    ("sample", "--out"): [(["--out", ""], "empty"), (["--out", "x.gif"], "not a .png or .jpg")],
     ("sample", "--n"): [(["--n", "0"], "at least 1")],
     ("sample", "--seed"): [(["--seed", "x"], "invalid int")],
     ("sample", "--device"): [(["--device", "tpu"], "tpu")],
