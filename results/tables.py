@@ -22,11 +22,10 @@ from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS, Metric
 from gansweep.core.treatments import Partition
 from gansweep.core.trial import Trial, setting_key
-from gansweep.sweep.grid import setting_names
 from gansweep.sweep.schema import SweepSpec
 from gansweep.sweep.specs import SPEC_FILE, load_sweep_spec
 from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SweepState
-from gansweep.sweep.verdict import twins
+from gansweep.sweep.verdict import identity_names
 
 TRIALS_PARQUET = "trials.parquet"
 NOT_CHOSEN = "not chosen"  # the status of a trial a structured search did not run
@@ -183,16 +182,6 @@ def _join(planned: list[Trial], records: list[dict[str, Any]]
                    if r["trial_id"] not in joined]
 
 
-def _identities(trials: list[Trial]) -> dict[str, str]:
-    """Setting key -> name, where a D x G pair that trains what a baseline trains
-    (``sweep.verdict.twins``) and that baseline are one setting, named as the verdict
-    names it: both names."""
-    names = setting_names(trials)
-    for pair, baseline in twins(trials).items():
-        names[baseline] = names[pair] = f"{names[baseline]} = {names[pair]}"
-    return names
-
-
 def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> SweepTables:
     """Read a sweep directory into tables. ``fid_threshold`` defaults to the best FID of
     the scratch baseline (Denton et al.'s criterion: how soon a transfer gets there)."""
@@ -207,7 +196,7 @@ def load_tables(sweep_dir: str | Path, fid_threshold: float | None = None) -> Sw
     planned = [Trial.from_dict({"index": i, **c}) for part in
                (grid["trials"] if grid else [], state.confirm_trials) for i, c in enumerate(part)]
     rows = _join(planned, records)
-    names = _identities([t for t, _ in rows])
+    names, _ = identity_names([t for t, _ in rows])
 
     if fid_threshold is None:
         scratch = [r["best"].get("fid") for r in records

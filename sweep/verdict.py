@@ -111,6 +111,15 @@ def twins(trials: Sequence[Trial]) -> dict[str, str]:
             if (context_key(t), (t.d, t.g)) in baselines}
 
 
+def identity_names(trials: Sequence[Trial]) -> tuple[dict[str, str], dict[str, str]]:
+    """Setting key -> name, a pair and the baseline it equals (``twins``) both named
+    "baseline = pair"; and ``twins`` itself."""
+    names, same = setting_names(trials), twins(trials)
+    for pair, baseline in same.items():
+        names[baseline] = names[pair] = f"{names[baseline]} = {names[pair]}"
+    return names, same
+
+
 def score_words(spec: SweepSpec) -> str:
     """What a trial's score is, in words."""
     rule = spec.scheduler.rule
@@ -127,9 +136,7 @@ def verdict(spec: SweepSpec, records: Sequence[dict[str, Any]],
     status, last), or the same read off Tune's trials; ``planned_confirm``: the
     confirmation's trials, started or not."""
     trials = [Trial.from_dict(r["config"]) for r in records]
-    names, same = setting_names(trials), twins(trials)
-    for pair, baseline in same.items():
-        names[baseline] = f"{names[baseline]} = {names[pair]}"
+    names, same = identity_names(trials)
     confirm = [(t, r) for t, r in zip(trials, records) if t.phase == "confirm"]
     confirmed = bool(confirm)
     pool = confirm or [(t, r) for t, r in zip(trials, records) if t.phase == "search"]
