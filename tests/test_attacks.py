@@ -201,3 +201,12 @@ def test_a_network_with_odd_names_refuses_in_one_line(tmp_path, monkeypatch, cha
     out = cli_in_process("import", "stylegan2-ada", path, "--out", tmp_path / "x.pt")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert fragment in out.stderr, out.stderr
+
+
+def test_sample_of_an_imported_source_is_one_line(tmp_path):
+    """An imported checkpoint holds no run to rebuild: `sample` says so, writes nothing."""
+    assert cli_in_process("import", "stylegan2-ada", PKL, "--out", tmp_path / "src.pt"
+                          ).returncode == 0
+    out = cli_in_process("sample", tmp_path / "src.pt", "--out", tmp_path / "s.png")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "an imported source" in out.stderr and not (tmp_path / "s.png").exists()
