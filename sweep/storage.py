@@ -69,6 +69,13 @@ def _in_flight(rel: str) -> bool:
     return rel.endswith((".tmp", ".part")) or "/.checkpoint-" in f"/{rel}"
 
 
+def _files(top: Path) -> list[Path]:
+    """The files under ``top``. A trial on this node replaces its checkpoint folders while
+    the driver pushes, so a folder that vanishes mid-walk is skipped (``os.walk`` ignores
+    it), where ``Path.rglob`` would raise."""
+    return [Path(d) / f for d, _, names in os.walk(top) for f in names]
+
+
 @dataclass(frozen=True)
 class Mirror:
     """A sweep at ``uri`` and its local copy ``local``."""
@@ -136,7 +143,7 @@ class Mirror:
         # Our records first: locally they are always ahead of Tune's snapshot, and a push
         # cut short must leave them so in the bucket too (else a trial Tune calls ended
         # would have no record of its results).
-        paths = sorted((self.local / rel).rglob("*"),
+        paths = sorted(_files(self.local / rel),
                        key=lambda p: (p.relative_to(self.local).parts[:1] != (STATE_DIR,), p))
         for path in paths:
             r = path.relative_to(self.local).as_posix()

@@ -55,6 +55,32 @@ def test_nothing_outside_a_sweeps_own_mirror_is_deleted(tmp_path, monkeypatch):
     assert other.is_file()
 
 
+def test_a_checkpoint_folder_replaced_during_a_push_is_skipped(tmp_path, monkeypatch):
+    """CI, stop 39: the driver's push walked a trial folder while the trial replaced its
+    checkpoint folder; the walk raised ENOENT and the launch ended as a storage failure.
+    The race is reproduced by a folder that vanishes between its listing and its scan."""
+    import os
+
+    from gansweep.sweep.storage import Mirror
+
+    local, bucket = tmp_path / "local", tmp_path / "bucket"
+    gone = local / "trial" / "checkpoint_000004"
+    gone.mkdir(parents=True)
+    (gone / "checkpoint.pt").write_bytes(b"x")
+    (local / "trial" / "metrics.jsonl").write_text("{}\n")
+    (bucket / "trial").mkdir(parents=True)  # a local "bucket" makes no folders
+    scandir = os.scandir
+
+    def racing(path=".", *a):
+        if os.fspath(path) == str(gone):
+            raise FileNotFoundError(2, "No such file or directory", str(gone))
+        return scandir(path, *a)
+
+    monkeypatch.setattr(os, "scandir", racing)
+    assert Mirror(str(bucket), local).push() == 1
+    assert (bucket / "trial" / "metrics.jsonl").is_file()
+
+
 @pytest.mark.parametrize("metric", ["kid", "iw", "classifier", "intra_lpips"])
 def test_a_noise_margin_needs_a_metric_with_a_sampling_sd(sources, faces, tmp_path, metric):
     data = _data(sources, faces, metric=metric, metrics=["fid", metric],
