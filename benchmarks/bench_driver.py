@@ -25,8 +25,8 @@ import yaml
 from benchmarks._common import WEIGHTS, machine, synthetic_source
 from gansweep.core.models import ArchConfig
 from gansweep.results.report import write_results
-from gansweep.sweep import runner
-from gansweep.sweep.state import status_text
+from gansweep.sweep.record.state import status_text
+from gansweep.sweep.run import driver as runner
 
 REPORTS, INTERVAL = 20, 0.05
 
@@ -85,7 +85,7 @@ def run(root: Path, source: Path, faces: Path, size: int, concurrency: int) -> d
             "inception_weights": WEIGHTS}
     path = root / f"driver-{size}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    from gansweep.sweep.specs import load_spec
+    from gansweep.sweep.spec.files import load_spec
 
     parsed = load_spec(path)
     trials = len(parsed.trials())

@@ -30,12 +30,11 @@ import yaml
 
 from benchmarks._common import ROOT, machine
 from gansweep.results.report import write_results
-from gansweep.sweep.driver import launch, resume
-from gansweep.sweep.ranking import ScoreRule, score
-from gansweep.sweep.replay import Recording, load_recording, parse_variant, replay_many
-from gansweep.sweep.specs import find_spec
-from gansweep.sweep.state import SweepState
-from gansweep.sweep.validate import parse_spec
+from gansweep.sweep.record.state import SweepState
+from gansweep.sweep.replays.schedulers import Recording, load_recording, parse_variant, replay_many
+from gansweep.sweep.spec.files import find_spec
+from gansweep.sweep.spec.ranking import ScoreRule, score
+from gansweep.sweep.spec.validate import parse_spec
 
 RECORDINGS = ROOT / "benchmarks" / "recordings"  # finished grids, kept in the repository
 
@@ -68,6 +67,9 @@ def record(spec_path: Path, data: dict, storage: Path) -> Recording:
     saved = RECORDINGS / f"{data['name']}.json.gz"
     if saved.is_file():
         return load_recording(saved)
+    # Ray only to record: the replays (and bench_structured, which imports this) need none
+    from gansweep.sweep.run.driver import launch, resume
+
     spec = parse_spec(data, Path.cwd(), str(spec_path))
     sweep_dir = storage.resolve() / spec.name
     if (sweep_dir / "gansweep" / "trials.json").is_file():

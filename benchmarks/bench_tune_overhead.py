@@ -21,10 +21,10 @@ import yaml
 
 from benchmarks._common import WEIGHTS, machine, summary, synthetic_source
 from gansweep.core.models import ArchConfig
-from gansweep.sweep import runner
-from gansweep.sweep.driver import launch
-from gansweep.sweep.specs import load_spec
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.record.state import SweepState
+from gansweep.sweep.run import driver as runner
+from gansweep.sweep.run.driver import launch
+from gansweep.sweep.spec.files import load_spec
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ pauses there instead: it creates FILE and waits until the test deletes it (to ch
 world, say make the storage read-only, at that exact moment). Unset, as always outside the
 tests, a point costs a dict lookup. The points:
 
-- ``driver.result.<phase>``: the driver has recorded a trial's evaluation (sweep.recorder);
+- ``driver.result.<phase>``: the driver has recorded a trial's evaluation (sweep.run.recorder);
 - ``driver.end.<phase>``: the driver has recorded a trial's end and its end marker;
 - ``worker.checkpoint``: a trial has written its checkpoint, before reporting it to Tune;
 - ``write.rename``: an atomic write has its whole temporary file, before the rename.

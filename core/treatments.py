@@ -31,7 +31,7 @@ layers in eval mode on the source statistics instead (timm's FrozenBatchNorm beh
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -276,6 +276,13 @@ def enumerate_partitions(net: str, units: int) -> list[Partition]:
         raise GansweepError(f"net {net!r} is not 'D' or 'G'")
     return [Partition(net, i, j, units - i - j)
             for i in range(units + 1) for j in range(units - i + 1)]
+
+
+def in_order(partitions: Iterable[str]) -> list[str]:
+    """Partitions of one network in ``enumerate_partitions``' order: the one order of rows."""
+    names = set(partitions)
+    first = Partition.parse(next(iter(names)))
+    return [str(p) for p in enumerate_partitions(first.net, first.units) if str(p) in names]
 
 
 # --- explicit per-unit plans and Denton et al.'s plan families ------------------------------

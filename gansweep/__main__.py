@@ -1,6 +1,6 @@
 """``python -m gansweep``: the ``gansweep`` command."""
 import sys
 
-from gansweep.sweep.cli import main
+from gansweep.sweep.cli.main import main
 
 sys.exit(main())

@@ -11,8 +11,8 @@ import plotly.io as pio
 
 from gansweep.core.metrics import METRICS, Metric
 from gansweep.results.tables import SweepTables
-from gansweep.sweep.ranking import interval
-from gansweep.sweep.verdict import score_words
+from gansweep.sweep.record.verdict import score_words
+from gansweep.sweep.spec.ranking import interval
 
 TOP = 5  # partitions shown next to the baselines
 TREATMENT_ROWS = (("freeze", "frozen"), ("modulated", "modulated"), ("finetune", "fine-tuned"))
@@ -47,7 +47,7 @@ def better(t: SweepTables) -> str:
 
 
 def objective_words(t: SweepTables) -> str:
-    """What the verdict ranks by, in words (``sweep.verdict.score_words``), the metric
+    """What the verdict ranks by, in words (``sweep.record.verdict.score_words``), the metric
     named as captions name it."""
     words = score_words(t.spec) if t.spec is not None else f"{t.metric.name} (last evaluation)"
     return metric_label(t) + words[len(t.metric.name):]
@@ -85,7 +85,7 @@ def rank(t: SweepTables, values: pd.Series) -> pd.Series:
 
 def by_setting(t: SweepTables, phase: str = "search") -> pd.DataFrame:
     """The objective per setting over the seeds of one phase's finished trials: its mean
-    and 95 % t-interval (``sweep.ranking.interval``, as the verdict states it), the number
+    and 95 % t-interval (``sweep.spec.ranking.interval``, as the verdict states it), the number
     of seeds, the setting's kind and its trainable parameters (G + D); best first."""
     scored = scored_trials(t, phase)
     rows = {}

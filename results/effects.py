@@ -1,8 +1,9 @@
-"""Which network's layers matter: the partition-effects model (``sweep.structure``) fitted to
-a sweep's D x G trials that ran to the end, per context (``sweep.search.context_key``), on a
-full grid or on the part of it a structured search ran. ``effects_table`` is the Parquet
-table (``effects.parquet``), ``section_effects`` the report's section; both show the effects
-on the metric's own scale (its direction from ``core.metrics``)."""
+"""Which network's layers matter: the partition-effects model (``sweep.searchers.model``)
+fitted to a sweep's D x G trials that ran to the end, per context
+(``sweep.searchers.structured.context_key``), on a full grid or on the part of it a structured
+search ran. ``effects_table`` is the Parquet table (``effects.parquet``), ``section_effects`` the
+report's section; both show the effects on the metric's own scale (its direction from
+``core.metrics``)."""
 from __future__ import annotations
 
 import html
@@ -15,16 +16,16 @@ import pyarrow as pa
 from plotly.subplots import make_subplots
 
 from gansweep.core.metrics import Metric
-from gansweep.core.treatments import enumerate_partitions
+from gansweep.core.treatments import Partition, in_order
 from gansweep.core.trial import Trial
 from gansweep.results.common import NotHere, figure_html
 from gansweep.results.tables import SweepTables, table_meta, write_parquet
-from gansweep.sweep.search import baseline_partitions, context_key, units_of
-from gansweep.sweep.structure import Effects, Estimate, Observation, Posterior, grid_effects
+from gansweep.sweep.searchers.model import Effects, Estimate, Observation, Posterior, grid_effects
+from gansweep.sweep.searchers.structured import baseline_partitions, context_key
 
 EFFECTS_PARQUET = "effects.parquet"
 EFFECT_SCHEMA = pa.schema([
-    ("context", pa.string()),  # sweep.search.context_key: source, target, axes
+    ("context", pa.string()),  # sweep.searchers.structured.context_key: source, target, axes
     ("term", pa.string()),  # D | G: a main effect; interaction: its share of the variance;
     # best: the predicted best pair; noise: one trial's sd
     ("level", pa.string()),  # the partition, or the pair of 'best'
@@ -60,11 +61,6 @@ def _final(rec: dict, metric: Metric, max_iters: int) -> float | None:
     return None if value is None else float(value)
 
 
-def _ordered(names: set[str], net: str) -> list[str]:
-    units = units_of(next(iter(names)))
-    return [str(p) for p in enumerate_partitions(net, units) if str(p) in names]
-
-
 def _scaled(e: Estimate, metric: Metric) -> Estimate:
     """An estimate on the lower-is-better scale, on the metric's own (loss is its own
     inverse: x or -x)."""
@@ -86,7 +82,7 @@ def _fit(t: SweepTables) -> list[ContextEffects]:
     grid = [p for p in t.planned if p.phase == "search" and p.d is not None]
     if not grid:
         return []
-    ld, lg = units_of(grid[0].d), units_of(grid[0].g)
+    ld, lg = Partition.parse(grid[0].d).units, Partition.parse(grid[0].g).units
     levels: dict[str, tuple[set[str], set[str]]] = {}
     for trial in grid:  # the grid's partitions, run or not
         d_names, g_names = levels.setdefault(context_key(trial), (set(), set()))
@@ -108,7 +104,7 @@ def _fit(t: SweepTables) -> list[ContextEffects]:
         obs = observed.get(key, [])
         if len(obs) < 3:
             continue
-        ds, gs = _ordered(d_names, "D"), _ordered(g_names, "G")
+        ds, gs = in_order(d_names), in_order(g_names)
         e = grid_effects(Posterior(obs), ds, gs)
         scaled = Effects({k: _scaled(v, metric) for k, v in e.d.items()},
                          {k: _scaled(v, metric) for k, v in e.g.items()},
@@ -186,7 +182,7 @@ def section_effects(t: SweepTables) -> str:
         parts.append(
             f"{title}<p>A model of the final {html.escape(metric)}: an effect of D's partition, "
             f"one of G's, a smooth interaction and each pair's own deviation "
-            f"(sweep.structure), fitted to "
+            f"(sweep.searchers.model), fitted to "
             f"<b>{c.trials}</b> trials that ran to the end, {c.pairs_run} of the grid's "
             f"{len(c.ds) * len(c.gs)} pairs{partial}; intervals are 95 %, with one trial's "
             f"noise estimated from the seeds (sd {e.noise_sd:.2f}).</p>"

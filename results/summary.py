@@ -1,11 +1,11 @@
-"""The report's summary: which setting won, with its uncertainty (``sweep.verdict``), and
+"""The report's summary: which setting won, with its uncertainty (``sweep.record.verdict``), and
 what ran."""
 from __future__ import annotations
 
 import html
 
 from gansweep.results.tables import NOT_CHOSEN, SweepTables
-from gansweep.sweep.verdict import Verdict, verdict
+from gansweep.sweep.record.verdict import Verdict, verdict
 
 
 def sweep_verdict(t: SweepTables) -> Verdict | None:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from gansweep.core.treatments import enumerate_partitions
+from gansweep.core.treatments import Partition, in_order
 from gansweep.results.common import (
     TREATMENT_ROWS,
     NotHere,
@@ -28,7 +28,7 @@ from gansweep.results.common import (
     top_settings,
     trial_history,
 )
-from gansweep.results.tables import SweepTables, recorded_partition
+from gansweep.results.tables import SweepTables
 
 # The one-sentence "how to read" of each figure, by section ({better}: lower or higher).
 HOW = {
@@ -67,12 +67,7 @@ def section_heatmap(t: SweepTables) -> str:
     if pairs.empty:
         return NotHere("no D × G partition trials")
 
-    def order(column: str, net: str) -> list[str]:
-        names = set(pairs[column])
-        units = recorded_partition(next(iter(names))).units
-        return [str(p) for p in enumerate_partitions(net, units) if str(p) in names]
-
-    ds, gs = order("d_partition", "D"), order("g_partition", "G")
+    ds, gs = in_order(pairs["d_partition"]), in_order(pairs["g_partition"])
     scored = scored_trials(t, "search", finished=False)
     if partition_trials(scored).empty:
         return NotHere("no D × G pair has a score yet")
@@ -267,7 +262,7 @@ def section_sensitivity(t: SweepTables) -> str:
         column = f"{net.lower()}_partition"
         records = []
         for _, row in pairs.iterrows():
-            plan = recorded_partition(row[column]).plan("modulated")
+            plan = Partition.parse(row[column]).plan("modulated")
             records += [(u, treatment, row["value"]) for u, treatment in enumerate(plan)]
         frame = pd.DataFrame(records, columns=["unit", "treatment", "value"])
         n_units = frame["unit"].max() + 1

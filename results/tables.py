@@ -1,7 +1,7 @@
 """A sweep directory -> ``trials.parquet`` and ``metrics.parquet``, without Ray.
 
 Reads only gansweep's own files (``gansweep/grid.json``, ``trials.json``, ``results.jsonl``,
-and the spec through the same loader as the driver, ``sweep.specs.load_sweep_spec``), so it
+and the spec through the same loader as the driver, ``sweep.spec.files.load_sweep_spec``), so it
 works on an unfinished sweep, on a copy of one, and while the sweep is still running. Each
 trial's row is joined to the grid by its phase and grid index, which its record carries.
 The schema is in the README ("Results").
@@ -22,10 +22,10 @@ from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS, Metric
 from gansweep.core.treatments import Partition
 from gansweep.core.trial import Trial, setting_key
-from gansweep.sweep.schema import SweepSpec
-from gansweep.sweep.specs import SPEC_FILE, load_sweep_spec
-from gansweep.sweep.state import DONE, GRID_FILE, REFERENCES_FILE, SweepState
-from gansweep.sweep.verdict import identity_names
+from gansweep.sweep.record.state import DONE, GRID_FILE, REFERENCES_FILE, SweepState
+from gansweep.sweep.record.verdict import identity_names
+from gansweep.sweep.spec.files import SPEC_FILE, load_sweep_spec
+from gansweep.sweep.spec.schema import SweepSpec
 
 TRIALS_PARQUET = "trials.parquet"
 NOT_CHOSEN = "not chosen"  # the status of a trial a structured search did not run
@@ -86,7 +86,7 @@ class SweepTables:
     spec_text: str
     references: dict[str, Any]  # REFERENCES_FILE: classifier accuracy, source-target FIDs
     spec: SweepSpec | None  # the recorded spec, validated (None: a sweep without one)
-    records: list[dict[str, Any]]  # the trial records (sweep.state), for the verdict
+    records: list[dict[str, Any]]  # the trial records (sweep.record.state), for the verdict
     planned: list[Trial] = field(default_factory=list)  # the grid's and confirmation's trials
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # what sections share
 
@@ -115,15 +115,10 @@ class SweepTables:
                              "final": final.reindex(done["trial_id"]).to_numpy()})
 
 
-def recorded_partition(text: str) -> Partition:
-    """A canonical ``D(i,j,k)``/``G(i,j,k)`` string as a sweep records it (L = i + j + k)."""
-    return Partition.parse(text)
-
-
 def _ijk(text: str | None) -> tuple[int | None, int | None, int | None]:
     if text is None:
         return None, None, None
-    p = recorded_partition(text)
+    p = Partition.parse(text)
     return p.i, p.j, p.k
 
 

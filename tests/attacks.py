@@ -232,7 +232,7 @@ def zip_attacks(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 # --- running ----------------------------------------------------------------------------
 def run_cli(*argv: object) -> dict:
-    from gansweep.sweep.cli import main
+    from gansweep.sweep.cli.main import main
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         try:

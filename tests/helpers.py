@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from gansweep.sweep import tune_state
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.record.state import SweepState
+from gansweep.sweep.run import tune_state
 
 MAX_ITERS = 6
 
@@ -56,7 +56,7 @@ def installed_trackers() -> list[str]:
     """The registered trackers whose packages are installed here."""
     import importlib.util
 
-    from gansweep.sweep.trackers import TRACKERS
+    from gansweep.sweep.spec.trackers import TRACKERS
 
     return [t for t in TRACKERS
             if importlib.util.find_spec(TRACKERS.get(t).package) is not None]
@@ -87,7 +87,7 @@ def cli(*args, cwd: Path | None = None, env: dict[str, str] | None = None
 def cli_in_process(*args) -> subprocess.CompletedProcess:
     """The CLI's ``main`` run in this process, its output captured: the same handling of a
     refused input as ``cli`` without an interpreter start-up per case."""
-    from gansweep.sweep.cli import main
+    from gansweep.sweep.cli.main import main
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in args])

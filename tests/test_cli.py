@@ -107,10 +107,10 @@ def test_ls_and_best_hand_over_the_winner(tiny_sweep, tmp_path):
     import yaml
 
     from gansweep.core.trial import Trial
-    from gansweep.sweep.specs import load_sweep_spec
-    from gansweep.sweep.state import SweepState
-    from gansweep.sweep.validate import parse_spec
-    from gansweep.sweep.verdict import verdict
+    from gansweep.sweep.record.state import SweepState
+    from gansweep.sweep.record.verdict import verdict
+    from gansweep.sweep.spec.files import load_sweep_spec
+    from gansweep.sweep.spec.validate import parse_spec
 
     sweep_dir, _ = tiny_sweep
     storage = sweep_dir.parent
@@ -182,8 +182,8 @@ def test_a_name_is_looked_for_in_the_storage_only(tiny_sweep, tmp_path, monkeypa
 def test_report_on_a_sweep_that_never_ran_says_what_to_run(tmp_path):
     """A sweep whose launch stopped before its first trial (killed while it made its
     references, say): `report` says so and names the resume; `status` and `ls` too."""
-    from gansweep.sweep.specs import SPEC_FILE
-    from gansweep.sweep.state import SweepState
+    from gansweep.sweep.record.state import SweepState
+    from gansweep.sweep.spec.files import SPEC_FILE
 
     sweep_dir = tmp_path / "sweeps" / "never"
     (sweep_dir / "gansweep").mkdir(parents=True)
@@ -237,7 +237,7 @@ def test_yaml_errors_and_a_grace_period_asha_cannot_use(sources, faces, weights,
 def test_relative_paths_of_a_spec(tmp_path, monkeypatch):
     """A spec given by its path: relative to its folder, from wherever it is launched; a
     shipped spec given by name: relative to the current folder (README, 'Sweeps')."""
-    from gansweep.sweep.specs import load_spec, shipped_dir
+    from gansweep.sweep.spec.files import load_spec, shipped_dir
 
     elsewhere = tmp_path / "elsewhere"
     (tmp_path / "specs").mkdir()
@@ -253,7 +253,7 @@ def test_relative_paths_of_a_spec(tmp_path, monkeypatch):
 
 
 def test_help_pages_have_a_description_defaults_and_choices(capsys):
-    from gansweep.sweep.cli import COMMANDS, build_parser
+    from gansweep.sweep.cli.main import COMMANDS, build_parser
 
     for name, command in COMMANDS.items():
         with pytest.raises(SystemExit):
@@ -271,7 +271,7 @@ def test_readme_lists_every_shipped_spec_and_its_sections():
     import re
     from pathlib import Path
 
-    from gansweep.sweep.specs import shipped_specs
+    from gansweep.sweep.spec.files import shipped_specs
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split(f"The {len(shipped_specs())} shipped specs", 1)[1].split("\n\n")[0]
@@ -284,7 +284,7 @@ def test_readme_lists_every_shipped_spec_and_its_sections():
 def test_demo_pretraining_prints_its_progress():
     """Not on a terminal: a line every tenth of the source's run (it evaluates only at its
     end)."""
-    from gansweep.sweep.demo import _Pretraining
+    from gansweep.sweep.cli.demo import _Pretraining
 
     log = io.StringIO()
     with _Pretraining(50, "it", "[demo] pretrain", stream=log) as progress:
@@ -299,8 +299,8 @@ def test_the_advice_of_an_unconfirmed_winner_matches_the_spec(tmp_path):
     """A search winner of a spec with confirm: says the confirmation has not run yet (and
     how to run it), not to add confirm: to the spec; without confirm:, it says to add it."""
     from gansweep.core.trial import Trial
-    from gansweep.sweep.validate import parse_spec
-    from gansweep.sweep.verdict import verdict
+    from gansweep.sweep.record.verdict import verdict
+    from gansweep.sweep.spec.validate import parse_spec
 
     data = {"name": "v", "source": "/src.pt", "target": str(tmp_path),
             "arch": {"name": "dcgan", "resolution": 32}, "baselines": ["fine-tune"],

@@ -13,13 +13,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gansweep.sweep.state import SweepState
-from tests.helpers import assert_one_clear_line, cli, finish, gansweep, write_spec
+from gansweep.sweep.record.state import SweepState
+from tests.helpers import (
+    assert_one_clear_line,
+    cli,
+    finish,
+    gansweep,
+    write_spec,
+)
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(shutil.which("ray") or "ray"))
@@ -169,3 +176,95 @@ def test_an_address_where_nothing_listens_is_one_line(sources, faces, weights, t
     address = f"127.0.0.1:{_free_port()}"
     out = cli("launch", spec, "--storage", tmp_path / "sweeps", "--address", address)
     assert_one_clear_line(out, "launch", f"--address {address}: nothing answers there")
+
+
+def max_sharing(records: list[dict]) -> dict[tuple[str, str], int]:
+    """For each (node, GPU id), the most trials that reported on it at once: a trial holds
+    its GPU from its first to its last result on that node."""
+    spans: dict[tuple[str, str, str], list[float]] = {}
+    for r in records:
+        for gpu in r["gpu_ids"]:
+            span = spans.setdefault((r["node_id"], gpu, r["trial_id"]), [r["time"], r["time"]])
+            span[1] = max(span[1], r["time"])
+    most: dict[tuple[str, str], int] = {}
+    for (node, gpu, _), (a, _) in spans.items():
+        at_once = sum(1 for (n, g, _), (c, d) in spans.items() if (n, g) == (node, gpu)
+                      and c <= a <= d)
+        most[(node, gpu)] = max(most.get((node, gpu), 0), at_once)
+    return most
+
+
+def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weights,
+                                                            tmp_path):
+    """Two nodes, each declaring one (fake) GPU; trials of gpu: 0.25. Ray packs at most four
+    trials on a GPU, each records the GPU ids and CUDA_VISIBLE_DEVICES Ray gave it (and
+    trains on the CPU: there is no real GPU). The worker node is removed mid-trial: that
+    trial continues on the head from its newest checkpoint. A gpu: 0 trial records cpu."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from gansweep.sweep.run.driver import launch
+    from gansweep.sweep.spec.files import load_spec
+
+    spec = load_spec(write_spec(
+        tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
+        baselines=["fine-tune", "freeze", "scale-shift", "freeze-d", "scratch"],
+        scheduler={"type": "none"}, resources={"cpu": 0.25, "gpu": 0.25},
+        budget={"iters": 16, "eval_every": 4, "fid_samples": 8, "batch_size": 8},
+        max_failures=3))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
+    worker = cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    removed: dict = {}
+
+    def kill_worker_mid_trial():
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            try:
+                trials = SweepState.load(sweep_dir).trials
+            except Exception:
+                trials = {}
+            for t in trials.values():
+                if (t["status"] == "running" and t["last"].get("node_id") == worker.node_id
+                        and 4 <= t["iteration"] < 12):
+                    removed.update(trial=t["trial_id"], time=time.time())
+                    cluster.remove_node(worker)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_worker_mid_trial, daemon=True)
+    try:
+        killer.start()
+        launch(spec, str(tmp_path / "sweeps"), address=cluster.address)
+        killer.join(timeout=5)
+        cpu_only = load_spec(write_spec(
+            tmp_path / "cpu.yaml", sources["dcgan"], faces, weights, name="cpu-only",
+            partitions=[], baselines=["fine-tune"], scheduler={"type": "none"},
+            resources={"cpu": 0.25, "gpu": 0},
+            budget={"iters": 2, "eval_every": 2, "fid_samples": 8, "batch_size": 8}))
+        launch(cpu_only, str(tmp_path / "sweeps"), address=cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    state = SweepState.load(sweep_dir)
+    records = state.results()
+    assert removed, "no trial ran on the worker node"
+    assert {r["node_id"] for r in records} >= {worker.node_id}
+    assert all(t["status"] == "finished" for t in state.trials.values()), state.counts()
+    for r in records:  # what Ray gave each trial, and the CPU it trained on
+        assert len(r["gpu_ids"]) == 1 and r["cuda_visible_devices"] == r["gpu_ids"][0], r
+        assert r["device"] == "cpu"
+    sharing = max_sharing(records)
+    assert max(sharing.values()) <= 4 and max(sharing.values()) >= 2, sharing
+    victim = state.trials[removed["trial"]]
+    assert victim["failures"] >= 1 and len(victim["starts"]) >= 2
+    mine = [r for r in records if r["trial_id"] == victim["trial_id"]]
+    before = [r["iteration"] for r in mine if r["time"] < removed["time"]]
+    after = [r["iteration"] for r in mine if r["time"] > removed["time"]]
+    # It continued from its newest checkpoint: the next evaluation after the last one seen
+    # before the node went (from 0 it would report 4 again; from an older one, a repeat).
+    assert after[0] == before[-1] + 4, (before, after)
+    assert after[-1] == 16 and [*before, *after] == sorted(set(before + after))
+    cpu_trial = SweepState.load(tmp_path / "sweeps" / "cpu-only").results()[-1]
+    assert cpu_trial["gpu_ids"] == [] and cpu_trial["device"] == "cpu"

@@ -107,7 +107,7 @@ def test_the_option_of_transfer_and_pretrain(sources, faces, tmp_path):
 ])
 def test_a_spec_refuses_what_it_cannot_capture(sources, faces, weights, tmp_path, value,
                                               fragment):
-    from gansweep.sweep.specs import load_spec
+    from gansweep.sweep.spec.files import load_spec
 
     spec = write_spec(tmp_path / "spec.yaml", sources["resnet"], faces, weights,
                       partitions=[], baselines=["fine-tune"], training={"compile": value})

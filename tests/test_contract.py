@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gansweep.sweep.cli import build_parser, main
+from gansweep.sweep.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "benchmarks" / "recordings" / "emoji-study-s0.json.gz"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.record.state import SweepState
 from tests.helpers import assert_one_clear_line, cli_in_process, gansweep, write_spec
 from tests.test_reliability import _paused
 
@@ -72,7 +72,7 @@ def _wrong_shape_weights(tmp_path: Path) -> str:
 def _refused_after_the_claim(monkeypatch, tmp_path: Path) -> None:
     """A stand-in for a refusal once the folder is claimed (in the references, say)."""
     from gansweep.core.errors import GansweepError
-    from gansweep.sweep import driver
+    from gansweep.sweep.run import driver
 
     def refuse(*args, **kw):
         assert (tmp_path / "sweeps" / "tiny" / "gansweep" / "grid.json").is_file()
@@ -128,7 +128,7 @@ def test_a_signal_ends_the_phase_it_comes_in_and_starts_no_other(tmp_path, signu
     stand-in on SIGUSR1, as Tune installs it for each fit) and the phase runs on to its
     end; the next phase never starts; the sweep is recorded as interrupted and the
     handlers are put back. A second signal stops at once."""
-    from gansweep.sweep import interrupts
+    from gansweep.sweep.run import interrupts
 
     (tmp_path / "gansweep").mkdir()
     asked = []

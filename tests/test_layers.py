@@ -1,7 +1,7 @@
 """The import contract (the README's "Architecture"): gansweep's modules form layers, and a
 module imports only from its own layer or lower ones, at module level or inside a function.
-Ray is imported only by the Ray layer. Every module must be placed in a layer here, so a new
-module states where it belongs."""
+Ray is imported only by the run layer (sweep/run/). Layers name whole (sub)packages, and the
+test walks every folder, so a new module is placed by where it is put."""
 from __future__ import annotations
 
 import ast
@@ -13,26 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"gansweep": "gansweep", "core": "gansweep.core", "sweep": "gansweep.sweep",
            "results": "gansweep.results", "search_spaces": "gansweep.search_spaces"}
 
-LAYERS = [  # lowest first
+LAYERS = [  # lowest first; each names whole (sub)packages, so a new module is placed already
     ("core", ["gansweep.core"]),
-    ("sweep model", ["gansweep.sweep.fields", "gansweep.sweep.schema", "gansweep.sweep.grid",
-                     "gansweep.sweep.validate", "gansweep.sweep.pairs", "gansweep.sweep.specs",
-                     "gansweep.sweep.ranking", "gansweep.sweep.replay_options",
-                     "gansweep.sweep.verdict", "gansweep.sweep.state", "gansweep.sweep.storage",
-                     "gansweep.sweep.trackers", "gansweep.sweep.structure",
-                     "gansweep.sweep.search", "gansweep.search_spaces"]),
+    ("spec", ["gansweep.sweep.spec", "gansweep.search_spaces"]),
+    ("searchers", ["gansweep.sweep.searchers"]),
+    ("record", ["gansweep.sweep.record"]),
     ("results", ["gansweep.results"]),
-    ("ray", ["gansweep.sweep.driver", "gansweep.sweep.worker", "gansweep.sweep.recorder",
-             "gansweep.sweep.references", "gansweep.sweep.scheduler", "gansweep.sweep.reporter",
-             "gansweep.sweep.replay", "gansweep.sweep.replay_search",
-             "gansweep.sweep.searcher", "gansweep.sweep.tune_state",
-             "gansweep.sweep.tune_internals",
-             "gansweep.sweep.mlflow_tracker", "gansweep.sweep.tracking",
-             "gansweep.sweep.interrupts", "gansweep.sweep.ray_connect",
-             "gansweep.sweep.listing"]),
-    ("cli", ["gansweep.sweep.cli", "gansweep.sweep.cli_run", "gansweep.sweep.cli_sweep",
-             "gansweep.sweep.demo", "gansweep.__main__"]),
+    ("run", ["gansweep.sweep.run"]),
+    ("replays", ["gansweep.sweep.replays"]),
+    ("cli", ["gansweep.sweep.cli", "gansweep.__main__"]),
 ]
+RAY_LAYER = "run"  # the only one that imports Ray
 PACKAGES = {"gansweep", "gansweep.core", "gansweep.sweep", "gansweep.results",
             "gansweep.search_spaces"}  # their __init__ modules import nothing of ours
 
@@ -49,11 +40,15 @@ def layer_of(module: str) -> int | None:
 
 
 def modules() -> dict[str, Path]:
+    """Every module of the package, in every subfolder (gansweep/ itself: only its own)."""
     out = {}
     for folder, package in FOLDERS.items():
-        for path in sorted((ROOT / folder).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            out[name] = path
+        paths = (ROOT / folder).glob("*.py") if folder == "gansweep" else \
+            (ROOT / folder).rglob("*.py")
+        for path in sorted(paths):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            out[".".join((package, *parts))] = path
     return out
 
 
@@ -75,13 +70,20 @@ def violations(files: dict[str, Path]) -> list[str]:
     for name, path in files.items():
         mine = layer_of(name)
         for target, line in imports(path):
-            if target.split(".")[0] == "ray" and LAYERS[mine][0] != "ray":
+            if target.split(".")[0] == "ray" and LAYERS[mine][0] != RAY_LAYER:
                 out.append(f"{name}:{line} imports Ray, outside the Ray layer")
             theirs = layer_of(target) if target.startswith("gansweep") else None
             if theirs is not None and target not in PACKAGES and theirs > mine:
                 out.append(f"{name}:{line} ({LAYERS[mine][0]}) imports {target} "
                            f"({LAYERS[theirs][0]}), a higher layer")
     return out
+
+
+def test_every_subpackage_says_what_it_owns_and_may_import():
+    for name, path in modules().items():
+        if path.name == "__init__.py" and name.startswith("gansweep.sweep."):
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            assert "Imports:" in doc, f"{path}: its docstring must say what it may import"
 
 
 def test_every_module_is_in_a_layer():
@@ -95,10 +97,10 @@ def test_layers_import_one_way():
 
 
 @pytest.mark.parametrize("module, line", [
-    ("gansweep.core.probe", "from gansweep.sweep.grid import expand"),
-    ("gansweep.sweep.grid", "def f():\n    from gansweep.results.tables import load_tables"),
+    ("gansweep.core.probe", "from gansweep.sweep.spec.grid import expand"),
+    ("gansweep.sweep.spec.grid", "def f():\n    from gansweep.results.tables import load_tables"),
     ("gansweep.results.probe", "import ray"),
-    ("gansweep.sweep.state", "from gansweep.sweep.driver import launch"),
+    ("gansweep.sweep.record.state", "from gansweep.sweep.run.driver import launch"),
 ])
 def test_an_upward_import_is_caught(tmp_path, module, line):
     path = tmp_path / "probe.py"

@@ -1,5 +1,6 @@
 """One installed package: the wheel and the sdist hold gansweep.* and the shipped specs and no
 top-level core/sweep/results; a user's own core/ or results/ cannot shadow our modules."""
+import importlib
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gansweep.sweep.specs import find_spec, load_spec, shipped_dir, shipped_specs
+from gansweep.sweep.spec.files import find_spec, load_spec, shipped_dir, shipped_specs
 from tests.helpers import cli_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,8 @@ def _build(tree: Path, hook: str, out: Path) -> Path:
 def _expected_modules() -> set[str]:
     out = {"gansweep/__init__.py", "gansweep/__main__.py"}
     for package, folder in SUBPACKAGES.items():
-        out |= {f"gansweep/{package}/{p.name}" for p in (ROOT / folder).glob("*.py")}
+        out |= {f"gansweep/{package}/{p.relative_to(ROOT / folder).as_posix()}"
+                for p in (ROOT / folder).rglob("*.py")}  # subpackages too (sweep/run/...)
     return out
 
 
@@ -57,7 +59,7 @@ def _check_wheel(wheel: Path) -> None:
                     + ".dist-info"}, tops
     entry = zipfile.ZipFile(wheel).read(next(n for n in names
                                              if n.endswith("entry_points.txt"))).decode()
-    assert "gansweep = gansweep.sweep.cli:main" in entry
+    assert "gansweep = gansweep.sweep.cli.main:main" in entry
 
 
 @pytest.mark.slow
@@ -70,8 +72,8 @@ def test_wheel_and_sdist_hold_one_gansweep_package(tmp_path):
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
         tar.extractall(tmp_path / "unpacked", filter="data")
     for folder in SUBPACKAGES.values():
-        for p in (ROOT / folder).glob("*.py"):
-            assert f"{folder}/{p.name}" in members
+        for p in (ROOT / folder).rglob("*.py"):
+            assert p.relative_to(ROOT).as_posix() in members
     for p in (ROOT / "search_spaces").glob("*.yaml"):
         assert f"search_spaces/{p.name}" in members
     # The sdist is complete: a wheel built from it alone holds everything too.
@@ -94,7 +96,7 @@ import importlib, pkgutil, sys
 import gansweep
 for m in ("gansweep.core", "gansweep.sweep", "gansweep.results", "gansweep.search_spaces"):
     mod = importlib.import_module(m)
-    for sub in pkgutil.iter_modules(mod.__path__, m + "."):
+    for sub in pkgutil.walk_packages(mod.__path__, m + "."):
         importlib.import_module(sub.name)  # every module but gansweep.__main__ (it runs)
 bare = sorted(n for n in sys.modules if n.split(".")[0] in
               ("core", "sweep", "results", "search_spaces"))
@@ -149,3 +151,11 @@ def test_shipped_specs_by_name(tmp_path, monkeypatch):
     assert dry.returncode == 0 and "# 123 trials" in dry.stdout, dry.stderr
     bad = cli_in_process("launch", "no_such_spec")
     assert bad.returncode == 2 and "shipped: demo, " in bad.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
+                                        if p.stem != "__init__"))
+def test_every_benchmark_imports(name):
+    """A benchmark is run by hand, so nothing else notices when a refactor breaks it (two
+    imported ``gansweep.sweep.runner`` for months after it was split)."""
+    importlib.import_module(f"benchmarks.{name}")

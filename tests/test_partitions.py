@@ -100,3 +100,12 @@ def test_plan_families_forward_and_backward(units):
         family_plan("forward", "freeze", units + 1, units)
     with pytest.raises(GansweepError, match="mode: 'adafm'"):
         family_plan("backward", "adafm", 1, units)
+
+
+def test_partitions_are_shown_in_one_order():
+    """The heatmap's rows and the effects' rows come from one ordering (i, then j)."""
+    from gansweep.core.treatments import in_order
+
+    assert in_order(["G(3,0,2)", "G(0,0,5)", "G(1,2,2)", "G(0,4,1)"]) == \
+        ["G(0,0,5)", "G(0,4,1)", "G(1,2,2)", "G(3,0,2)"]
+    assert in_order({"D(0,0,2)", "D(2,0,0)", "D(0,2,0)"}) == ["D(0,0,2)", "D(0,2,0)", "D(2,0,0)"]

@@ -9,8 +9,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.trial import Trial
-from gansweep.sweep.ranking import ScoreRule, interval, paired, rank_settings, score
-from gansweep.sweep.replay import (
+from gansweep.sweep.replays.schedulers import (
     RecordedTrial,
     Recording,
     load_recording,
@@ -19,8 +18,9 @@ from gansweep.sweep.replay import (
     replay_many,
     replay_sequence,
 )
-from gansweep.sweep.scheduler import RobustASHA
-from gansweep.sweep.schema import Scheduler
+from gansweep.sweep.run.scheduler import RobustASHA
+from gansweep.sweep.spec.ranking import ScoreRule, interval, paired, rank_settings, score
+from gansweep.sweep.spec.schema import Scheduler
 from tests.helpers import cli_in_process
 
 

@@ -25,8 +25,8 @@ from gansweep.core.treatments import (
     plans_label,
 )
 from gansweep.core.trial import Trial
-from gansweep.sweep.ranking import rank_settings
-from gansweep.sweep.trackers import TRACKERS, check_trackers
+from gansweep.sweep.spec.ranking import rank_settings
+from gansweep.sweep.spec.trackers import TRACKERS, check_trackers
 
 # metric -> (Ray Tune's mode, the result key of its sampling sd)
 METRIC_FACTS = {"fid": ("min", "fid_sd"), "kid": ("min", None), "is": ("max", "is_sd"),
@@ -106,7 +106,7 @@ TRACKER_FACTS = {"tensorboard": ("tensorboardX", None), "mlflow": ("mlflow", "tr
 
 
 def test_every_tracker_has_its_facts_here():
-    from gansweep.sweep.tracking import DRIVER_CALLBACKS
+    from gansweep.sweep.run.tracking import DRIVER_CALLBACKS
 
     assert set(TRACKERS.names()) == set(TRACKER_FACTS)
     # each is written by the trials or by a driver's callback
@@ -222,7 +222,7 @@ SEARCH_FACTS = {"grid": (False, False), "structured": (True, True)}
 
 
 def test_every_search_type_has_its_facts_here():
-    from gansweep.sweep.schema import SEARCHES
+    from gansweep.sweep.spec.schema import SEARCHES
 
     assert set(SEARCHES.names()) == set(SEARCH_FACTS)
 
@@ -231,8 +231,8 @@ def test_every_search_type_has_its_facts_here():
 def test_search_type_facts(name):
     """A search that chooses is driven by the structured searcher, which refuses a grid
     of plans; one that does not is Tune's grid."""
-    from gansweep.sweep.schema import SEARCHES, Search
-    from gansweep.sweep.search import StructuredSearch
+    from gansweep.sweep.searchers.structured import StructuredSearch
+    from gansweep.sweep.spec.schema import SEARCHES, Search
 
     kind = SEARCHES.get(name)
     assert (kind.chooses, kind.needs_pairs) == SEARCH_FACTS[name]

@@ -13,7 +13,7 @@ from torch import nn
 from gansweep.core.errors import GansweepError
 from gansweep.core.models import ARCHITECTURES, ArchConfig, TransferNet, cross_resolution
 from gansweep.core.treatments import apply_plan
-from gansweep.sweep.validate import parse_spec
+from gansweep.sweep.spec.validate import parse_spec
 from tests.helpers import assert_one_clear_line, cli_in_process, write_spec
 
 
@@ -40,7 +40,7 @@ def test_launch_name_is_a_folder_name(sources, faces, weights, tmp_path, name):
 def test_nothing_outside_a_sweeps_own_mirror_is_deleted(tmp_path, monkeypatch):
     """``--name ..`` on a bucket made the mirrors' root the sweep's local copy, which launch
     then deleted; a mirror is now only ever a sweep folder under its storage's folder."""
-    from gansweep.sweep.storage import Mirror, mirrors_root
+    from gansweep.sweep.record.storage import Mirror, mirrors_root
 
     monkeypatch.setenv("GANSWEEP_CACHE", str(tmp_path / "cache"))
     other = mirrors_root() / "0123456789abcdef" / "other-sweep" / "trials.json"
@@ -61,7 +61,7 @@ def test_a_checkpoint_folder_replaced_during_a_push_is_skipped(tmp_path, monkeyp
     The race is reproduced by a folder that vanishes between its listing and its scan."""
     import os
 
-    from gansweep.sweep.storage import Mirror
+    from gansweep.sweep.record.storage import Mirror
 
     local, bucket = tmp_path / "local", tmp_path / "bucket"
     gone = local / "trial" / "checkpoint_000004"
@@ -96,7 +96,7 @@ def test_a_lean_checkpoint_that_does_not_fit_is_refused_under_python_O(sources, 
     (the check was an assert)."""
     from gansweep.core.train import setup, train
     from gansweep.core.trial import transfer_config
-    from gansweep.sweep.worker import _save_checkpoint
+    from gansweep.sweep.run.worker import _save_checkpoint
 
     cfg = transfer_config(str(sources["dcgan"]), str(faces), str(tmp_path / "run"),
                           d="D(1,2,2)", g="G(1,2,2)", iters=1, batch_size=4, metrics=[])
@@ -122,7 +122,7 @@ def test_a_lean_checkpoint_that_does_not_fit_is_refused_under_python_O(sources, 
 
 
 def test_changed_asha_rungs_are_refused(tmp_path):
-    from gansweep.sweep.scheduler import RobustASHA
+    from gansweep.sweep.run.scheduler import RobustASHA
 
     rungs = tmp_path / "asha_rungs.json"
     rungs.write_text(json.dumps({"brackets": [[[3, {}], [1, {}]]], "num_stopped": 0}))
@@ -150,8 +150,8 @@ def test_confirmation_settings_keep_their_conditional_axis(sources, tmp_path):
     """``conditional: [null, projection]`` with the fine-tune baseline: two settings, named
     apart, in the grid, the confirmation and the verdict (the verdict averaged them as one)."""
     from gansweep.core.synthetic import make_domain
-    from gansweep.sweep.grid import confirmation_trials, setting_names
-    from gansweep.sweep.verdict import verdict
+    from gansweep.sweep.record.verdict import verdict
+    from gansweep.sweep.spec.grid import confirmation_trials, setting_names
 
     target = tmp_path / "classes"
     make_domain(target / "a", "faces", 4, 32, seed=0)
@@ -180,7 +180,7 @@ def _twin_recording():
     """Two seeds of: the freeze baseline and D(3,0,2)G(3,0,2) (the same plans at L = 5), each
     the better of the two on one seed, both far ahead of fine-tune and D(1,2,2)G(1,2,2)."""
     from gansweep.core.trial import Trial
-    from gansweep.sweep.replay import RecordedTrial, Recording
+    from gansweep.sweep.replays.schedulers import RecordedTrial, Recording
 
     finals = {"freeze": (80.0, 84.0), "D(3,0,2)G(3,0,2)": (82.0, 81.0),
               "fine-tune": (100.0, 101.0), "D(1,2,2)G(1,2,2)": (110.0, 111.0)}
@@ -200,8 +200,8 @@ def test_a_pair_equal_to_a_baseline_is_one_setting_in_replay():
     """``replay`` compared setting names: a seed whose best trial was the pair while the
     grid's mean favoured the baseline (or the other way) counted as a miss with a non-zero
     regret, though both are one trained thing."""
-    from gansweep.sweep.replay import parse_variant, replay_many
-    from gansweep.sweep.schema import Scheduler
+    from gansweep.sweep.replays.schedulers import parse_variant, replay_many
+    from gansweep.sweep.spec.schema import Scheduler
 
     rec = _twin_recording()
     assert len(rec.truth()) == 3  # freeze = D(3,0,2)G(3,0,2): one setting, four trials
@@ -215,8 +215,8 @@ def test_a_pair_equal_to_a_baseline_is_one_setting_in_the_verdict():
     one, shown with both names, its interval over both's trials."""
     from types import SimpleNamespace
 
-    from gansweep.sweep.schema import Scheduler
-    from gansweep.sweep.verdict import verdict
+    from gansweep.sweep.record.verdict import verdict
+    from gansweep.sweep.spec.schema import Scheduler
 
     records = [{"config": {**json.loads(t.setting), "seed": t.seed}, "status": "finished",
                 "last": {"score": t.evaluations[-1]["fid"]}} for t in _twin_recording().trials]

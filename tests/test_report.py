@@ -20,8 +20,8 @@ from gansweep.core.models import unit_names
 from gansweep.results.common import objective
 from gansweep.results.report import render, write_report
 from gansweep.results.tables import load_tables
-from gansweep.sweep.specs import SPEC_FILE, load_sweep_spec
-from gansweep.sweep.state import CONFIRM_FILE, GRID_FILE, SweepState
+from gansweep.sweep.record.state import CONFIRM_FILE, GRID_FILE, SweepState
+from gansweep.sweep.spec.files import SPEC_FILE, load_sweep_spec
 
 CHROMIUM = os.environ.get("GANSWEEP_CHROMIUM", "/usr/bin/chromium")
 # How good each setting is (lower: better, on every metric): the best pair is

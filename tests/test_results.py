@@ -15,9 +15,9 @@ import yaml
 from gansweep.core.trial import Trial
 from gansweep.results.report import SECTIONS
 from gansweep.results.tables import METRIC_SCHEMA, TRIAL_SCHEMA, load_tables, write_tables
-from gansweep.sweep.specs import SPEC_FILE
-from gansweep.sweep.state import SweepState
-from gansweep.sweep.verdict import verdict
+from gansweep.sweep.record.state import SweepState
+from gansweep.sweep.record.verdict import verdict
+from gansweep.sweep.spec.files import SPEC_FILE
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -132,7 +132,7 @@ def test_report_of_a_copied_sweep_in_chromium(tiny_sweep, tmp_path):
     copy = tmp_path / "elsewhere" / "tiny"
     shutil.copytree(tiny_sweep[0], copy)
     out = tmp_path / "report.html"
-    code = ("import sys; from gansweep.sweep.cli import main; "
+    code = ("import sys; from gansweep.sweep.cli.main import main; "
             f"rc = main(['report', {str(copy)!r}, '--out', {str(out)!r}]); "
             "assert 'ray' not in sys.modules, 'report imported Ray'; sys.exit(rc)")
     hidden = tiny_sweep[0].with_name("hidden")

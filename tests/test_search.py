@@ -16,9 +16,9 @@ import pytest
 from gansweep.core.metrics import METRICS
 from gansweep.core.treatments import enumerate_partitions
 from gansweep.core.trial import Trial
-from gansweep.sweep.schema import Search
-from gansweep.sweep.search import FINISHED, StructuredSearch, cover_design
-from gansweep.sweep.structure import Observation, Posterior, grid_effects
+from gansweep.sweep.searchers.model import Observation, Posterior, grid_effects
+from gansweep.sweep.searchers.structured import FINISHED, StructuredSearch, cover_design
+from gansweep.sweep.spec.schema import Search
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "benchmarks" / "recordings" / "emoji-study-s0.json.gz"
@@ -146,90 +146,22 @@ def test_search_finds_the_best_pair_within_a_stated_number_of_trials():
     assert np.median(found) <= MEDIAN_WITHIN and max(found) <= ALL_WITHIN, found
 
 
-# --- resume -------------------------------------------------------------------------------
-
-def test_killed_searcher_resumes_with_no_suggestion_repeated_or_lost(tmp_path):
-    """Tune's searcher, driven as Tune drives it (2 trials at a time), is killed some steps
-    after Tune's last snapshot of it; a new one restored from that snapshot and the state
-    file hands out the suggestions Tune lost first, under their old trial ids, and the
-    search ends with every budgeted pair run once."""
-    from gansweep.sweep.searcher import StructuredSearcher
-
-    trials = grid(seeds=(0, 1))
-    rng = np.random.default_rng(0)
-    truth = additive(rng)
-
-    def make() -> StructuredSearcher:
-        return StructuredSearcher(tmp_path, trials, Search("structured", max_pairs=8), "fid",
-                                  max_iters=10, max_concurrent=2)
-
-    def value(index: int) -> float:
-        return truth.get(pair_of(trials[index]), 320.0)
-
-    created: list[tuple[str, int]] = []  # every trial Tune made: (trial id, index)
-
-    first, live = make(), []
-    for k in range(12):
-        while len(live) < 2:
-            trial_id = first.next_id()
-            config = first.suggest(trial_id)
-            assert isinstance(config, dict), config  # the budget is not spent yet
-            created.append((trial_id, int(config["cell"].split(":")[0])))
-            live.append(trial_id)
-        if k == 7:  # Tune's snapshot (its format): these trials it will restore
-            tune_knew = [i for i, _ in created]
-            tune_live = list(live)
-        ended = live.pop(0)
-        first.on_trial_complete(ended, {"iteration": 10, "score": value(first.ids[ended])})
-    lost = [i for i, n in first.ids.items() if i not in tune_knew and n not in first.search.results]
-    assert lost, "the scenario must lose a suggestion to test anything"
-
-    (tmp_path / "experiment_state-2026-12-04_08-00-00.json").write_text(json.dumps(
-        {"trial_data": [[json.dumps({"trial_id": i}), "{}"] for i in tune_knew]}))
-    second = make()  # the driver was killed; Tune restores its snapshot
-    second.restore(str(tmp_path / "searcher-state-2026-12-04_08-00-00.pkl"))
-    assert second.again == lost
-    live = list(tune_live)  # Tune's restored unfinished trials run on (or return at once)
-    while True:
-        while len(live) < 2:
-            trial_id = second.next_id()
-            config = second.suggest(trial_id)
-            if not isinstance(config, dict):  # wait, or finished
-                break
-            if trial_id not in {i for i, _ in created}:
-                created.append((trial_id, int(config["cell"].split(":")[0])))
-            live.append(trial_id)
-        if not live:
-            break
-        ended = live.pop(0)
-        second.on_trial_complete(ended, {"iteration": 10, "score": value(second.ids[ended])})
-
-    indices = [n for _, n in created]
-    assert len(indices) == len(set(indices)), "a suggestion was repeated under a new id"
-    assert set(second.search.given) == set(indices) == set(second.search.results)
-    assert len(second.search.given) == len(set(second.search.given))
-    pairs = {pair_of(trials[n]) for n in indices if trials[n].d is not None}
-    assert len(pairs) == 8  # the budget, none lost
-    assert all(second.search.results[n] is not None for n in indices if trials[n].d is not None)
-    state = json.loads((tmp_path / "gansweep" / "search.json").read_text())
-    assert sorted(state["given"]) == sorted(indices) and state["finished"]
-    assert state["planned"] == len(indices)
-
-
-# --- replays ------------------------------------------------------------------------------
+# --- replay ---------------------------------------------------------------------------------
 
 def test_replay_of_searchers_on_a_recorded_grid():
     """`gansweep replay FILE --searcher ...`: one line per searcher and scheduler, the
     structured search spending less than the grid; a bad searcher is one clear line."""
     from tests.helpers import assert_one_clear_line, cli_in_process
 
-    out = cli_in_process("replay", RECORDING, "--searcher", "structured:max_pairs=6",
+    # one recorded seed: nothing to confirm on (test_search_confirm has the 3-seed replay)
+    out = cli_in_process("replay", RECORDING, "--searcher", "structured:max_pairs=6,confirm_top=0",
                          "--searcher", "random:max_pairs=6", "--searcher", "grid",
                          "--scheduler", "none", "--orders", "3", "--concurrency", "1,4")
     assert out.returncode == 0, out.stderr
     lines = {line.split(" + ")[0]: line for line in out.stdout.splitlines() if " + " in line}
-    assert set(lines) == {"structured:max_pairs=6", "random:max_pairs=6", "grid"}
-    compute = {k: float(v.split("compute ")[1].split("%")[0]) for k, v in lines.items()}
+    assert set(lines) == {"structured:max_pairs=6,confirm_top=0", "random:max_pairs=6", "grid"}
+    compute = {k.split(",")[0]: float(v.split("compute ")[1].split("%")[0])
+               for k, v in lines.items()}
     assert compute["grid"] == 100.0
     # 4 baselines + 4 design pairs + 2 more of 41 trials: a quarter of the grid, give or take
     assert 15 < compute["structured:max_pairs=6"] < 40
@@ -244,7 +176,7 @@ def sweep_of_recording(path: Path, root: Path, keep=None) -> Path:
     """A sweep directory holding a recorded grid (``gansweep replay --export``'s file), as
     the driver would have recorded it, with only the trials ``keep`` accepts (a structured
     search's part of the grid)."""
-    from gansweep.sweep.state import GRID_FILE, SweepState
+    from gansweep.sweep.record.state import GRID_FILE, SweepState
 
     data = json.loads(gzip.decompress(path.read_bytes()))
     trials = [Trial.from_dict({**json.loads(t["setting"]), "seed": t["seed"], "index": n})

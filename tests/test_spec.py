@@ -10,9 +10,9 @@ import yaml
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.trial import trial_config
-from gansweep.sweep.grid import describe
-from gansweep.sweep.specs import load_spec
-from gansweep.sweep.validate import parse_spec
+from gansweep.sweep.spec.files import load_spec
+from gansweep.sweep.spec.grid import describe
+from gansweep.sweep.spec.validate import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,14 +184,14 @@ def test_missing_files_refused_by_launch(sources, faces, tmp_path):
     s = parse_spec(spec(tmp_path, sources["dcgan"], tmp_path / "nope", arch={
         "name": "dcgan", "resolution": 32}), tmp_path)
     assert s.problems and "target: " in s.problems[0]
-    from gansweep.sweep.driver import launch
+    from gansweep.sweep.run.driver import launch
 
     with pytest.raises(GansweepError, match="target: .* does not exist"):
         launch(s, str(tmp_path / "storage"))
 
 
 def test_same_name_launch_refused(sources, faces, tmp_path):
-    from gansweep.sweep.driver import launch
+    from gansweep.sweep.run.driver import launch
 
     s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
     (tmp_path / "storage" / "t").mkdir(parents=True)

@@ -4,8 +4,10 @@ import io
 import json
 import pickle
 
+import pytest
+
 from gansweep.core.trial import Trial
-from gansweep.sweep.state import (
+from gansweep.sweep.record.state import (
     EVENTS_FILE,
     RESULTS_FILE,
     TRIALS_FILE,
@@ -95,7 +97,7 @@ def test_a_tune_snapshot_cut_short_is_restored_from_the_backup(tmp_path, capsys)
     never had."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from gansweep.sweep import tune_state
+    from gansweep.sweep.run import tune_state
     session = "2026-11-24_01-00-00"
     whole = json.dumps({"trial_data": [[str(i), "{}"] for i in range(50)]})
     path = tmp_path / f"experiment_state-{session}.json"
@@ -129,8 +131,8 @@ def test_sweep_reporter_prints_a_compact_table(tmp_path):
     from types import SimpleNamespace
 
     from gansweep.core.trial import Trial
-    from gansweep.sweep.reporter import SweepReporter
-    from gansweep.sweep.validate import parse_spec
+    from gansweep.sweep.run.reporter import SweepReporter
+    from gansweep.sweep.spec.validate import parse_spec
 
     spec = parse_spec({"name": "denton", "source": "src.pt", "target": "t",
                        "arch": {"name": "dcgan", "resolution": 32}, "baselines": ["scratch"],
@@ -155,3 +157,116 @@ def test_sweep_reporter_prints_a_compact_table(tmp_path):
                              "interval) (search, not confirmed)"), lines[0]
     assert len(lines) == 3 and lines[2].split() == ["freeze", "seed", "0", "iteration", "0",
                                                     "score", "(is)", "-"]
+
+
+# --- the structured search's log (sweep.run.searcher) ---------------------------------------
+
+DS3 = ["D(0,0,5)", "D(3,0,2)", "D(1,2,2)"]
+GS3 = ["G(0,0,5)", "G(3,0,2)", "G(1,2,2)"]
+
+
+def _search_grid(seeds=(0, 1)) -> list[Trial]:
+    settings = [{"label": d + g, "d": d, "g": g} for d in DS3 for g in GS3] + \
+        [{"label": "fine-tune", "baseline": "fine-tune"}]
+    trials = [Trial(source="s.pt", target="t", seed=s, **setting)
+              for setting in settings for s in seeds]
+    return [Trial.from_dict({**t.to_dict(), "index": n}) for n, t in enumerate(trials)]
+
+
+def test_killed_searcher_resumes_each_lost_cell_under_a_new_id(tmp_path):
+    """Tune's searcher, driven as Tune drives it (2 trials at a time), is killed some steps
+    after Tune's last snapshot, its log's last line cut short; a new one replays the log and
+    hands out the cells Tune lost first, under new trial ids, with no cell repeated or
+    lost; ``status`` reads what it plans from the log."""
+    from gansweep.sweep.record.state import SEARCH_LOG
+    from gansweep.sweep.run.searcher import StructuredSearcher, _rebuilt
+    from gansweep.sweep.spec.schema import Search
+
+    trials = _search_grid()
+
+    def make() -> StructuredSearcher:
+        return StructuredSearcher(tmp_path, trials, Search("structured", max_pairs=5), "fid",
+                                  max_iters=10, max_concurrent=2)
+
+    def value(index: int) -> float:
+        t = trials[index]
+        return 300.0 + DS3.index(t.d or "D(0,0,5)") * 7 + GS3.index(t.g or "G(0,0,5)") * 3
+
+    ids = (f"{n:08x}" for n in range(10_000))
+    created: list[tuple[str, int]] = []  # every trial Tune made: (trial id, index)
+    first, live = make(), []
+    for k in range(8):
+        while len(live) < 2:
+            trial_id = next(ids)
+            config = first.suggest(trial_id)
+            assert isinstance(config, dict), config
+            created.append((trial_id, int(config["cell"].split(":")[0])))
+            live.append(trial_id)
+        if k == 4:  # Tune's snapshot: these trials it will restore
+            tune_knew, tune_live = [i for i, _ in created], list(live)
+        ended = live.pop(0)
+        first.on_trial_complete(ended, {"iteration": 10, "score": value(first.ids[ended])})
+    lost = [n for i, n in first.ids.items() if i not in tune_knew and n not in first.search.results]
+    assert lost, "the scenario must lose a suggestion to test anything"
+    with open(tmp_path / SEARCH_LOG, "ab") as f:
+        f.write(b'{"id": "cut", "index": 9')  # the driver died mid-line
+
+    (tmp_path / "experiment_state-2026-12-04_08-00-00.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": i}), "{}"] for i in tune_knew]}))
+    second = make()  # the driver was killed; Tune restores its snapshot
+    second.restore(str(tmp_path / "searcher-state-2026-12-04_08-00-00.pkl"))
+    assert second.again == lost
+    assert second.search.to_dict() == {**first.search.to_dict()}
+    again = [second.suggest(next(ids)) for _ in lost]  # first, whatever is running
+    assert [int(c["cell"].split(":")[0]) for c in again] == lost and \
+        not any("key" in c for c in again)  # cell-keyed: no old trial id carried
+    live = [i for i in tune_live if first.ids[i] not in first.search.results] + \
+        [i for i, n in second.ids.items() if n in lost]
+    handed = [n for _, n in created] + lost  # the lost ones twice, by design
+    while True:
+        while len(live) < 2:
+            trial_id = next(ids)
+            config = second.suggest(trial_id)
+            if not isinstance(config, dict):
+                break
+            handed.append(int(config["cell"].split(":")[0]))
+            live.append(trial_id)
+        if not live:
+            break
+        ended = live.pop(0)
+        second.on_trial_complete(ended, {"iteration": 10, "score": value(second.ids[ended])})
+    assert len(handed) == len(set(handed)) + len(lost), "a cell was handed out twice"
+    assert set(second.search.given) == set(handed) == set(second.search.results)
+    state = SweepState.create(tmp_path, "s", len(trials), 10)
+    assert state.search_state == {"planned": len(set(handed)), "finished": True}
+    # Tune pickles the searcher into tuner.pkl as where to rebuild it from, not whole
+    assert second.__reduce__() == (_rebuilt, (str(tmp_path), 10, 2))
+
+
+@pytest.mark.slow
+def test_a_state_tune_cannot_restore_is_refused_not_started_over(tmp_path):
+    """Tune, failing to restore an experiment (here it has no snapshot, as when the only one
+    was cut short and set aside), logs it and starts the experiment over, every trial under a
+    new id: what made the storage test once end with its three trials run twice. The driver
+    stops there instead, with one line, having started nothing."""
+    import ray
+    from ray import tune
+
+    from gansweep.core.errors import GansweepError
+    from gansweep.sweep.run.driver import _fit
+
+    ran = tmp_path / "ran"
+
+    def trainable(config):
+        ran.touch()
+
+    tune.Tuner(trainable, run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path)))
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        with pytest.raises(GansweepError, match=r"cannot resume .*exp: Ray Tune could not "
+                                                r"restore its state \(ValueError: Tried to"):
+            _fit(tune.Tuner.restore(str(tmp_path / "exp"), trainable=trainable),
+                 tmp_path / "exp")
+    finally:
+        ray.shutdown()
+    assert not ran.exists()

@@ -6,17 +6,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from gansweep.sweep.replay import load_recording, parse_variant, replay_sequence
-from gansweep.sweep.specs import load_sweep_spec
-from gansweep.sweep.state import SweepState
+from gansweep.sweep.record.state import SEARCH_LOG, SweepState, read_log
+from gansweep.sweep.replays.schedulers import load_recording, parse_variant, replay_sequence
+from gansweep.sweep.spec.files import load_sweep_spec
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -112,12 +110,13 @@ def test_trackers_hold_every_trial(tiny_sweep, monkeypatch):
 
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as sweep.mlflow_tracker does
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as sweep.run.mlflow_tracker does
     client = mlflow.MlflowClient((sweep_dir / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert sorted(r.data.tags["gansweep_trial_id"] for r in runs) == sorted(state.trials)
+    by_name = {Path(rec["path"]).name: key for key, rec in state.trials.items()}
+    assert sorted(by_name[r.data.tags["trial_name"]] for r in runs) == sorted(state.trials)
     for run in runs:
-        tid = run.data.tags["gansweep_trial_id"]
+        tid = by_name[run.data.tags["trial_name"]]
         config = state.trials[tid]["config"]
         assert run.data.params["label"] == config["label"]
         assert run.data.params["seed"] == str(config["seed"])
@@ -164,6 +163,26 @@ def check_resumed(sweep_dir: Path, before: dict, lines_before: dict) -> None:
             assert len(iters) > t["reports"]
 
 
+def check_partial_results(sweep_dir: Path, records: dict) -> None:
+    """Tables and report of a sweep interrupted mid-way: every grid trial has a row, the
+    ones Tune created carry its ids, unfinished ones say so."""
+    from gansweep.results.report import render
+    from gansweep.results.tables import load_tables, write_tables
+
+    tables = load_tables(sweep_dir)
+    assert len(tables.trials) == 9
+    known = tables.trials.dropna(subset=["trial_id"])
+    assert set(known["trial_id"]) == set(records)
+    assert len(known) <= tune_trial_count(sweep_dir)
+    assert tables.missing == 9 - sum(t["status"] in ("finished", "stopped")
+                                     for t in records.values()) > 0
+    assert (tables.trials["status"] == "running").any()
+    write_tables(tables)
+    assert "Partial sweep" in render(tables)
+    assert_one_clear_line(cli_in_process("replay", sweep_dir), "replay",
+                          "replay needs a")  # a finished grid; this one stopped mid-way
+
+
 def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
     """A sweep stored in an S3 bucket: the driver is killed mid-sweep, the machine's copy is
     lost, and `resume URI` continues from the bucket alone (done trials not rerun, the
@@ -171,7 +190,7 @@ def test_sweep_on_object_storage(sources, faces, weights, tmp_path, s3):
     report ends up in the bucket."""
     from pyarrow import fs
 
-    from gansweep.sweep.storage import Mirror
+    from gansweep.sweep.record.storage import Mirror
 
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       partitions={"d": ["D(0,0,5)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
@@ -273,143 +292,37 @@ def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
     pairs: the design pair, then one more; the driver killed when the 2nd trial ended and
     resumed: every trial the searcher handed out ran once, under one trial id, to the end;
     the budget was spent exactly; Tune holds the same trials; status and the report count
-    the trials the search planned, not the grid's. (The in-process test of sweep.searcher in
+    the trials the search planned, not the grid's. (The in-process test of sweep.run.searcher in
     test_search.py makes Tune lose a suggestion for certain.)"""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
                       baselines=["fine-tune"], scheduler={"type": "none"},
                       budget={"iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
-                      search={"type": "structured", "max_pairs": 2})
+                      search={"type": "structured", "max_pairs": 2, "confirm_top": 0})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     killed_at("driver.end.search=2", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
     out = finish(gansweep("resume", sweep_dir))
     state = SweepState.load(sweep_dir)
-    search = json.loads((sweep_dir / "gansweep" / "search.json").read_text())
+    log = read_log(sweep_dir / SEARCH_LOG)[0]  # the searcher's log, appended
+    given = [line["index"] for line in log if "index" in line]
     by_index = {}
-    for tid, rec in state.trials.items():
+    for key, rec in state.trials.items():
+        if rec["config"]["phase"] != "search":
+            continue
         assert rec["config"]["index"] not in by_index, "a suggestion ran twice"
-        by_index[rec["config"]["index"]] = tid
+        by_index[rec["config"]["index"]] = key
         assert rec["status"] == "finished" and rec["iteration"] == 4
-    assert sorted(by_index) == sorted(search["given"]) and search["finished"]
-    assert {search["ids"][tid] for tid in by_index.values()} == set(by_index)
-    labels = sorted(rec["label"] for rec in state.trials.values())
+    assert sorted(by_index) == sorted(given) and [x for x in log if "planned" in x][-1]["finished"]
+    # records, folders and end markers are the cells'
+    assert sorted(by_index.values()) == sorted(f"search-{n}" for n in given)
+    assert all((sweep_dir / "gansweep" / "done" / f"{key}.json").is_file()
+               for key in by_index.values())
+    labels = sorted(state.trials[key]["label"] for key in by_index.values())
     assert {"D(3,0,2)G(3,0,2)", "fine-tune"} <= set(labels)  # the design pair, the baseline
     assert sum(label.startswith("D(") for label in labels) == 2  # the budget, none lost
     assert tune_trial_count(sweep_dir) == len(by_index) == state.expected == 3
     assert "<b>3</b> trials of <b>3</b> expected" in (sweep_dir / "report.html").read_text()
     assert "3 expected; 3 finished" in out
-
-
-def check_partial_results(sweep_dir: Path, records: dict) -> None:
-    """Tables and report of a sweep interrupted mid-way: every grid trial has a row, the
-    ones Tune created carry its ids, unfinished ones say so."""
-    from gansweep.results.report import render
-    from gansweep.results.tables import load_tables, write_tables
-
-    tables = load_tables(sweep_dir)
-    assert len(tables.trials) == 9
-    known = tables.trials.dropna(subset=["trial_id"])
-    assert set(known["trial_id"]) == set(records)
-    assert len(known) <= tune_trial_count(sweep_dir)
-    assert tables.missing == 9 - sum(t["status"] in ("finished", "stopped")
-                                     for t in records.values()) > 0
-    assert (tables.trials["status"] == "running").any()
-    write_tables(tables)
-    assert "Partial sweep" in render(tables)
-    assert_one_clear_line(cli_in_process("replay", sweep_dir), "replay",
-                          "replay needs a")  # a finished grid; this one stopped mid-way
-
-
-def max_sharing(records: list[dict]) -> dict[tuple[str, str], int]:
-    """For each (node, GPU id), the most trials that reported on it at once: a trial holds
-    its GPU from its first to its last result on that node."""
-    spans: dict[tuple[str, str, str], list[float]] = {}
-    for r in records:
-        for gpu in r["gpu_ids"]:
-            span = spans.setdefault((r["node_id"], gpu, r["trial_id"]), [r["time"], r["time"]])
-            span[1] = max(span[1], r["time"])
-    most: dict[tuple[str, str], int] = {}
-    for (node, gpu, _), (a, _) in spans.items():
-        at_once = sum(1 for (n, g, _), (c, d) in spans.items() if (n, g) == (node, gpu)
-                      and c <= a <= d)
-        most[(node, gpu)] = max(most.get((node, gpu), 0), at_once)
-    return most
-
-
-def test_two_node_cluster_with_fake_gpus_survives_node_loss(sources, faces, weights,
-                                                            tmp_path):
-    """Two nodes, each declaring one (fake) GPU; trials of gpu: 0.25. Ray packs at most four
-    trials on a GPU, each records the GPU ids and CUDA_VISIBLE_DEVICES Ray gave it (and
-    trains on the CPU: there is no real GPU). The worker node is removed mid-trial: that
-    trial continues on the head from its newest checkpoint. A gpu: 0 trial records cpu."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    from gansweep.sweep.driver import launch
-    from gansweep.sweep.specs import load_spec
-
-    spec = load_spec(write_spec(
-        tmp_path / "spec.yaml", sources["dcgan"], faces, weights, partitions=[],
-        baselines=["fine-tune", "freeze", "scale-shift", "freeze-d", "scratch"],
-        scheduler={"type": "none"}, resources={"cpu": 0.25, "gpu": 0.25},
-        budget={"iters": 16, "eval_every": 4, "fid_samples": 8, "batch_size": 8},
-        max_failures=3))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
-    worker = cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.wait_for_nodes()
-    sweep_dir = tmp_path / "sweeps" / "tiny"
-    removed: dict = {}
-
-    def kill_worker_mid_trial():
-        deadline = time.time() + 400
-        while time.time() < deadline:
-            try:
-                trials = SweepState.load(sweep_dir).trials
-            except Exception:
-                trials = {}
-            for t in trials.values():
-                if (t["status"] == "running" and t["last"].get("node_id") == worker.node_id
-                        and 4 <= t["iteration"] < 12):
-                    removed.update(trial=t["trial_id"], time=time.time())
-                    cluster.remove_node(worker)
-                    return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_worker_mid_trial, daemon=True)
-    try:
-        killer.start()
-        launch(spec, str(tmp_path / "sweeps"), address=cluster.address)
-        killer.join(timeout=5)
-        cpu_only = load_spec(write_spec(
-            tmp_path / "cpu.yaml", sources["dcgan"], faces, weights, name="cpu-only",
-            partitions=[], baselines=["fine-tune"], scheduler={"type": "none"},
-            resources={"cpu": 0.25, "gpu": 0},
-            budget={"iters": 2, "eval_every": 2, "fid_samples": 8, "batch_size": 8}))
-        launch(cpu_only, str(tmp_path / "sweeps"), address=cluster.address)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    state = SweepState.load(sweep_dir)
-    records = state.results()
-    assert removed, "no trial ran on the worker node"
-    assert {r["node_id"] for r in records} >= {worker.node_id}
-    assert all(t["status"] == "finished" for t in state.trials.values()), state.counts()
-    for r in records:  # what Ray gave each trial, and the CPU it trained on
-        assert len(r["gpu_ids"]) == 1 and r["cuda_visible_devices"] == r["gpu_ids"][0], r
-        assert r["device"] == "cpu"
-    sharing = max_sharing(records)
-    assert max(sharing.values()) <= 4 and max(sharing.values()) >= 2, sharing
-    victim = state.trials[removed["trial"]]
-    assert victim["failures"] >= 1 and len(victim["starts"]) >= 2
-    mine = [r for r in records if r["trial_id"] == victim["trial_id"]]
-    before = [r["iteration"] for r in mine if r["time"] < removed["time"]]
-    after = [r["iteration"] for r in mine if r["time"] > removed["time"]]
-    # It continued from its newest checkpoint: the next evaluation after the last one seen
-    # before the node went (from 0 it would report 4 again; from an older one, a repeat).
-    assert after[0] == before[-1] + 4, (before, after)
-    assert after[-1] == 16 and [*before, *after] == sorted(set(before + after))
-    cpu_trial = SweepState.load(tmp_path / "sweeps" / "cpu-only").results()[-1]
-    assert cpu_trial["gpu_ids"] == [] and cpu_trial["device"] == "cpu"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -419,8 +332,8 @@ def test_trials_train_on_the_gpu_ray_gave_them(sources, faces, weights, tmp_path
     on the same machine train on the CPU, though a GPU is visible to the driver."""
     import ray
 
-    from gansweep.sweep.driver import launch
-    from gansweep.sweep.specs import load_spec
+    from gansweep.sweep.run.driver import launch
+    from gansweep.sweep.spec.files import load_spec
 
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
     try:

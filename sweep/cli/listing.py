@@ -1,0 +1,192 @@
+"""What ``gansweep ls`` and ``gansweep best`` read off a storage and a sweep, without Ray:
+the sweeps of a storage with their state, and the winner of one, handed over as a spec
+fragment, a checkpoint and a command that samples from it (as Ray Tune's
+``get_best_result`` and Optuna's ``best_trial`` hand over theirs)."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from gansweep.core.errors import GansweepError
+from gansweep.core.metrics import METRICS
+from gansweep.core.trial import Trial
+from gansweep.sweep.record.state import (
+    DONE,
+    EVENTS_FILE,
+    RESULTS_FILE,
+    TRIALS_FILE,
+    SweepState,
+    check_storage,
+    default_storage,
+    interrupted,
+    sweep_dir_of,
+)
+from gansweep.sweep.record.storage import is_uri
+from gansweep.sweep.record.verdict import Verdict, verdict
+from gansweep.sweep.spec.files import load_sweep_spec
+from gansweep.sweep.spec.grid import AXES
+
+# A sweep's state in ``ls``: what it needs next.
+STATES = {"finished": "every trial of every phase has ended",
+          "interrupted": "stopped by Ctrl-C or SIGTERM; 'gansweep resume' continues it",
+          "not started": "no trial has started yet; 'gansweep resume' starts it",
+          "incomplete": "running now, or its driver died; 'gansweep resume' continues it"}
+
+
+def sweep_names(storage: str | None) -> list[str]:
+    """The names of the sweeps in a storage (its folders that hold a sweep's records)."""
+    storage = storage or default_storage()
+    if is_uri(storage):
+        from pyarrow import fs
+
+        from gansweep.sweep.record.storage import _fs
+
+        filesystem, root = _fs(storage)
+        infos = filesystem.get_file_info(fs.FileSelector(root.rstrip("/"),
+                                                         allow_not_found=True))
+        folders = [i.base_name for i in infos if i.type == fs.FileType.Directory]
+        return sorted(n for n in folders if filesystem.get_file_info(
+            f"{root.rstrip('/')}/{n}/{TRIALS_FILE}").type == fs.FileType.File)
+    check_storage(storage)
+    return sorted(p.parent.parent.name
+                  for p in Path(storage).expanduser().glob(f"*/{TRIALS_FILE}"))
+
+
+def _winner(found: Verdict | None) -> str:
+    return "-" if found is None else \
+        f"{found.winner} {found.ranking[0][1]}" + ("" if found.confirmed else " (search)")
+
+
+def summary(sweep_dir: Path) -> dict[str, Any]:
+    """One row of ``ls``: name, state, trials done / expected, the winner so far and when
+    the sweep last changed."""
+    state = SweepState.load(sweep_dir)
+    spec = load_sweep_spec(sweep_dir)
+    counts = state.counts()
+    done = sum(counts[s] for s in DONE)
+    found = verdict(spec, list(state.trials.values()), len(state.confirm_trials))
+    if interrupted(sweep_dir) is not None:
+        which = "interrupted"
+    elif not state.trials:
+        which = "not started"
+    elif counts["pending"] == counts["running"] == 0 and (
+            spec.confirm is None or state.confirm_trials):
+        which = "finished"
+    else:
+        which = "incomplete"
+    changed = max(p.stat().st_mtime for p in (sweep_dir / f for f in (
+        TRIALS_FILE, EVENTS_FILE, RESULTS_FILE)) if p.is_file())
+    return {"name": state.data["name"], "state": which, "done": done,
+            "expected": state.expected, "errored": counts["errored"],
+            "winner": None if found is None else found.winner,
+            "winner_score": None if found is None else _interval(found)[1],
+            "confirmed": None if found is None else found.confirmed,
+            "changed": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(changed)),
+            "path": str(sweep_dir), "_winner": _winner(found)}
+
+
+def ls_rows(storage: str | None) -> list[dict[str, Any]]:
+    """Every sweep of the storage, in name order."""
+    return [summary(sweep_dir_of(name, storage)) for name in sweep_names(storage)]
+
+
+def ls_text(rows: list[dict[str, Any]], storage: str | None) -> str:
+    """``ls``'s table: one line per sweep."""
+    where = storage or default_storage()
+    if not rows:
+        return f"no sweeps in {where} ('gansweep launch SPEC --storage {where}' starts one)"
+    table = [("NAME", "STATE", "TRIALS", "WINNER SO FAR", "LAST CHANGE")] + [
+        (r["name"], r["state"], f"{r['done']}/{r['expected']}" +
+         (f" ({r['errored']} errored)" if r["errored"] else ""), r["_winner"], r["changed"])
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in table)
+
+
+def _number(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN: one seed gives no interval
+
+
+def _interval(found: Verdict) -> tuple[str, dict[str, Any]]:
+    name, ci = found.ranking[0]
+    return name, {"mean": _number(ci.mean), "low": _number(ci.low), "high": _number(ci.high),
+                  "seeds": ci.n, "text": str(ci)}
+
+
+def spec_fragment(t: Trial) -> dict[str, Any]:
+    """The spec that runs this setting alone (add seeds, a budget and a name): its
+    partition, baseline or plan, its source and target, and every axis not at its
+    default."""
+    out: dict[str, Any] = {"source": t.source, "target": t.target}
+    if t.d is not None:
+        out.update(partitions=[[t.d, t.g]], baselines=[])
+    elif t.baseline is not None:
+        out.update(partitions=[], baselines=[t.baseline])
+    else:
+        out.update(partitions=[], baselines=[],
+                   plans=[{"label": t.label, "g": t.g_plan, "d": t.d_plan}])
+    if t.modulation != Trial.modulation:
+        out["modulation"] = t.modulation
+    if t.freeze_d_depth is not None:
+        out["freeze_d_depth"] = t.freeze_d_depth
+    for axis, default in AXES.items():
+        if axis != "seed" and getattr(t, axis) != default[0]:
+            out[axis] = [getattr(t, axis)]
+    return out
+
+
+def best(sweep_dir: Path) -> dict[str, Any]:
+    """The winner (``sweep.record.verdict``): its setting, its interval, its spec fragment, the
+    checkpoint of its best seed (and of every seed) and a command that samples from it."""
+    from gansweep.sweep.run.worker import newest_checkpoint
+
+    state = SweepState.load(sweep_dir)
+    spec = load_sweep_spec(sweep_dir)
+    found = verdict(spec, list(state.trials.values()), len(state.confirm_trials))
+    if found is None:
+        raise GansweepError(f"sweep {state.data['name']!r}: no trial has a final score yet; "
+                            f"'gansweep status {sweep_dir}' shows how far it is")
+    name, score = _interval(found)
+    records = list(state.trials.values())
+    trials = [Trial.from_dict(r["config"]) for r in records]
+    phase = "confirm" if found.confirmed else "search"
+    runs = [(t, r) for t, r in zip(trials, records) if t.setting_key in found.settings[name]
+            and t.phase == phase and r["status"] == "finished"
+            and (r.get("last") or {}).get("score") is not None]
+    loss = METRICS.get(spec.metric).loss
+    runs.sort(key=lambda tr: loss(tr[1]["last"]["score"]))
+    seeds = []
+    for t, r in runs:
+        checkpoint = newest_checkpoint(sweep_dir / r["path"]) if r.get("path") else None
+        seeds.append({"seed": t.seed, "trial_id": r["trial_id"], "score": r["last"]["score"],
+                      "checkpoint": None if checkpoint is None else str(checkpoint)})
+    top = next((s for s in seeds if s["checkpoint"]), None)
+    checkpoint = None if top is None else top["checkpoint"]
+    return {"sweep": state.data["name"], "path": str(sweep_dir), "setting": name,
+            "confirmed": found.confirmed, "metric": spec.metric, "score": found.what,
+            "interval": score, "spec": spec_fragment(runs[0][0]) if runs else None,
+            "checkpoint": checkpoint, "seeds": seeds,
+            "sample": None if checkpoint is None else
+            f"gansweep sample {checkpoint} --out {state.data['name']}-best.png"}
+
+
+def best_text(b: dict[str, Any]) -> str:
+    """``best``'s lines for a reader."""
+    import yaml
+
+    ci = b["interval"]
+    how = "confirmed on fresh seeds" if b["confirmed"] else "best of the search, not confirmed"
+    lines = [f"winner of {b['sweep']}: {b['setting']} ({how})",
+             f"{b['score']}: {ci['text']} (mean [95% interval] over {ci['seeds']} seeds)",
+             f"checkpoint (seed {b['seeds'][0]['seed']}): {b['checkpoint']}" if b["checkpoint"]
+             else "checkpoint: none on this machine (its trial folder has none)"]
+    if b["sample"]:
+        lines.append(f"sample from it: {b['sample']}")
+    if b["spec"] is not None:
+        lines.append("spec fragment (this setting alone):")
+        lines += ["  " + line for line in yaml.safe_dump(b["spec"], sort_keys=False)
+                  .rstrip().splitlines()]
+    return "\n".join(lines)

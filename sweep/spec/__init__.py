@@ -1,0 +1,7 @@
+"""What a sweep is: the spec file's typed sections (``schema``), their one validator
+(``validate``, with ``fields`` and ``pairs``), the grid of trials a spec expands into
+(``grid``), the score rules (``ranking``), the trackers a spec may name (``trackers``) and
+reading and writing a sweep's recorded spec (``files``).
+
+Imports: gansweep.core only. No Ray.
+"""
