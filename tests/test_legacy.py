@@ -1,7 +1,7 @@
 """A sweep made by gansweep 0.3.0 (flat sweep/, trials keyed by Ray Tune's trial ids) resumes
 with this version: Tune unpickles its tuner.pkl through the old module paths
 (``sweep.run.moved``), its trials keep their folders and end markers, new ones are keyed by
-their cells. The 0.3.0 sweep is made here by the v0.3.0 tag's code, in place (a sweep folder
+their cells. The 0.3.0 sweep is made here by 0.3.0's code (tag v0.3.0), in place (a sweep folder
 cannot be moved: Tune's state holds its absolute paths)."""
 from __future__ import annotations
 
@@ -20,19 +20,22 @@ from tests.helpers import finish, gansweep, results, write_spec
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-TAG = "v0.3.0"
+# The last commit of 0.3.0's flat layout (tagged v0.3.0): named by its hash, which every
+# clone with the history has, where a tag is not always fetched.
+COMMIT = "0406aa9bb04a35f2ceaa23bc1f94fa8c4b2633be"
 PACKAGES = ("core", "sweep", "results", "search_spaces")
 
 
 def old_code(into: Path) -> Path:
-    """The v0.3.0 tag's package, importable as ``gansweep`` with ``PYTHONPATH=into``."""
-    tagged = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "-q", "--verify",
-                             f"refs/tags/{TAG}"], capture_output=True, text=True)
-    if tagged.returncode != 0:
-        pytest.fail(f"this checkout has no tag {TAG} (a shallow clone?): 'git fetch --tags' "
-                    f"it; the test of resuming a 0.3.0 sweep makes that sweep with its code")
+    """0.3.0's package (``COMMIT``), importable as ``gansweep`` with ``PYTHONPATH=into``."""
+    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{COMMIT}^{{commit}}"],
+                           capture_output=True, text=True)
+    if known.returncode != 0:
+        pytest.fail(f"this checkout lacks commit {COMMIT[:12]} (v0.3.0; a shallow clone?): "
+                    f"'git fetch --unshallow' it; the test of resuming a 0.3.0 sweep makes that "
+                    f"sweep with 0.3.0's code")
     into.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", TAG, *PACKAGES, "gansweep"],
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", COMMIT, *PACKAGES, "gansweep"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     for name in PACKAGES:  # the repository maps these folders into the package (package-dir)
