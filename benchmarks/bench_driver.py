@@ -25,7 +25,7 @@ import yaml
 from benchmarks._common import WEIGHTS, machine, synthetic_source
 from gansweep.core.models import ArchConfig
 from gansweep.results.report import write_results
-from gansweep.sweep.record.state import status_text
+from gansweep.sweep.cli.listing import status_text
 from gansweep.sweep.run import driver as runner
 
 REPORTS, INTERVAL = 20, 0.05
@@ -48,15 +48,14 @@ def reporting_trial(config: dict) -> None:
 FIT, FIT_CPU = runner._fit, [0.0]
 
 
-def timed_fit(tuner, sweep_dir) -> None:
-    """runner._fit, measuring the driver's CPU time of the Tune run only (not Ray's start
+def timed_fit(tuner, sweep_dir, phase: str = "search") -> None:
+    """runner._fit, measuring the driver's CPU time of the Tune runs only (not Ray's start
     nor the real-data statistics before it)."""
     cpu0 = time.process_time()
     try:
-        FIT(tuner, sweep_dir)
+        FIT(tuner, sweep_dir, phase)
     finally:
         FIT_CPU[0] += time.process_time() - cpu0
-
 
 
 class TimedRecorder(runner.Recorder):

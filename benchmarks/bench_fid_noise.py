@@ -20,7 +20,7 @@ from gansweep.core.evaluate import generate
 from gansweep.core.features import FeatureStats, get_extractor, resolve_weights
 from gansweep.core.train import TrainState, setup
 from gansweep.results.tables import load_tables
-from gansweep.sweep.run.worker import newest_checkpoint
+from gansweep.sweep.record.layout import newest_checkpoint
 
 
 def fid(s: TrainState, n: int, seed: int) -> float:

@@ -31,7 +31,8 @@ import yaml
 from benchmarks._common import ROOT, machine
 from gansweep.results.report import write_results
 from gansweep.sweep.record.state import SweepState
-from gansweep.sweep.replays.schedulers import Recording, load_recording, parse_variant, replay_many
+from gansweep.sweep.replays.options import parse_variant
+from gansweep.sweep.replays.schedulers import Recording, load_recording, replay_many
 from gansweep.sweep.spec.files import find_spec
 from gansweep.sweep.spec.ranking import ScoreRule, score
 from gansweep.sweep.spec.validate import parse_spec

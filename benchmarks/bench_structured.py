@@ -23,8 +23,10 @@ import numpy as np
 
 from benchmarks._common import machine
 from benchmarks.bench_search import RECORDINGS, combined
-from gansweep.sweep.replays.schedulers import Summary, load_recording, parse_variant, replay_many
+from gansweep.sweep.replays.options import parse_variant
+from gansweep.sweep.replays.schedulers import load_recording, replay_many
 from gansweep.sweep.replays.searchers import parse_searcher, replay_budgets
+from gansweep.sweep.replays.summary import Summary
 
 ASHA = "grace20-rf4:grace=20,rf=4,score=last,rung=0"  # the cheapest ASHA of section 4d
 ASHA_LATE = "grace40-rf4:grace=40,rf=4,score=last,rung=0"  # its best at p90

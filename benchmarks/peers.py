@@ -69,10 +69,9 @@ def optuna_policy(name: str) -> type[StructuredSearch]:
                         value=result))
 
         def _decide(self, c: Context) -> Pair | str | None:
-            chosen = set(self._chosen(c))
-            unrun = self.unrun(c, chosen)
-            if len(chosen) >= c.budget or not unrun:
+            if self.done(c):
                 return FINISHED
+            unrun = self.unrun(c, set(self.chosen(c)))
             study = self.studies[c.key]
             done = {p: self.results.get(n) for p in c.pairs for n in c.trials[p]}
             done.update({p: self.results.get(n) for n, p in c.known.items()})

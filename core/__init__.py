@@ -1,2 +1,5 @@
 """gansweep core: transferable GANs, per-unit treatments, losses, data, metrics and the
-one training loop. Nothing here imports ``gansweep.sweep`` or ``gansweep.results``."""
+one training loop.
+
+Imports: gansweep.core only (nothing of sweep/ or results/, no Ray).
+"""

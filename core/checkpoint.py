@@ -3,7 +3,8 @@
 A checkpoint holds the architecture, the per-unit plans, the full config that made it, G and
 D (and the EMA generator when the run keeps one), the optimiser and RNG states, and the
 evaluation history. It is read by core.torch_files (sizes checked against the file, then
-``torch.load(weights_only=True)``): tensors and plain data only.
+``torch.load(weights_only=True)``): tensors and plain data only; every field a resume uses
+is checked before it is used (core.checkpoint_fields).
 """
 from __future__ import annotations
 
@@ -17,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from gansweep.core.checkpoint_fields import (
+    check_run_fields,
+    load_net,
+    load_optimizer,
+    load_rng,
+    state_dict,
+)
 from gansweep.core.config import TrainConfig
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, cross_resolution, load_source_state
+from gansweep.core.pickle_parts import quote
 from gansweep.core.torch_files import load_torch_file
 from gansweep.core.treatments import TREATMENTS
 
@@ -49,12 +58,10 @@ def _check_fields(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """The fields every reader of a checkpoint relies on, of the types they expect (a file
     from outside can hold anything a weights_only load allows)."""
     def bad(what: str) -> GansweepError:
-        return GansweepError(f"checkpoint {path}: {what}")
+        return GansweepError(f"checkpoint {path}: {what[:300]}")
 
     for key in ("G", "D"):
-        state = ckpt[key]
-        if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v)
-                                                  for k, v in state.items()):
+        if not state_dict(ckpt[key]):
             raise bad(f"its {key} is not a state dict of tensors")
     plans, config = ckpt["plans"], ckpt["config"]
     if not isinstance(plans, dict) or set(plans) != {"g", "d"} or not all(
@@ -75,6 +82,8 @@ def _check_fields(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     except (TypeError, ValueError) as e:  # a field missing, unknown or of the wrong type
         raise bad(f"its arch or config does not describe a run ({type(e).__name__}: "
                   f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    if "out" in config:  # what resumes the run, checked before restore and snapshot use it
+        check_run_fields(ckpt, bad)
 
 
 @dataclass(frozen=True)
@@ -169,51 +178,51 @@ def checkpoint_state(s: TrainState, lean: bool = False) -> dict[str, Any]:
 def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
     """Continue a run from its checkpoint: bit for bit on the same device type (on a GPU,
     with ``deterministic``); on another device type it continues and says so."""
-    written_on = ckpt.get("numerics", {}).get("device", "cpu")
+    if ArchConfig(**ckpt["arch"]) != s.cfg.arch:
+        ours = s.cfg.arch.to_dict()
+        differ = {k: v for k, v in ArchConfig(**ckpt["arch"]).to_dict().items() if ours[k] != v}
+        raise GansweepError(f"checkpoint: made for other networks than this run's (it has "
+                            f"arch {differ}); resume a run with the options it was started "
+                            f"with")
+    numerics = ckpt.get("numerics", {})
+    written_on = numerics.get("device", "cpu")
     if torch.device(written_on).type != s.device.type:
-        print(f"gansweep: warning: the checkpoint was written on {written_on} "
-              f"({ckpt['numerics'].get('device_name')}); resuming on {s.device}: the run "
+        print(f"gansweep: warning: the checkpoint was written on {quote(written_on)} "
+              f"({quote(numerics.get('device_name'))}); resuming on {s.device}: the run "
               f"continues, but not bit for bit", file=sys.stderr)
-    if ckpt.get("lean"):
+    lean = ckpt.get("lean", False)
+    if lean:
         # The frozen tensors are the source's, loaded by setup: the source must not change.
+        if s.cfg.source is None:
+            raise GansweepError("checkpoint: lean (its frozen tensors are its source's), but "
+                                "this run has no source")
         recorded, now = ckpt["source"]["sha256"], file_sha256(s.cfg.source)
         if recorded != now:
             raise GansweepError(f"checkpoint: the run's source {s.cfg.source} changed since "
                                 f"the run started (sha256 {recorded[:12]}... then, "
                                 f"{now[:12]}... now); its frozen weights cannot be restored")
-    _load(s.G, ckpt["G"], ckpt.get("lean"))
-    _load(s.D, ckpt["D"], ckpt.get("lean"))
+    trainable_g = _trainable_and_buffers(s.G) if lean else None
+    load_net(s.G, ckpt["G"], trainable_g, "G")
+    load_net(s.D, ckpt["D"], _trainable_and_buffers(s.D) if lean else None, "D")
     if s.ema is not None:
         if ckpt.get("G_ema") is None:
             raise GansweepError("checkpoint: this run evaluates an EMA generator, but the "
                                 "checkpoint it resumes from has none (made with ema off)")
-        _load(s.ema.net, ckpt["G_ema"], ckpt.get("lean"), trainable=_trainable_and_buffers(s.G))
-    for opt, key in ((s.opt_g, "opt_g"), (s.opt_d, "opt_d")):
+        load_net(s.ema.net, ckpt["G_ema"], trainable_g, "G_ema")
+    for opt, key, net in ((s.opt_g, "opt_g", "G"), (s.opt_d, "opt_d", "D")):
         if opt is not None:
-            opt.load_state_dict(ckpt[key])
+            if ckpt.get(key) is None:
+                raise GansweepError(f"checkpoint: holds no optimiser state for {net}, which "
+                                    f"this run trains")
+            load_optimizer(opt, ckpt[key], net)
     s.iteration, s.train_seconds = ckpt["iteration"], ckpt["train_seconds"]
     s.history, s.last_losses = list(ckpt["history"]), dict(ckpt["last_losses"])
     if "loss" in ckpt:  # written since the stylegan2 loss (a path-length running mean)
+        if set(ckpt["loss"]) != set(s.loss.state_dict()):
+            raise GansweepError(f"checkpoint: its loss state names {sorted(ckpt['loss'])[:4]}; "
+                                f"this run's loss keeps {sorted(s.loss.state_dict())}")
         s.loss.load_state_dict(ckpt["loss"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if s.device.type == "cuda" and ckpt["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    s.sampler.load_state_dict(ckpt["rng"]["sampler"])
-
-
-def _load(net: nn.Module, state: dict[str, torch.Tensor], lean: bool,
-          trainable: set[str] | None = None) -> None:
-    """Load a (lean) state: what it leaves out must be exactly the frozen tensors, which
-    hold their source values already."""
-    if not lean:
-        net.load_state_dict(state)
-        return
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    expected = set(net.state_dict()) - (trainable or _trainable_and_buffers(net))
-    if unexpected or set(missing) != expected:
-        differ = sorted(set(unexpected) | (set(missing) ^ expected))
-        raise GansweepError(f"checkpoint: a lean checkpoint must hold exactly the run's trainable "
-                            f"tensors and buffers; these differ: {differ[:5]}")
+    load_rng(ckpt["rng"], s.sampler, s.device.type == "cuda")
 
 
 def snapshot(s: TrainState, path: str | os.PathLike | None = None, lean: bool = False) -> Path:

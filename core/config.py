@@ -17,6 +17,10 @@ from gansweep.core.metrics import METRICS
 from gansweep.core.models import ArchConfig
 from gansweep.core.treatments import BN_STATS, TREATMENTS
 
+# Seeds are numpy's and torch's: 32 bits is what both take everywhere (numpy's legacy
+# seeding, the CUDA generator); a larger one is refused, not wrapped.
+MAX_SEED = 2**32 - 1
+
 
 def default_cache_dir() -> str:
     return os.environ.get("GANSWEEP_CACHE", str(Path.home() / ".cache" / "gansweep"))
@@ -109,20 +113,30 @@ class TrainConfig:
             if name not in TREATMENTS:
                 raise GansweepError(f"lr_mult: unknown treatment {name!r}; valid: "
                                     f"{', '.join(sorted(TREATMENTS))}")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or not 0 < value < math.inf:
                 raise GansweepError(f"lr_mult.{name}: {value!r} must be a positive number")
         parse_augment(self.augment)
         for name in self.metrics:
             METRICS.get(name)
         positive = {"batch_size": self.batch_size, "iters": self.iters,
-                    "fid_samples": self.fid_samples, "iw_steps": self.iw_steps,
-                    "classifier_steps": self.classifier_steps}
+                    "iw_steps": self.iw_steps, "classifier_steps": self.classifier_steps}
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GansweepError(f"{name}: {value!r} must be a positive integer")
+        # A feature covariance (FID, KID) needs two images on each side.
+        for name in ("fid_samples", "fid_real"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 2):
+                raise GansweepError(f"{name}: {value!r} must be an integer >= 2 (a feature "
+                                    f"covariance needs two images)")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise GansweepError(f"seed: {self.seed!r} must be an integer in [0, {MAX_SEED}]")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise GansweepError(f"eval_every: {self.eval_every!r} must be an integer >= 0")
-        for name in ("target_size", "fid_real", "n_critic"):
+        for name in ("target_size", "n_critic"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise GansweepError(f"{name}: {value!r} must be a positive integer or null")
@@ -144,7 +158,8 @@ class TrainConfig:
         for name in ("ema_kimg", "ema_rampup"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float))
-                                          and not isinstance(value, bool) and value > 0):
+                                          and not isinstance(value, bool)
+                                          and 0 < value < math.inf):
                 raise GansweepError(f"{name}: {value!r} must be a positive number or null")
         if self.rung_fid_samples is not None:
             if not isinstance(self.rung_fid_samples, int) or \

@@ -178,6 +178,9 @@ def split_folder(root: str | Path, fraction: float, seed: int, out: str | Path
         raise GansweepError(f"{root}: {len(files)} images cannot be split {fraction} / "
                             f"{1 - fraction} with an image in each part")
     out = Path(out)
+    if out.resolve().is_relative_to(root):  # its links would be images of the folder
+        raise GansweepError(f"out {out}: inside the folder it splits ({root}); write it "
+                            f"elsewhere")
     if out.exists() and any(out.iterdir()):
         raise GansweepError(f"{out}: exists and is not empty")
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()

@@ -112,6 +112,15 @@ class InceptionFeatures:
 _EXTRACTORS: dict[tuple[str | None, str], InceptionFeatures] = {}
 
 
+def check_weights(path: str | None) -> None:
+    """The FID weights ``path`` resolves to load as pytorch-fid's Inception, or one line says
+    why: a launch and the demo check them before anything is written or trained."""
+    weights = resolve_weights(path)
+    if weights is not None:
+        with own_rng():
+            InceptionFeatures(weights, torch.device("cpu"))
+
+
 def get_extractor(weights: str | None, device: torch.device | str = "cpu") -> InceptionFeatures:
     """A per-process cached extractor (building Inception takes seconds)."""
     key = (weights, str(device))

@@ -38,6 +38,7 @@ from gansweep.core.checkpoint import CHECKPOINT_FORMAT
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, build_models
+from gansweep.core.pickle_parts import quote
 from gansweep.core.registry import Registry
 from gansweep.core.sngan import LAYOUT
 from gansweep.core.torch_files import NAMESPACE, load_torch_file
@@ -54,12 +55,12 @@ def mimicry_sngan_key(net: str, key: str, where: str = "mimicry") -> str:
     for pattern, template in _MIMICRY_SNGAN[net]:
         if re.fullmatch(pattern, key):
             return re.sub(pattern, template, key)
-    raise GansweepError(f"{where}: {net} key {key!r} has no place in our network")
+    raise GansweepError(f"{where}: {net} key {short(key)} has no place in our network")
 
 
 def short(key: Any) -> str:
-    """A file's key in a message: quoted, at most 80 characters."""
-    return repr(str(key)[:80])
+    """A file's key in a message: quoted and shortened (core.safe_pickle.quote)."""
+    return quote(key)
 
 
 def _shape(state: dict[str, torch.Tensor], key: str, dims: int, what: str) -> torch.Size:
@@ -172,7 +173,7 @@ def examples_dcgan_key(net: str, key: str, where: str = "pytorch-examples") -> s
     """Our state-dict key for pytorch/examples' DCGAN ``key`` of ``net`` (G or D)."""
     prefix, _, rest = key.rpartition(".")
     if prefix not in _EXAMPLES_DCGAN[net]:
-        raise GansweepError(f"{where}: {net} key {key!r} has no place in our network")
+        raise GansweepError(f"{where}: {net} key {short(key)} has no place in our network")
     return f"units.{_EXAMPLES_DCGAN[net][prefix]}.{rest}"
 
 

@@ -43,16 +43,17 @@ import torch
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models, short
-from gansweep.core.models import ArchConfig, TransferNet
+from gansweep.core.models import MAX_MAPPING, MAX_WIDTH, ArchConfig, TransferNet
 from gansweep.core.nvidia_pickle import Persistent, read_network_pickle
+from gansweep.core.pickle_parts import first_line
 from gansweep.core.stylegan2 import W_AVG_BETA
 from gansweep.core.stylegan2_layers import fir_kernel
 
 GENERATORS = ("G_ema", "G")  # the first is the default: the generator NVIDIA samples with
 MAPPING_LR = 0.01
 # beyond what any published network has: a file's claim past them is refused before
-# anything is sized by it
-MAX_RESOLUTION, MAX_WIDTH, MAX_MAPPING = 4096, 8192, 32
+# anything is sized by it (widths and mapping depth: core.models's bounds)
+MAX_RESOLUTION = 4096
 RES = "(4|8|16|32|64|128|256|512|1024|2048|4096)"  # a block's resolution, as its name has it
 
 
@@ -63,9 +64,9 @@ def read_ada(path: Path, d_path: Path | None, trust_pickle: bool, generator: str
     data = read_network_pickle(path)
     for name in (generator, "D"):
         if name not in data:
-            raise GansweepError(f"{path.name}: holds no network {name!r} (it has "
-                                f"{sorted(map(str, data))[:8]}); not a stylegan2-ada-pytorch "
-                                f"snapshot of G, D and G_ema")
+            have = ", ".join(short(k) for k in list(data)[:8]) + (", …" if len(data) > 8 else "")
+            raise GansweepError(f"{path.name}: holds no network {name!r} (it has {have}); not "
+                                f"a stylegan2-ada-pytorch snapshot of G, D and G_ema")
         if not isinstance(data[name], Persistent):
             raise GansweepError(f"{path.name}: its {name!r} is a {type(data[name]).__name__}, "
                                 f"not one of NVIDIA's persistent networks")
@@ -98,7 +99,7 @@ def _attr(net: Persistent, path: str) -> Any:
 def _require(net: str, path: str, have: Any, want: Any, why: str) -> None:
     if type(have) is not type(want) and not (isinstance(have, (int, float)) and
                                              isinstance(want, (int, float))) or have != want:
-        raise GansweepError(f"{net}.{path} = {have!r:.40}: {why}")
+        raise GansweepError(f"{net}.{path} = {short(have)}: {why}")
 
 
 def _count(rec: Persistent, path: str, lo: int, hi: int, net: str) -> int:
@@ -106,8 +107,7 @@ def _count(rec: Persistent, path: str, lo: int, hi: int, net: str) -> int:
     anything is sized by it)."""
     value = _attr(rec, path)
     if type(value) is not int or not lo <= value <= hi:
-        raise GansweepError(f"{net}.{path} = {str(value)[:40]}: not an integer in "
-                            f"[{lo}, {hi}]")
+        raise GansweepError(f"{net}.{path} = {short(value)}: not an integer in [{lo}, {hi}]")
     return value
 
 
@@ -115,8 +115,10 @@ def _one(values: dict[str, Any], what: str) -> Any:
     """The one value every listed layer has for a setting our architecture holds once."""
     distinct = {repr(v) for v in values.values()}
     if len(distinct) > 1:
-        raise GansweepError(f"{what} differs between layers ({dict(list(values.items())[:4])}); "
-                            f"ours has one value for all of G's and D's layers")
+        shown = ", ".join(f"{k}: {short(v)}" for k, v in list(values.items())[:4]) + \
+            (", …" if len(values) > 4 else "")
+        raise GansweepError(f"{what} differs between layers ({shown}); ours has one value for "
+                            f"all of G's and D's layers")
     return next(iter(values.values()))
 
 
@@ -197,7 +199,7 @@ def ada_arch(g: Persistent, d: Persistent, generator: str) -> tuple[ArchConfig, 
     mbstd_channels = _count(d, "b4.mbstd.num_channels", 1, 64, "D")
     if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float))
                               or not 0 < clamp < 1e6):
-        raise GansweepError(f"conv_clamp = {str(clamp)[:40]}: not a positive number")
+        raise GansweepError(f"conv_clamp = {short(clamp)}: not a positive number")
     g_tensors = dict(g.tensors())
     g_ch = {}
     for i in range(2, log + 1):
@@ -279,9 +281,12 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
     generator = generator or GENERATORS[0]
     try:
         arch, notes = ada_arch(g_rec, d_rec, generator)
+        metas = meta_models(arch)  # an arch our networks cannot be built in is refused too
     except GansweepError as e:
         raise GansweepError(f"{where}: {e}") from None
-    metas = meta_models(arch)
+    except (RuntimeError, ValueError) as e:  # a layer torch cannot make of its sizes
+        raise GansweepError(f"{where}: our stylegan2 cannot be built as {arch} "
+                            f"({type(e).__name__}: {first_line(e)})") from None
     blur = fir_kernel()
     states = {}
     for net, meta, rec in ((generator, metas[0], g_rec), ("D", metas[1], d_rec)):

@@ -37,7 +37,7 @@ from torch import nn
 from gansweep.core import extras
 from gansweep.core.errors import GansweepError
 from gansweep.core.numerics import own_rng
-from gansweep.core.torch_files import load_torch_file
+from gansweep.core.torch_files import check_file, load_torch_file
 
 CHANNELS = (64, 192, 384, 256, 256)
 TAPS = (1, 4, 7, 9, 11)  # indices of AlexNet's ReLUs in torchvision's ``features``
@@ -84,6 +84,7 @@ def resolve_lpips_weights(path: str | None) -> str | None:
     refused in one line when the package is not installed. Downloads nothing."""
     path = path or os.environ.get("GANSWEEP_LPIPS_WEIGHTS")
     if path:
+        check_file(path, "LPIPS weights")  # its layout is checked where it is loaded
         return str(Path(path).resolve())
     try:
         extras.check("lpips", "lpips", NEEDED_FOR)

@@ -26,6 +26,11 @@ from gansweep.core.registry import Registry
 COND_HEADS = ("projection", "ac")
 
 
+# Beyond what any published network has: a width, latent size or mapping depth past these
+# (from a command line, a spec or a file) is refused before anything is sized by it.
+MAX_WIDTH, MAX_MAPPING = 8192, 32
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     """What defines a G/D pair; stored in every checkpoint and compared on transfer.
@@ -62,8 +67,9 @@ class ArchConfig:
                                 f"{arch.resolutions} ({self.name})")
         for name in ("width", "z_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise GansweepError(f"arch.{name}: {value!r} must be a positive integer")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WIDTH:
+                raise GansweepError(f"arch.{name}: {value!r} must be an integer in [1, "
+                                    f"{MAX_WIDTH}]")
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise GansweepError(f"arch.num_classes: {self.num_classes!r} must be an integer "
                                 f">= 0")
@@ -102,8 +108,11 @@ def _check_option(name: str, value: object, default: object) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not 0 < value < float("inf"):
             raise GansweepError(f"arch.{name}: {value!r} must be a positive number or null")
-    elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise GansweepError(f"arch.{name}: {value!r} must be a positive integer")
+    else:
+        high = {"mapping_layers": MAX_MAPPING, "channel_base": 64 * MAX_WIDTH}.get(name,
+                                                                                 MAX_WIDTH)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise GansweepError(f"arch.{name}: {value!r} must be an integer in [1, {high}]")
 
 
 class FilterShift(nn.Module):

@@ -38,17 +38,17 @@ import numpy as np
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.safe_pickle import (
+from gansweep.core.pickle_parts import (
     Behaviour,
     Budget,
     Pending,
     Record,
     Refused,
     behaviour_of,
-    brief,
     plain_key,
-    unpickle,
+    quote,
 )
+from gansweep.core.safe_pickle import unpickle
 from gansweep.core.torch_files import BEHAVIOURS as TORCH_BEHAVIOURS
 from gansweep.core.torch_files import (
     MAX_FILE_BYTES,
@@ -81,7 +81,7 @@ class Persistent(Record):
     def field(self, name: str) -> Any:
         """One entry of the object's state; a missing one is one line naming it."""
         if name not in self.state:
-            raise GansweepError(f"{self.class_name[:80]} has no {name!r}: not a network of "
+            raise GansweepError(f"{self.class_name} has no {name!r}: not a network of "
                                 f"stylegan2-ada-pytorch")
         return self.state[name]
 
@@ -97,33 +97,41 @@ class Persistent(Record):
         """A sub-module by attribute name (None where the network has none)."""
         sub = self.mapping("_modules").get(name)  # None: no such sub-module
         if sub is not None and not isinstance(sub, Persistent):
-            raise GansweepError(f"{self.class_name}.{name}: a {type(sub).__name__}, not one "
-                                f"of NVIDIA's persistent network modules")
+            raise GansweepError(f"{self.class_name}.{quote(name)}: a {type(sub).__name__}, "
+                                f"not one of NVIDIA's persistent network modules")
         return sub
 
-    def tensors(self, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    def tensors(self, prefix: str = "", seen: set[int] | None = None
+                ) -> Iterator[tuple[str, torch.Tensor]]:
         """Every parameter and buffer, by its state-dict name (``mapping.fc0.weight``):
         parameters, then buffers, then the sub-modules', as ``nn.Module.state_dict`` orders
-        them. A layer NVIDIA froze (Freeze-D) holds its weight as a buffer; both count."""
+        them. A layer NVIDIA froze (Freeze-D) holds its weight as a buffer; both count. A
+        module met twice is refused (``nn.Module`` would name its tensors once; a file
+        could make the names exponentially many)."""
+        seen = set() if seen is None else seen
+        if id(self) in seen:
+            raise GansweepError(f"{quote(prefix[:-1])}: a {self.class_name} met a second time "
+                                f"(a module may be used once in a network)")
+        seen.add(id(self))
         for group in ("_parameters", "_buffers"):
             for name, value in self.mapping(group).items():
                 if value is None:
                     continue
                 if not isinstance(value, torch.Tensor):
-                    raise GansweepError(f"{prefix}{name}: a {type(value).__name__}, not a "
-                                        f"tensor")
+                    raise GansweepError(f"{quote(prefix + name)}: a {type(value).__name__}, "
+                                        f"not a tensor")
                 yield prefix + name, value
         for name in self.mapping("_modules"):
             sub = self.module(name)
             if sub is not None:
-                yield from sub.tensors(f"{prefix}{name}.")
+                yield from sub.tensors(f"{prefix}{name}.", seen)
 
 
 def _persistent(budget: Budget, meta: Any) -> Persistent:
     if not isinstance(meta, dict) or meta.get("type") != "class" or \
             not isinstance(meta.get("state"), dict):
         raise Refused(f"{PERSISTENT_NAME}: an object that is not a class instance "
-                      f"(type {brief(meta.get('type') if isinstance(meta, dict) else meta)})")
+                      f"(type {quote(meta.get('type') if isinstance(meta, dict) else meta)})")
     name, version, src = meta.get("class_name"), meta.get("version"), meta.get("module_src", "")
     if not isinstance(name, str) or not name.isidentifier() or len(name) > 100 or \
             not isinstance(src, str) or not (version is None or type(version) is int):
@@ -150,7 +158,7 @@ _PLAIN_DTYPE_STATE = (None, None, None, -1, -1, 0)
 
 def _numeric_dtype(text: Any) -> np.dtype:
     if not isinstance(text, str) or not _DTYPE.fullmatch(text):
-        raise Refused(f"numpy.dtype {brief(text)}: not a boolean or numeric dtype")
+        raise Refused(f"numpy.dtype {quote(text)}: not a boolean or numeric dtype")
     dtype = np.dtype(text)
     if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
         raise Refused(f"numpy.dtype {text!r}: not a boolean or numeric dtype")
@@ -159,7 +167,7 @@ def _numeric_dtype(text: Any) -> np.dtype:
 
 def _brief_tuple(state: Any) -> str:
     items = state if isinstance(state, tuple) else (state,)
-    return ", ".join(brief(v) for v in items[:8])
+    return ", ".join(quote(v) for v in items[:8])
 
 
 class _Dtype(Pending):

@@ -11,139 +11,57 @@ standard library's opcode parser, which only parses):
   ``call`` runs, on arguments it validates, and it returns a fresh object of ours;
 - ``BUILD`` applies only to a ``Pending`` record one of those calls made and has not yet
   built (never to a class, function, module or container of the stream's choosing);
-- containers hold only what the machine made; dict and set keys are plain values;
-- every string, bytes object, container and array counts against ``Limits.max_bytes``,
-  every opcode against ``max_ops`` (one budget for a file and the pickles nested in it),
-  and every container insertion against ``max_depth``, while reading;
-  the result is walked once more for depth and for records used before they were built;
+- containers hold only what the machine made; dict and set keys are text or integers
+  below 2**31 (whose hashes all differ: no file can make a dict's lookups collide);
+- every string, bytes object, container, array, memo entry and stack copy counts
+  against ``Limits.max_bytes``, every opcode against ``max_ops`` (one budget for a file
+  and the pickles nested in it), every container insertion and open MARK against
+  ``max_depth``, while reading; the result is walked once more for depth, for records
+  used before they were built, and for its size as a tree (``max_nodes``: an object used
+  twice counts twice, so shared parts cannot make a later walk of it exponential);
 - any other opcode (``INST``, ``OBJ``, ``EXT*``, out-of-band buffers, ...) and any
   persistent id the caller does not read is refused.
 
-A refusal is a ``Refused`` error: one line naming the opcode or global and what was wrong.
+A refusal is a ``Refused`` error: one line naming the opcode or global and what was wrong
+(any error an object's construction raises included); file content in it is ``quote``d.
+The machine's vocabulary (limits, budget, behaviours, records, ``plain_key``, ``quote``)
+is core.pickle_parts, re-exported here for the readers built on it.
 """
 from __future__ import annotations
 
-import collections
 import io
 import pickletools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gansweep.core.errors import GansweepError
-
-PLAIN = (type(None), bool, int, float, str, bytes)
-
-
-class Refused(GansweepError):
-    """A stream the reader will not build: one line naming what was wrong."""
-
-
-class Malformed(Refused):
-    """A stream that is not a pickle at all (truncated, an unknown opcode, ...)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one stream may create (checked while reading)."""
-
-    max_bytes: int  # strings, bytes and arrays together
-    max_ops: int = 2_000_000
-    max_depth: int = 64
-
-
-class Budget:
-    """What a file has created so far (bytes, opcodes), against its limits: one budget for
-    the file and every pickle nested in it."""
-
-    def __init__(self, limits: Limits):
-        self.limits, self.used, self.ops = limits, 0, 0
-
-    def take(self, nbytes: int, what: str) -> None:
-        self.used += nbytes
-        if self.used > self.limits.max_bytes:
-            raise Refused(f"{what} takes the data past {self.limits.max_bytes:,} bytes "
-                          f"(the bound for this file)")
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """What an allowed global may do. ``call(budget, *args)`` returns a fresh object of
-    ours (REDUCE; NEWOBJ where ``newobj``); None: the global may only be passed as an
-    argument (a marker such as numpy's ``ndarray`` for ``_reconstruct``)."""
-
-    name: str
-    call: Callable[..., Any] | None
-    newobj: bool = False
-
-
-class Record:
-    """A finished object of ours that holds stream data (walked by the final check)."""
-
-    def children(self) -> list[Any]:
-        raise NotImplementedError
-
-
-class Pending:
-    """An object a call made that the stream must complete with one ``BUILD``: ``build``
-    validates the state and returns the finished value."""
-
-    def build(self, state: Any, budget: Budget) -> Any:
-        raise NotImplementedError
-
-
-class StateDict(collections.OrderedDict):
-    """``collections.OrderedDict`` as read: the one dict ``BUILD`` may complete, once,
-    with nothing but torch's ``_metadata`` (its modules' versions)."""
-
-    def build(self, state: Any) -> None:
-        if getattr(self, "_metadata", None) is not None or not isinstance(state, dict) or \
-                set(state) - {"_metadata"} or not isinstance(state.get("_metadata", {}), dict):
-            raise Refused("BUILD on an OrderedDict with a state other than torch's _metadata")
-        self._metadata = state.get("_metadata", {})
-
-
-class _Global:
-    """A looked-up global on the stack: a behaviour, never the object itself."""
-
-    def __init__(self, behaviour: Behaviour):
-        self.behaviour = behaviour
-
+from gansweep.core.pickle_parts import (
+    Behaviour,
+    Budget,
+    Global,
+    Limits,
+    Malformed,
+    Pending,
+    Record,
+    Refused,
+    StateDict,
+    describe,
+    first_line,
+    plain_key,
+    quote,
+)
 
 CONTAINER_BYTES = 128  # what an empty container costs here, counted against the budget
+# what the machine's own bookkeeping costs: a memo entry (its key object and dict slot), a
+# stack slot (DUP); marks are freed as they are used: at most as many open as the nesting
+MEMO_BYTES, SLOT_BYTES = 64, 8
+MAX_MEMO_KEY = 2 ** 32  # LONG_BINPUT's range: PUT's decimal text may say anything
 _IGNORED = {"PROTO", "FRAME"}  # framing only: genops reads through frames
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
             "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
 _NUMBERS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT",
             "BINFLOAT"}
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
-
-
-def brief(value: Any) -> str:
-    """A stream value in a message: short, and never a walk of a structure (whose text
-    could be exponential in its size)."""
-    if isinstance(value, (str, bytes)):
-        return repr(value[:40])
-    if isinstance(value, (type(None), bool, int, float)):
-        return repr(value)[:40]
-    return describe(value)
-
-
-def plain_key(value: Any, where: str) -> Any:
-    """A dict key or set item: a plain value or a tuple of them (hashing runs no code)."""
-    if isinstance(value, PLAIN) or (isinstance(value, tuple) and
-                                    all(isinstance(v, PLAIN) for v in value)):
-        return value
-    raise Refused(f"{where}: a key of type {type(value).__name__} (only plain values)")
-
-
-def describe(value: Any) -> str:
-    return value.behaviour.name if isinstance(value, _Global) else type(value).__name__
-
-
-def behaviour_of(value: Any) -> Behaviour | None:
-    """The behaviour a global argument stands for (None: not a global)."""
-    return value.behaviour if isinstance(value, _Global) else None
 
 
 class Machine:
@@ -155,6 +73,7 @@ class Machine:
         self.behaviours, self.limits = behaviours, limits
         self.persistent_load = persistent_load
         self.budget = budget or Budget(limits)
+        self.op = "PROTO"  # the opcode being read (what an unforeseen error names)
         self.depth: dict[int, int] = {}  # id(container) -> nesting depth seen so far
         self.keep: list[Any] = []  # the containers depth knows of, so their ids stay theirs
 
@@ -177,8 +96,26 @@ class Machine:
         self._nest(t, items, op)
         return t
 
+    def _made(self, value: Any, op: str) -> Any:
+        """A call's or BUILD's result: a record joins the depth count with its children."""
+        if isinstance(value, Record):
+            self._container(value)
+            self._nest(value, value.children(), op)
+        return value
+
+    def _guarded(self, what: str, make: Callable[..., Any], *args: Any) -> Any:
+        """``make(*args)``, any error it raises one refusal naming ``what``: a wrong
+        argument count, a name ``argparse.Namespace`` cannot set, one no check foresaw."""
+        try:
+            return make(*args)
+        except GansweepError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError,
+                RuntimeError) as e:
+            raise Refused(f"{what}: {type(e).__name__}: {first_line(e)}") from None
+
     def _call(self, g: Any, args: Any, op: str) -> Any:
-        if not isinstance(g, _Global):
+        if not isinstance(g, Global):
             raise Refused(f"{op} on a {describe(g)}, not an allowed global")
         b = g.behaviour
         if b.call is None or (op == "NEWOBJ" and not b.newobj):
@@ -189,14 +126,10 @@ class Machine:
         for a in args:
             if isinstance(a, Pending):
                 raise Refused(f"{op} of {b.name}: an argument used before it was built")
-        try:
-            return b.call(self.budget, *args)
-        except GansweepError:
-            raise
-        except (TypeError, ValueError, IndexError, KeyError, OverflowError,
-                RuntimeError) as e:  # a wrong argument count, or one no check foresaw
-            raise Refused(f"{op} of {b.name}: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:100] if str(e) else ''}") from None
+        value = self._guarded(f"{op} of {b.name}", b.call, self.budget, *args)
+        if isinstance(value, Pending):
+            value.made_by = b.name  # what its BUILD's refusals name
+        return self._made(value, op)
 
     # --- the machine ------------------------------------------------------------------
     def load(self, stream: io.BytesIO) -> Any:
@@ -225,7 +158,7 @@ class Machine:
 
         budget = self.budget
         for opcode, arg, _ in pickletools.genops(stream):
-            op = opcode.name
+            op = self.op = opcode.name
             budget.ops += 1
             if budget.ops > self.limits.max_ops:
                 raise Refused(f"more than {self.limits.max_ops:,} opcodes")
@@ -239,16 +172,22 @@ class Machine:
             elif op in _CONSTANTS:
                 stack.append(_CONSTANTS[op])
             elif op == "MARK":
+                if len(marks) >= 2 * self.limits.max_depth:  # a pickler opens one a level
+                    raise Refused(f"MARK: more than {2 * self.limits.max_depth} open at once")
                 marks.append(len(stack))
             elif op in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
                 key = len(memo) if op == "MEMOIZE" else arg
+                if type(key) is not int or not 0 <= key < MAX_MEMO_KEY:
+                    raise Refused(f"{op} {quote(key)}: not a memo index below 2**32")
                 value = top(op)
+                if key not in memo:
+                    budget.take(MEMO_BYTES, op)
                 memo[key] = value
                 if isinstance(value, Pending):
                     pending_memo.setdefault(id(value), []).append(key)
             elif op in ("GET", "BINGET", "LONG_BINGET"):
                 if arg not in memo:
-                    raise Refused(f"{op} {arg}: nothing memoized there")
+                    raise Refused(f"{op} {quote(arg)}: nothing memoized there")
                 stack.append(memo[arg])
             elif op in _IGNORED:
                 pass
@@ -262,6 +201,7 @@ class Machine:
             elif op == "POP_MARK":
                 pop_mark(op)
             elif op == "DUP":
+                budget.take(SLOT_BYTES, op)
                 stack.append(top(op))
             elif op in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
                 stack.append(self._container({"EMPTY_LIST": list, "EMPTY_DICT": dict,
@@ -316,7 +256,7 @@ class Machine:
                 if behaviour is None:
                     raise Refused(f"refuses the global {module[:60]}.{name[:60]}: not one "
                                   f"this file type may hold (nothing was imported or run)")
-                stack.append(_Global(behaviour))
+                stack.append(Global(behaviour))
             elif op in ("REDUCE", "NEWOBJ"):
                 args = pop(op)
                 stack.append(self._call(pop(op), args, op))
@@ -324,12 +264,14 @@ class Machine:
                 state = pop(op)
                 target = top(op)
                 if isinstance(target, StateDict):
-                    target.build(state)
+                    self._guarded("BUILD of collections.OrderedDict", target.build, state)
                     continue
                 if not isinstance(target, Pending):
                     raise Refused(f"BUILD on a {describe(target)}: only the records this "
                                   f"reader makes may be built")
-                value = target.build(state, self.budget)
+                value = self._made(self._guarded(
+                    f"BUILD of {getattr(target, 'made_by', describe(target))}", target.build,
+                    state, self.budget), op)
                 stack[-1] = value
                 for key in pending_memo.pop(id(target), []):
                     memo[key] = value
@@ -342,10 +284,13 @@ class Machine:
 
     def finish(self, result: Any) -> Any:
         """The stream's object, walked once: no record left unbuilt, no cycle, the depth
-        within bound (insertion order can hide depth from the running count)."""
-        done: dict[int, int] = {}
+        within bound (insertion order can hide depth from the running count), and its size
+        as a tree, an object counted once per use: shared parts (a memoized list in ten
+        places, ten levels deep) would make any later walk of it exponential."""
+        done: dict[int, tuple[int, int]] = {}  # id -> (depth, size as a tree)
         on_path: set[int] = set()
         work: list[tuple[Any, bool]] = [(result, False)]
+        limits = self.limits
         while work:
             obj, leaving = work.pop()
             if isinstance(obj, Pending):
@@ -354,13 +299,21 @@ class Machine:
                 continue
             children = list(obj.values()) if isinstance(obj, dict) else \
                 list(obj) if isinstance(obj, (list, tuple)) else \
-                obj.children() if isinstance(obj, Record) else ()
+                obj.children() if isinstance(obj, Record) else []
+            if isinstance(obj, StateDict) and getattr(obj, "_metadata", None) is not None:
+                children.append(obj._metadata)
             if leaving:
                 on_path.discard(id(obj))
-                depth = 1 + max((done.get(id(c), 0) for c in children), default=0)
-                if depth > self.limits.max_depth:
-                    raise Refused(f"nesting deeper than {self.limits.max_depth}")
-                done[id(obj)] = depth
+                depth, size = 1, 1
+                for c in children:  # a leaf (never in done): depth 0, one object
+                    d, n = done.get(id(c), (0, 1))
+                    depth, size = max(depth, d + 1), size + n
+                if depth > limits.max_depth:
+                    raise Refused(f"nesting deeper than {limits.max_depth}")
+                if size > limits.max_nodes:
+                    raise Refused(f"more than {limits.max_nodes:,} objects where each use "
+                                  f"of a shared one counts (the bound for this file)")
+                done[id(obj)] = depth, size
                 continue
             if not children:
                 continue
@@ -377,13 +330,17 @@ def unpickle(stream: io.BytesIO, behaviours: Mapping[tuple[str, str], Behaviour]
              budget: Budget | None = None) -> Any:
     """One pickle from ``stream`` (which is left just after its STOP). Anything the
     reader will not build is a ``Refused`` error; a malformed stream one too."""
+    machine = Machine(behaviours, limits, persistent_load, budget)
     try:
-        return Machine(behaviours, limits, persistent_load, budget).load(stream)
+        return machine.load(stream)
     except GansweepError:
         raise
     except RecursionError:
         raise Refused("nesting too deep to read") from None
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, MemoryError) as e:
         # genops: a truncated stream, an unknown opcode, a malformed argument
-        first = str(e).splitlines()[0][:100] if str(e) else ""
-        raise Malformed(f"not a well-formed pickle ({type(e).__name__}: {first})") from None
+        raise Malformed(f"not a well-formed pickle ({type(e).__name__}: "
+                        f"{first_line(e)})") from None
+    except (TypeError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+        # one no check foresaw: still one line, naming the opcode
+        raise Refused(f"{machine.op}: {type(e).__name__}: {first_line(e)}") from None

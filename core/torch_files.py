@@ -6,18 +6,19 @@ reads the file's own description with core.safe_pickle and checks every size aga
 what is really there, then lets torch load it:
 
 - the file is at most ``MAX_FILE_BYTES``; its format is decided as torch decides it (by
-  its first bytes); a zip archive (``torch.save``'s format) has few entries, all in its
-  first entry's folder (where torch reads), no two names equal ignoring case (torch
-  matches them so), none compressed (torch stores them as they are: a compressed entry
-  could inflate), its ``data.pkl`` small;
+  its first bytes); a zip archive (``torch.save``'s format) has exactly the layout torch
+  writes (core.zip_layout: the checker and torch read the same members), few entries,
+  all in its first entry's folder (where torch reads), no two names equal ignoring case
+  (torch matches them so), none compressed (torch stores them as they are: a compressed
+  entry could inflate), its ``data.pkl`` small;
 - every storage it names exists, little-endian, holding exactly the bytes its element
   count says; every tensor has non-negative sizes and strides, its offset plus extent
   inside its storage, and no more elements than its storage (a stride-0 tensor cannot
   make a network of a few bytes), and every tensor's bytes count against the file's
   budget even where tensors share a storage (an importer copies each one);
 - the globals are torch's tensor and storage rebuilds and ``OrderedDict`` (plus what the
-  caller allows, such as rosinality's ``argparse.Namespace``), each a behaviour of
-  core.safe_pickle.
+  caller allows, such as rosinality's ``argparse.Namespace``: public names only, its
+  values walked like a dict's), each a behaviour of core.safe_pickle.
 
 torch's legacy format (a stream of pickles and raw storages, what
 ``torch.storage._load_from_bytes`` reads inside NVIDIA's pickles) is read here entirely,
@@ -39,19 +40,21 @@ from typing import Any
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.safe_pickle import (
+from gansweep.core.pickle_parts import (
     Behaviour,
     Budget,
     Limits,
     Malformed,
     Pending,
+    Record,
     Refused,
     StateDict,
     behaviour_of,
-    brief,
     plain_key,
-    unpickle,
+    quote,
 )
+from gansweep.core.safe_pickle import unpickle
+from gansweep.core.zip_layout import check_archive
 
 MAX_FILE_BYTES = 16 * 2 ** 30
 MAX_ENTRIES = 100_000
@@ -84,8 +87,10 @@ class TensorSpec:
 
 def limits_for(nbytes: int) -> Limits:
     """What a file of ``nbytes`` may create: a few times its own size (each tensor is a
-    copy of part of a storage the file holds), and as many opcodes as it has bytes."""
-    return Limits(max_bytes=4 * nbytes + 2 ** 20, max_ops=min(nbytes + 16, 20_000_000))
+    copy of part of a storage the file holds), as many opcodes as it has bytes, and a
+    result of twice as many objects, each counted once per use."""
+    ops = min(nbytes + 16, 20_000_000)
+    return Limits(max_bytes=4 * nbytes + 2 ** 20, max_ops=ops, max_nodes=2 * ops + 2 ** 16)
 
 
 def int_tuple(value: Any, what: str) -> tuple[int, ...]:
@@ -113,7 +118,8 @@ def rebuild_tensor(budget: Budget, storage: Any, offset: Any, size: Any, stride:
         raise Refused(f"{where}: its storage is a {type(storage).__name__}")
     size, stride = int_tuple(size, f"{where} size"), int_tuple(stride, f"{where} stride")
     if type(offset) is not int or offset < 0 or len(size) != len(stride):
-        raise Refused(f"{where}: offset {offset!r}, size {list(size)}, stride {list(stride)}")
+        raise Refused(f"{where}: offset {quote(offset)}, size {list(size)}, stride "
+                      f"{list(stride)}")
     numel = math.prod(size)
     if math.prod(n for n in size if n) > 2 ** 48:  # even a tensor of no elements
         raise Refused(f"{where}: size {list(size)}: too large to lay out")
@@ -149,12 +155,25 @@ def _ordered_dict(budget: Budget, items: Any = ()) -> StateDict:
     return out
 
 
+class NamespaceRecord(Record):
+    """An ``argparse.Namespace`` as the check reads it: its attributes, walked as a dict's
+    values are (depth, size); torch.load makes the real one afterwards."""
+
+    def __init__(self, attributes: dict[str, Any]):
+        self.attributes = attributes
+
+    def children(self) -> list[Any]:
+        return list(self.attributes.values())
+
+
 class _Namespace(Pending):
-    def build(self, state: Any, budget: Budget) -> argparse.Namespace:
-        if not isinstance(state, dict) or not all(isinstance(k, str) and k.isidentifier()
-                                                  for k in state):
-            raise Refused("argparse.Namespace: a state that is not a dict of names")
-        return argparse.Namespace(**state)
+    def build(self, state: Any, budget: Budget) -> NamespaceRecord:
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and k.isidentifier() and not k.startswith("_")
+                for k in state):
+            raise Refused("argparse.Namespace: a state that is not a dict of public names "
+                          "(none starting with '_': __class__, __dict__ would rebuild it)")
+        return NamespaceRecord(dict(state))
 
 
 BEHAVIOURS: dict[tuple[str, str], Behaviour] = {
@@ -171,13 +190,13 @@ NAMESPACE = {("argparse", "Namespace"): Behaviour("argparse.Namespace",
 def _storage_id(pid: Any, fields: int) -> StorageSpec:
     """A persistent id ('storage', storage type, key, location, numel[, view])."""
     if not (isinstance(pid, tuple) and len(pid) == fields and pid[0] == "storage"):
-        raise Refused(f"a persistent id that is not a storage (a {brief(pid)})")
+        raise Refused(f"a persistent id that is not a storage (a {quote(pid)})")
     kind = behaviour_of(pid[1])
     dtype = STORAGES.get(kind.name.removeprefix("torch.")) if kind else None
     key, location, numel = pid[2], pid[3], pid[4]
     if dtype is None or not isinstance(key, str) or not isinstance(location, str) or \
             type(numel) is not int or not 0 <= numel < 2 ** 48 or any(pid[5:]):
-        raise Refused(f"a storage id of {brief(pid[1])}, key {brief(key)}: not a plain "
+        raise Refused(f"a storage id of {quote(pid[1])}, key {quote(key)}: not a plain "
                       f"storage of a known type")
     return StorageSpec(dtype, numel, key)
 
@@ -204,7 +223,7 @@ def read_legacy(data: bytes, budget: Budget, limits: Limits,
     def storage(pid: Any) -> StorageSpec:
         spec = _storage_id(pid, 6)
         if specs.setdefault(spec.key, spec) != spec:
-            raise Refused(f"storage {spec.key!r} is named twice with different sizes")
+            raise Refused(f"storage {quote(spec.key)} is named twice with different sizes")
         return spec
 
     obj = unpickle(f, behaviours, limits, storage, budget)
@@ -219,10 +238,10 @@ def read_legacy(data: bytes, budget: Budget, limits: Limits,
         size = spec.numel * spec.dtype.itemsize
         if len(head) < 8 or struct.unpack("<q", head)[0] != spec.numel or \
                 len(data) - f.tell() < size:
-            raise Refused(f"storage {key!r}: its bytes are not the {spec.numel:,} elements "
+            raise Refused(f"storage {quote(key)}: its bytes are not the {spec.numel:,} elements "
                           f"its id says")
         if storages:
-            budget.take(size, f"storage {key!r}")
+            budget.take(size, f"storage {quote(key)}")
             tensors[key] = torch.frombuffer(bytearray(f.read(size)), dtype=spec.dtype) \
                 if size else torch.empty(0, dtype=spec.dtype)
         else:
@@ -232,7 +251,7 @@ def read_legacy(data: bytes, budget: Budget, limits: Limits,
     return obj, tensors
 
 
-def _zip_scan(z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
+def _zip_scan(path: Path, z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
     infos = z.infolist()
     if len(infos) > MAX_ENTRIES:
         raise Refused(f"{len(infos):,} entries in the archive")
@@ -244,15 +263,16 @@ def _zip_scan(z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
     by_name = {i.filename: i for i in infos}
     folded = {name.lower() for name in by_name}
     if len(folded) < len(infos) or any(not n.startswith(prefix) for n in by_name):
-        raise Refused(f"entries named twice (ignoring case) or outside {prefix!r}")
+        raise Refused(f"entries named twice (ignoring case) or outside {quote(prefix)}")
     pickles = [by_name[prefix + "data.pkl"]] if prefix + "data.pkl" in by_name else []
     if not pickles:
-        raise Refused(f"no {prefix}data.pkl in the archive: not a torch.save file")
+        raise Refused(f"no {quote(prefix + 'data.pkl')} in the archive: not a torch.save file")
     for i in infos:
         if i.compress_type != zipfile.ZIP_STORED:
-            raise Refused(f"{i.filename}: a compressed entry (torch stores them raw)")
+            raise Refused(f"{quote(i.filename)}: a compressed entry (torch stores them raw)")
     if pickles[0].file_size > MAX_PICKLE_BYTES:
         raise Refused(f"its data.pkl is {pickles[0].file_size:,} bytes")
+    check_archive(path, z, prefix)  # what torch will read is what is read here
     order = by_name.get(prefix + "byteorder")
     if order is not None and z.read(order) != b"little":
         raise Refused("a big-endian torch file")
@@ -261,7 +281,7 @@ def _zip_scan(z: zipfile.ZipFile, behaviours: Mapping, limits: Limits) -> None:
         spec = _storage_id(pid, 5)
         entry = by_name.get(f"{prefix}data/{spec.key}")
         if entry is None or entry.file_size != spec.numel * spec.dtype.itemsize:
-            raise Refused(f"storage {spec.key!r} claims {spec.numel:,} elements; the archive "
+            raise Refused(f"storage {quote(spec.key)} claims {spec.numel:,} elements; the archive "
                           f"holds {'none' if entry is None else f'{entry.file_size:,} bytes'}")
         return spec
 
@@ -288,11 +308,25 @@ def check_torch_file(path: Path, allow: Iterable[Mapping] = ()) -> None:
     if is_archive(path):
         try:
             with zipfile.ZipFile(path) as z:
-                _zip_scan(z, behaviours, limits)
+                _zip_scan(path, z, behaviours, limits)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise Malformed(f"a damaged archive ({type(e).__name__})") from None
     else:
         read_legacy(path.read_bytes(), Budget(limits), limits, behaviours, storages=False)
+
+
+def check_file(path: str | os.PathLike, what: str, allow: Iterable[Mapping] = ()) -> None:
+    """``check_torch_file`` without loading anything: one line naming ``what`` and the path
+    for a file that is missing or would be refused (an option checked before a run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GansweepError(f"{what} {path}: no such file")
+    try:
+        check_torch_file(path, allow)
+    except Malformed as e:
+        raise GansweepError(f"{path}: not a readable {what} ({e})") from None
+    except Refused as e:
+        raise GansweepError(f"{what} {path}: refused: {e}") from None
 
 
 def load_torch_file(path: str | os.PathLike, what: str, allow: Iterable[Mapping] = (),
@@ -300,16 +334,8 @@ def load_torch_file(path: str | os.PathLike, what: str, allow: Iterable[Mapping]
     """A torch file from outside: checked (``check_torch_file``), then loaded with
     ``weights_only=True`` (``allow``'s globals too); any failure one line naming ``what``
     and the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise GansweepError(f"{what} {path}: no such file")
-    allow = list(allow)
-    try:
-        check_torch_file(path, allow)
-    except Malformed as e:
-        raise GansweepError(f"{path}: not a readable {what} ({e})") from None
-    except Refused as e:
-        raise GansweepError(f"{what} {path}: refused: {e}") from None
+    path, allow = Path(path), list(allow)
+    check_file(path, what, allow)
     classes = [argparse.Namespace] if any(NAMESPACE.keys() & a.keys() for a in allow) else []
     try:
         with torch.serialization.safe_globals(classes):

@@ -174,7 +174,11 @@ def setup(cfg: TrainConfig, resume: str | os.PathLike | None = None) -> TrainSta
     if cfg.compile:  # after the EMA's copy of G, which is evaluated uncompiled
         capture(state)
     if resume is not None:
-        restore(state, load_checkpoint(resume))
+        ckpt = load_checkpoint(resume)
+        try:
+            restore(state, ckpt)
+        except GansweepError as e:  # what only this run can find wrong: name the file
+            raise GansweepError(f"{resume}: {e}") from None
     return state
 
 

@@ -1,1 +1,5 @@
-"""gansweep results: aggregation to Parquet and the comparison report."""
+"""gansweep results: a sweep's records aggregated into Parquet tables and the interactive
+comparison report (``report``), read from a sweep directory.
+
+Imports: gansweep.core, sweep.spec, sweep.searchers and sweep.record. No Ray.
+"""

@@ -20,6 +20,7 @@ from gansweep.core.treatments import Partition, in_order
 from gansweep.core.trial import Trial
 from gansweep.results.common import NotHere, figure_html
 from gansweep.results.tables import SweepTables, table_meta, write_parquet
+from gansweep.sweep.record.state import completed
 from gansweep.sweep.searchers.model import Effects, Estimate, Observation, Posterior, grid_effects
 from gansweep.sweep.searchers.structured import baseline_partitions, context_key
 
@@ -54,7 +55,7 @@ class ContextEffects:
 
 def _final(rec: dict, metric: Metric, max_iters: int) -> float | None:
     """A trial's final value, if it ran to the end (the score the search ranks by)."""
-    if rec["status"] != "finished" or rec.get("iteration", 0) < max_iters:
+    if not completed(rec, max_iters):
         return None
     last = rec.get("last", {})
     value = last.get("score", last.get(metric.name))

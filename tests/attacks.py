@@ -21,6 +21,10 @@ from pathlib import Path
 import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+M61 = 2 ** 61 - 1  # k * M61 hashes to 0 for every k
+# streams of one opcode again and again: their mutants would add time to the fuzzer, not cases
+FLOODS = {"hash_flood_dict", "hash_flood_set", "hash_flood_memo", "memo_flood", "mark_flood",
+          "dup_flood"}
 PKL = SHARED / "reference" / "stylegan2-ada-tiny32.pkl"
 MULTIARRAY = "numpy.core.multiarray"
 
@@ -111,6 +115,28 @@ def network(g: bytes) -> bytes:
     return proto(b"}(" + text("G_ema") + g + text("D") + g + b"u")
 
 
+def long1(n: int) -> bytes:
+    data = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+def module_dag(fan: int, depth: int) -> bytes:
+    """NVIDIA's persistent modules M_i, each holding ``fan`` references to one memoized
+    M_(i-1): a DAG of ``depth`` levels, ``fan ** depth`` paths."""
+    out = b""
+    for i in range(depth):
+        modules = b"}(" + b"".join(text(str(j)) + b"h" + bytes([i - 1])
+                                   for j in range(fan)) + b"u" if i else b"}"
+        state = b"}(" + text("_parameters") + b"}" + text("_buffers") + b"}" + \
+            text("_modules") + modules + b"u"
+        meta = b"}(" + text("type") + text("class") + text("class_name") + text("M") + \
+            text("version") + num(0) + text("module_src") + text("") + text("state") + \
+            state + b"u"
+        out += call(glob("torch_utils.persistence", "_reconstruct_persistent_obj"), meta) + \
+            b"q" + bytes([i]) + (b"0" if i < depth - 1 else b"")
+    return out
+
+
 def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
     """name -> (file, a fragment its refusal names)."""
     deep = b"]" * 2_000 + b"a" * 1_999
@@ -161,9 +187,10 @@ def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
                                  raw(legacy_storage(0, padding=20_000)) + b"\x94" +
                                  b"(h\x00h\x01\x85R0" * 20_000 + b"N"),
                            "more than"),
-        # a list of Nones referenced many times: the final walk once was K x M
+        # a list of Nones referenced many times: the final walk once was K x M; its size as
+        # a tree (10 ** 10 objects) is over the bound
         "shared_list": (proto(b"(" + b"N" * 100_000 + b"l\x940(" + b"h\x00" * 100_000 + b"l"),
-                        "holds a list"),
+                        "where each use of a shared one counts"),
         # x[i+1] = [x[i], x[i]]: its text once was 2**48 characters, in an error message
         "exponential_text": (proto(call(glob("torch_utils.persistence",
                                              "_reconstruct_persistent_obj"),
@@ -180,6 +207,21 @@ def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
         "zero_size_huge_dims": (network(tensor(legacy_storage(1), (0, 2 ** 47, 2 ** 47),
                                                (1, 1, 1))), "too large to lay out"),
         "stack_underflow": (proto(b"a"), "empty stack"),
+        # keys k * (2**61 - 1) all hash alike: each insertion once scanned all before it
+        "hash_flood_dict": (proto(b"}(" + b"".join(long1(k * M61) + b"N"
+                                                   for k in range(1, 20_001)) + b"u"),
+                            f"a key {M61} of type int"),
+        "hash_flood_set": (proto(b"\x8f(" + b"".join(long1(k * M61) for k in range(1, 20_001))
+                                 + b"\x90"), f"a key {M61} of type int"),
+        "hash_flood_memo": (proto(b"N" + b"".join(b"p%d\n" % (k * M61)
+                                                  for k in range(1, 20_001))),
+                            "not a memo index below 2**32"),
+        # one byte each, tens of bytes of memory each: uncharged, 20 MB once took 1.2 GB
+        "memo_flood": (proto(b"N" + b"\x94" * 2_000_000), "MEMOIZE takes the data past"),
+        "mark_flood": (proto(b"(" + b"N" * 300 + b"(" * 2_000_000), "MARK: more than 128 open"),
+        "dup_flood": (proto(b"N" + b"2" * 400_000), "DUP takes the data past"),
+        # 10 ** 12 paths through 12 modules (a walk of its tensors once named each)
+        "module_dag": (network(module_dag(10, 12)), "where each use of a shared one counts"),
     }
 
 
@@ -212,7 +254,7 @@ def zip_attacks(tmp: Path) -> dict[str, tuple[Path, str]]:
     with zipfile.ZipFile(good) as z, zipfile.ZipFile(moved, "w") as w:
         for info in z.infolist():
             w.writestr("x/y/" + info.filename.split("/", 1)[1], z.read(info))
-    out["archive_elsewhere"] = moved, "no x/data.pkl in the archive"
+    out["archive_elsewhere"] = moved, "no 'x/data.pkl' in the archive"
     # one storage standing for many tensors: a network far larger than the file
     shared = tmp / "shared_storage.pt"
     big = torch.zeros(1 << 16)
@@ -226,7 +268,6 @@ def zip_attacks(tmp: Path) -> dict[str, tuple[Path, str]]:
         reused[net] = {k: first.setdefault(tuple(v.shape), v) for k, v in ref[net].items()}
         torch.save(reused[net], tmp / f"reused_{net[0]}.pt")
     out["tensor_reused"] = tmp / "reused_g.pt", "shares its bytes with"
-    return out
     return out
 
 
@@ -277,8 +318,8 @@ def fuzz(tmp: Path, seed: int, budget_s: float) -> dict:
     structure = [pos for op, _, pos in ops if op.name not in ("BINBYTES", "SHORT_BINBYTES")]
     blob = next(arg for op, arg, _ in ops if op.name == "BINBYTES")
     blob_ops = [pos for _, _, pos in pickletools.genops(blob)]
-    hand = [attack for attack, _ in attack_pickles(tmp / "marker").values()] + \
-        [network(tensor(legacy_storage(8), (2, 4), (4, 1)))]
+    hand = [attack for name, (attack, _) in attack_pickles(tmp / "marker").items()
+            if name not in FLOODS] + [network(tensor(legacy_storage(8), (2, 4), (4, 1)))]
     cases = [("reference", m) for m in mutants(ref, rng, 60, structure)] + \
         [("storage", network(call(glob("torch.storage", "_load_from_bytes"), raw(m))))
          for m in mutants(blob, rng, 1000, blob_ops)] + \

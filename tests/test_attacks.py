@@ -5,6 +5,7 @@ them all; the bounded fuzzer finds nothing it cannot refuse cleanly."""
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import re
 import subprocess
@@ -31,7 +32,9 @@ CLASSES = {"code execution through numpy": ["object_dtype_scalar", "object_dtype
                             "storage_claims_more", "memo_bomb", "deep_nesting", "many_containers",
                             "shared_storage", "tensor_reused", "storage_reread", "shared_list",
                             "exponential_text", "zero_size_huge_dims",
-                            "bytes_past_the_end", "zip_storage_claims_more"],
+                            "bytes_past_the_end", "zip_storage_claims_more", "memo_flood",
+                            "mark_flood", "dup_flood", "module_dag"],
+           "hash collisions": ["hash_flood_dict", "hash_flood_set", "hash_flood_memo"],
            "uninitialised memory": ["tensor_past_its_storage", "zip_tensor_past_storage",
                                     "legacy_then_archive", "archive_elsewhere"],
            "process-wide mutation": ["build_on_a_class", "build_on_a_function"],
@@ -192,9 +195,12 @@ def test_networks_kept_in_ordered_dicts_import_the_same(tmp_path, monkeypatch):
 @pytest.mark.parametrize("change, fragment", [
     (lambda m: m["state"].get("_parameters", {}).update({7: torch.zeros(1)}),
      "not a dict by names"),
+    (lambda m: m["state"].get("_modules", {}).update(  # a copy: one module used twice is
+        {"b0": copy.deepcopy(m["state"]["_modules"]["b4"])}  # refused as such
+        if "b4" in m["state"].get("_modules", {}) else {}), "has no place in our network"),
     (lambda m: m["state"].get("_modules", {}).update(
         {"b0": m["state"]["_modules"].get("b4")} if "b4" in m["state"].get("_modules", {})
-        else {}), "has no place in our network"),
+        else {}), "met a second time"),
 ])
 def test_a_network_with_odd_names_refuses_in_one_line(tmp_path, monkeypatch, change, fragment):
     path = _rewritten(tmp_path, monkeypatch, change)

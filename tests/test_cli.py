@@ -231,7 +231,7 @@ def test_yaml_errors_and_a_grace_period_asha_cannot_use(sources, faces, weights,
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       scheduler={"type": "asha", "grace_period": 6, "reduction_factor": 3})
     assert_one_clear_line(cli_in_process("launch", spec, "--dry-run"), "launch",
-                          "scheduler.grace_period: 6 must be less than budget.iters (6)")
+                          "scheduler.grace_period: 6 must be less than the budget's 6 iterations")
 
 
 def test_relative_paths_of_a_spec(tmp_path, monkeypatch):

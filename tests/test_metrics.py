@@ -204,7 +204,7 @@ def test_weights_paths_are_made_absolute(tmp_path, monkeypatch):
     """A sweep's trials run in their own working directories: a relative path in the
     option or the environment variable must reach them as the file the driver meant."""
     (tmp_path / "w.pth").write_bytes(b"")
-    (tmp_path / "l.pth").write_bytes(b"")
+    torch.save({}, tmp_path / "l.pth")  # LPIPS weights are checked to be a torch file
     monkeypatch.chdir(tmp_path)
     assert resolve_weights("w.pth") == str(tmp_path.resolve() / "w.pth")
     monkeypatch.setenv("GANSWEEP_INCEPTION_WEIGHTS", "w.pth")

@@ -9,11 +9,11 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.trial import Trial
+from gansweep.sweep.replays.options import parse_variant
 from gansweep.sweep.replays.schedulers import (
     RecordedTrial,
     Recording,
     load_recording,
-    parse_variant,
     replay,
     replay_many,
     replay_sequence,

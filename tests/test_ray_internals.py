@@ -84,9 +84,13 @@ def private_ray_uses(path: Path, defined: set[str]) -> list[str]:
     """Where a module uses Ray Tune beyond its public API: imports a ``_`` name (or module) of
     Ray, uses a private attribute that gansweep does not define itself (``defined``), names
     one of ``NAMED``, or overrides a private method of a Ray class it subclasses. (Private
-    attributes count in a module that imports Ray: torch's and argparse's are not Tune's.)"""
+    attributes count in a module that imports Ray, or the run layer's Ray objects from
+    ``gansweep.sweep.run``: torch's and argparse's are not Tune's.)"""
     tree = ast.parse(path.read_text())
     ray, out = _ray_bases(tree), []
+    holds_ray = bool(ray) or any(
+        isinstance(n, ast.ImportFrom) and (n.module or "").startswith("gansweep.sweep.run")
+        for n in ast.walk(tree))
     for node in ast.walk(tree):
         line = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:" \
                f"{getattr(node, 'lineno', 0)}"
@@ -98,7 +102,7 @@ def private_ray_uses(path: Path, defined: set[str]) -> list[str]:
             out += [f"{line} imports {a.name}" for a in node.names
                     if a.name.split(".")[0] == "ray" and
                     any(p.startswith("_") for p in a.name.split("."))]
-        elif isinstance(node, ast.Attribute) and ray and node.attr.startswith("_") and \
+        elif isinstance(node, ast.Attribute) and holds_ray and node.attr.startswith("_") and \
                 not node.attr.startswith("__") and node.attr not in defined:
             out.append(f"{line} uses .{node.attr}")
         names = {node.id} if isinstance(node, ast.Name) else {node.attr} \
@@ -180,6 +184,11 @@ def test_a_planted_private_use_is_found(tmp_path):
     clean.write_text("from ray.tune.search import Searcher\n\n\nclass S(Searcher):\n"
                      "    def suggest(self, trial_id):\n        return None\n")
     assert private_ray_uses(clean, set()) == []
+    # a module without Ray that drives the run layer's Ray objects (as the replay does ASHA)
+    driven = tmp_path / "driven.py"
+    driven.write_text("from gansweep.sweep.run.scheduler import RobustASHA\n\n"
+                      "def f(s: RobustASHA):\n    return s._stop_last_trials\n")
+    assert private_ray_uses(driven, set()) == ["driven.py:4 uses ._stop_last_trials"]
 
 
 def test_the_adapter_names_the_pinned_range_of_pyproject_and_the_readme():

@@ -166,12 +166,12 @@ def test_architecture_facts(name):
 
 
 # option -> a value of the wrong kind, and what the one-line refusal says it must be
-ARCH_OPTION_FACTS = {"d_width": (0, "a positive integer"),
-                     "mapping_layers": (0, "a positive integer"),
-                     "channel_base": (1.5, "a positive integer"),
+ARCH_OPTION_FACTS = {"d_width": (0, r"an integer in \[1, 8192\]"),
+                     "mapping_layers": (33, r"an integer in \[1, 32\]"),
+                     "channel_base": (1.5, r"an integer in \[1, 524288\]"),
                      "conv_clamp": (-1.0, "a positive number or null"),
-                     "mbstd_group": (0, "a positive integer"),
-                     "mbstd_channels": ("2", "a positive integer"),
+                     "mbstd_group": (0, r"an integer in \[1, 8192\]"),
+                     "mbstd_channels": ("2", r"an integer in \[1, 8192\]"),
                      "w_avg": (1, "true or false")}
 
 

@@ -17,7 +17,12 @@ from gansweep.core.metrics import METRICS
 from gansweep.core.treatments import enumerate_partitions
 from gansweep.core.trial import Trial
 from gansweep.sweep.searchers.model import Observation, Posterior, grid_effects
-from gansweep.sweep.searchers.structured import FINISHED, StructuredSearch, cover_design
+from gansweep.sweep.searchers.structured import (
+    FINISHED,
+    StructuredSearch,
+    context_key,
+    cover_design,
+)
 from gansweep.sweep.spec.schema import Search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +88,29 @@ def test_search_runs_baselines_then_the_design():
     chosen = []
     while (n := search.next()) not in (None, FINISHED):
         chosen.append(n)
-    design = search.contexts[next(iter(search.contexts))].design
+    context = search.contexts[next(iter(search.contexts))]
+    design = context.design
     # every design pair on both seeds, nothing else before results come in
     assert [pair_of(trials[n]) for n in chosen] == [p for p in design for _ in (0, 1)]
     assert {p[0] for p in design} | {"D(0,0,5)", "D(3,0,2)"} == set(DS)
+    assert not search.done(context) and len(search.chosen(context)) == len(design) < 8
+
+
+def test_a_result_in_another_context_does_not_refit_a_context():
+    """The model of a context is refitted when its own observations change, not when a
+    trial of another context (another target) ends."""
+    one = grid()
+    two = [Trial.from_dict({**t.to_dict(), "target": "t2"}) for t in grid()]
+    trials = [Trial.from_dict({**t.to_dict(), "index": n}) for n, t in enumerate(one + two)]
+    search = StructuredSearch(trials, Search("structured", max_pairs=8), FID.loss)
+    mine = search.contexts[context_key(trials[0])]
+    for n in range(4):  # pairs of the first context
+        search.observe(n, 300.0 + n)
+    fit = search.posterior(mine)
+    search.observe(len(one), 310.0)  # a pair of the other context
+    assert search.posterior(mine) is fit
+    search.observe(4, 290.0)
+    assert search.posterior(mine) is not fit
 
 
 # --- the model ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
-from gansweep.sweep.replays.schedulers import load_recording, parse_variant
+from gansweep.sweep.replays.options import parse_variant
+from gansweep.sweep.replays.schedulers import load_recording
 from gansweep.sweep.replays.searchers import parse_searcher, replay_budgets, replay_searcher
 from gansweep.sweep.replays.summary import held_out
 from gansweep.sweep.searchers.confirm import candidates, pick, settings_run
@@ -88,6 +89,21 @@ def test_confirmation_counts_in_compute_and_is_judged_on_a_held_out_seed():
         replay_searcher(rec, parse_searcher("structured:confirm_seeds=3"), none, 1, [1])
 
 
+def test_every_row_is_judged_on_the_same_held_out_seed():
+    """A row's confirm_seeds does not move its held-out seed: a search that does not confirm
+    is judged on it whatever its confirm_seeds; one that confirms there reports no held-out
+    regret rather than one on other seeds."""
+    rec = three_seeds()
+    none = parse_variant("none", rec.scheduler)
+    grid_row = replay_searcher(rec, parse_searcher("grid"), none, 1, [1])
+    quiet = replay_searcher(rec, parse_searcher("structured:max_pairs=4,confirm_top=0,"
+                                                "confirm_seeds=2"), none, 1, [1])
+    assert len(grid_row.held) == len(quiet.held) == len(quiet.regret) == 3
+    everywhere = replay_searcher(rec, parse_searcher("structured:max_pairs=4,confirm_seeds=2"),
+                                 none, 1, [1])
+    assert everywhere.held == [] and len(everywhere.regret) == 3
+
+
 @pytest.mark.parametrize("search, error", [
     ({"type": "structured", "confirm_top": -1}, "search.confirm_top: -1 must be in 0..20"),
     ({"type": "structured", "confirm_seeds": 0}, "search.confirm_seeds: 0 must be in 1..10"),
@@ -109,7 +125,7 @@ def test_structured_sweep_confirms_its_candidates_as_the_replay_would(sources, f
     are those the replay's functions choose from the same recorded results, and the verdict
     names the pick with its interval over the 2 seeds."""
     from gansweep.core.trial import Trial
-    from gansweep.sweep.record.state import GRID_FILE, SweepState, ran_to_end
+    from gansweep.sweep.record.state import GRID_FILE, SweepState, completed
     from gansweep.sweep.record.verdict import verdict
     from gansweep.sweep.spec.files import load_sweep_spec
     from gansweep.sweep.spec.grid import setting_names
@@ -132,9 +148,8 @@ def test_structured_sweep_confirms_its_candidates_as_the_replay_would(sources, f
     search = StructuredSearch(trials, Search("structured", max_pairs=2), FID.loss)
     for r in records:
         if r["config"]["phase"] == "search":
-            done = ran_to_end({"iteration": r["iteration"], **r["last"]}, MAX_ITERS) and \
-                r["status"] == "finished"
-            search.observe(r["config"]["index"], r["last"]["score"] if done else None)
+            search.observe(r["config"]["index"],
+                           r["last"]["score"] if completed(r, MAX_ITERS) else None)
     top = candidates(search, 2)
     keys = {trials[k[0]].setting_key: k for k in top}
     assert {Trial.from_dict(r["config"]).setting_key for r in confirm} == set(keys)

@@ -173,6 +173,19 @@ def test_init_axes_skip_impossible_settings(sources, faces, tmp_path):
     ({"search": {"max_pairs": 2}}, "search: ['max_pairs'] apply to type 'structured', not 'grid'"),
     ({"search": {"type": "structured"}, "partitions": []},
      "search.type: 'structured' needs a grid of D x G partition pairs"),
+    ({"seed": [2**70]}, "seed: 1180591620717411303424 must be an integer in [0, 4294967295]"),
+    ({"seed": [-1]}, "seed: -1 must be an integer in [0, 4294967295]"),
+    ({"resources": {"cpu": float("nan")}}, "resources: cpu must be a number > 0"),
+    ({"resources": {"gpu": float("inf")}}, "gpu a number >= 0, got cpu 1.0, gpu inf"),
+    ({"budget": {"iters": 0, "eval_every": 2}}, "budget.iters: 0 must be an integer >= 1"),
+    ({"budget": {"iters": 4}}, "budget: missing required key 'eval_every'"),
+    ({"budget": {"iters": 4, "eval_every": 2, "fid_samples": 1}},
+     "fid_samples: 1 must be an integer >= 2"),
+    ({"ema_kimg": float("inf")}, "ema_kimg: inf must be a positive number"),
+    ({"training": {"lr_mult": {"finetune": float("nan")}}}, "must be a positive number"),
+    ({"freeze_d_depth": 2}, "freeze_d_depth: only the freeze-d baseline has it"),
+    ({"budget": {"iters": 10, "eval_every": 5}, "scheduler": {"grace_period": 10}},
+     "scheduler.grace_period: 10 must be less than the budget's 10 iterations"),
 ])
 def test_spec_errors_name_the_field(sources, faces, tmp_path, over, fragment):
     with pytest.raises(GansweepError) as e:
@@ -191,13 +204,34 @@ def test_missing_files_refused_by_launch(sources, faces, tmp_path):
 
 
 def test_same_name_launch_refused(sources, faces, tmp_path):
+    """A name that holds a sweep is refused with the resume line; a folder of that name that
+    holds no sweep is in the way, and nothing suggests resuming it."""
     from gansweep.sweep.run.driver import launch
 
     s = parse_spec(spec(tmp_path, sources["dcgan"], faces), tmp_path)
     (tmp_path / "storage" / "t").mkdir(parents=True)
     (tmp_path / "storage" / "t" / "leftover.txt").write_text("x")
-    with pytest.raises(GansweepError, match="already exists"):
+    with pytest.raises(GansweepError, match="holds no sweep") as e:
         launch(s, str(tmp_path / "storage"))
+    assert "resume" not in str(e.value)
+    (tmp_path / "storage" / "t" / "gansweep").mkdir()
+    (tmp_path / "storage" / "t" / "gansweep" / "trials.json").write_text("{}")
+    with pytest.raises(GansweepError, match="already exists.*gansweep resume"):
+        launch(s, str(tmp_path / "storage"))
+
+
+@pytest.mark.parametrize("target, problem", [
+    ("file", "target: .*: not a directory"), ("empty", "target: .*: no images found"),
+    ("faces", "target_size: 1000 is more than the 40 images of")])
+def test_a_target_without_the_images_it_needs_is_a_problem(sources, faces, tmp_path, target,
+                                                           problem):
+    """A dry run warns of it and a launch refuses it, before anything is written."""
+    paths = {"file": tmp_path / "a-file.png", "empty": tmp_path / "empty", "faces": faces}
+    paths["file"].write_bytes(b"x")
+    paths["empty"].mkdir()
+    s = parse_spec(spec(tmp_path, sources["dcgan"], paths[target], target_size=[1000]),
+                   tmp_path)
+    assert any(re.match(problem, p) for p in s.problems), s.problems
 
 
 def test_spec_file_errors(tmp_path):

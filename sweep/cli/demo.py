@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from gansweep.core.checkpoint import snapshot
+from gansweep.core.features import check_weights
 from gansweep.core.models import ArchConfig
 from gansweep.core.progress import Progress
 from gansweep.core.synthetic import make_domain
@@ -45,6 +46,7 @@ def run_demo(out: Path, inception_weights: str | None = None) -> Path:
     """Make the domains, pretrain the source and run the demo sweep in ``out``; returns the
     sweep directory (the command prints its verdict)."""
     t0 = time.time()
+    check_weights(inception_weights)  # a bad file refused now, not after the pretraining
     out = out.resolve()
     data = out / "data"
     if not (data / "cats").is_dir():

@@ -1,6 +1,6 @@
-"""What ``gansweep ls`` and ``gansweep best`` read off a storage and a sweep, without Ray:
-the sweeps of a storage with their state, and the winner of one, handed over as a spec
-fragment, a checkpoint and a command that samples from it (as Ray Tune's
+"""What ``gansweep ls``, ``best`` and ``status`` read off a storage and a sweep, without Ray:
+the sweeps of a storage with their state, a sweep's status lines, and the winner of one,
+handed over as a spec fragment, a checkpoint and a command that samples from it (as Ray Tune's
 ``get_best_result`` and Optuna's ``best_trial`` hand over theirs)."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from gansweep.core.errors import GansweepError
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
+from gansweep.sweep.record.layout import newest_checkpoint
 from gansweep.sweep.record.state import (
     DONE,
     EVENTS_FILE,
@@ -22,6 +23,7 @@ from gansweep.sweep.record.state import (
     default_storage,
     interrupted,
     sweep_dir_of,
+    where,
 )
 from gansweep.sweep.record.storage import is_uri
 from gansweep.sweep.record.verdict import Verdict, verdict
@@ -32,7 +34,8 @@ from gansweep.sweep.spec.grid import AXES
 STATES = {"finished": "every trial of every phase has ended",
           "interrupted": "stopped by Ctrl-C or SIGTERM; 'gansweep resume' continues it",
           "not started": "no trial has started yet; 'gansweep resume' starts it",
-          "incomplete": "running now, or its driver died; 'gansweep resume' continues it"}
+          "incomplete": "running now, or its driver died; 'gansweep resume' continues it",
+          "unreadable": "its records cannot be read (the reason follows the table)"}
 
 
 def sweep_names(storage: str | None) -> list[str]:
@@ -88,8 +91,17 @@ def summary(sweep_dir: Path) -> dict[str, Any]:
 
 
 def ls_rows(storage: str | None) -> list[dict[str, Any]]:
-    """Every sweep of the storage, in name order."""
-    return [summary(sweep_dir_of(name, storage)) for name in sweep_names(storage)]
+    """Every sweep of the storage, in name order; one whose records cannot be read is
+    listed as ``unreadable`` with the reason (``error``), the others as usual."""
+    rows = []
+    for name in sweep_names(storage):
+        try:
+            rows.append(summary(sweep_dir_of(name, storage)))
+        except (GansweepError, OSError, KeyError) as e:
+            rows.append({"name": name, "state": "unreadable", "done": None, "expected": None,
+                         "errored": 0, "winner": None, "error": str(e), "changed": "-",
+                         "_winner": "-"})
+    return rows
 
 
 def ls_text(rows: list[dict[str, Any]], storage: str | None) -> str:
@@ -98,12 +110,13 @@ def ls_text(rows: list[dict[str, Any]], storage: str | None) -> str:
     if not rows:
         return f"no sweeps in {where} ('gansweep launch SPEC --storage {where}' starts one)"
     table = [("NAME", "STATE", "TRIALS", "WINNER SO FAR", "LAST CHANGE")] + [
-        (r["name"], r["state"], f"{r['done']}/{r['expected']}" +
-         (f" ({r['errored']} errored)" if r["errored"] else ""), r["_winner"], r["changed"])
+        (r["name"], r["state"], "-" if r["done"] is None else f"{r['done']}/{r['expected']}"
+         + (f" ({r['errored']} errored)" if r["errored"] else ""), r["_winner"], r["changed"])
         for r in rows]
+    unreadable = [f"# {r['name']}: {r['error']}" for r in rows if "error" in r]
     widths = [max(len(row[i]) for row in table) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in table)
+    return "\n".join(["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                      for row in table] + unreadable)
 
 
 def _number(x: float) -> float | None:
@@ -141,8 +154,6 @@ def spec_fragment(t: Trial) -> dict[str, Any]:
 def best(sweep_dir: Path) -> dict[str, Any]:
     """The winner (``sweep.record.verdict``): its setting, its interval, its spec fragment, the
     checkpoint of its best seed (and of every seed) and a command that samples from it."""
-    from gansweep.sweep.run.worker import newest_checkpoint
-
     state = SweepState.load(sweep_dir)
     spec = load_sweep_spec(sweep_dir)
     found = verdict(spec, list(state.trials.values()), len(state.confirm_trials))
@@ -189,4 +200,44 @@ def best_text(b: dict[str, Any]) -> str:
         lines.append("spec fragment (this setting alone):")
         lines += ["  " + line for line in yaml.safe_dump(b["spec"], sort_keys=False)
                   .rstrip().splitlines()]
+    return "\n".join(lines)
+
+
+def status_text(sweep_dir: Path) -> str:
+    """What ``gansweep status`` prints: trials by state, the verdict's winner (the sweep's
+    one "best"), each metric's lowest (or highest) single evaluation labelled as such, and
+    the compute spent."""
+    state = SweepState.load(sweep_dir)
+    counts, expected = state.counts(), state.expected
+    lines = [f"sweep {state.data['name']} at {sweep_dir}", f"trials: {expected} expected; " +
+             ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    found = verdict(load_sweep_spec(sweep_dir), list(state.trials.values()),
+                    len(state.confirm_trials))
+    lines.append(f"winner: {found.headline()}" if found is not None else
+                 "winner: none yet (no trial has run to the end)")
+    if not state.trials:
+        lines.append(f"no trial has started yet (the launch stopped before the first one); "
+                     f"'gansweep resume {where(sweep_dir)}' starts it")
+    stopped = interrupted(sweep_dir)
+    if stopped is not None:
+        lines.append(f"interrupted ({stopped['signal']}) during the {stopped['phase']} at "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stopped['time']))}; "
+                     f"continue it with 'gansweep resume {where(sweep_dir)}'")
+    for name, m in METRICS.items():
+        scored = [(t["best"][name], t) for t in state.trials.values()
+                  if t["best"].get(name) is not None]
+        if scored:
+            value, t = min(scored, key=lambda x: m.loss(x[0]))
+            which = "highest" if m.mode == "max" else "lowest"
+            lines.append(f"{which} single evaluation: {name} {value:.4g}  {t['label']}  "
+                         f"(trial {t['trial_id']}, seed {t['config']['seed']})")
+    seconds = sum(t["time_total_s"] for t in state.trials.values())
+    iters = sum(t["iteration"] for t in state.trials.values())
+    full = expected * state.data["max_iters"]
+    lines.append(f"compute: {seconds / 3600:.3f} trial-hours, {iters} of {full} iterations "
+                 f"({100 * iters / full if full else 0:.1f}% of running every trial to the end)")
+    errored = [t for t in state.trials.values() if t["status"] == "errored"]
+    for t in errored[:5]:
+        last = (t["error"] or "").strip().splitlines()[-1:] or ["?"]
+        lines.append(f"errored: {t['label']} (trial {t['trial_id']}): {last[0][:160]}")
     return "\n".join(lines)

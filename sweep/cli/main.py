@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gansweep.core.config import TrainConfig
+from gansweep.core.augment import AUGMENTS
+from gansweep.core.config import MAX_SEED, TrainConfig
 from gansweep.core.errors import GansweepError
+from gansweep.core.metrics import METRICS
 
 default = TrainConfig.default
 
@@ -53,14 +56,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """What a training run (pretrain, transfer) shares: its budget, loss options and
     evaluation."""
     p.add_argument("--lr", type=float, help="default: the loss's")
-    p.add_argument("--batch-size", type=int, default=default("batch_size"))
-    p.add_argument("--iters", type=int, default=default("iters"))
+    p.add_argument("--batch-size", type=int, default=default("batch_size"),
+                   help="real (and generated) images per step")
+    p.add_argument("--iters", type=int, default=default("iters"), help="generator steps")
     p.add_argument("--eval-every", type=int, default=default("eval_every"),
                    help="0: evaluate at the end only")
     p.add_argument("--fid-real", type=int, default=default("fid_real"),
                    help="real reference images for FID (default: all)")
-    p.add_argument("--augment", default=default("augment"))
-    p.add_argument("--seed", type=int, default=default("seed"))
+    p.add_argument("--augment", default=default("augment"),
+                   help=f"a preset or presets joined with '+': {', '.join(AUGMENTS)}")
+    p.add_argument("--seed", type=integers(0, high=MAX_SEED), default=default("seed"),
+                   help="of the run's data order, noise and initialisation")
     p.add_argument("--n-critic", type=int, help="critic steps per G step (default: the loss's)")
     p.add_argument("--label-smoothing", type=float, default=default("label_smoothing"),
                    help="loss bce: D's targets drawn from 1 +- S and 0 +- S (Price: 0.2)")
@@ -78,14 +84,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-samples", type=int, default=default("fid_samples"),
                    help="generated images per FID/KID evaluation (default %(default)s)")
     p.add_argument("--metrics", default=",".join(default("metrics")),
-                   help="comma-separated metrics, or 'none' (default %(default)s)")
+                   help=f"comma-separated metrics ({', '.join(METRICS)}), or 'none' "
+                        f"(default %(default)s)")
     p.add_argument("--lpips-weights", metavar="PATH", type=existing("file"),
                    help="LPIPS weights for intra_lpips (core/lpips.py): a full LPIPS "
                         "state dict, or torchvision's AlexNet file; default "
                         "$GANSWEEP_LPIPS_WEIGHTS, else the lpips package's linear weights "
                         "on the torch hub cache's AlexNet")
-    p.add_argument("--cache-dir", type=text, help="where real-data FID statistics are cached "
-                                       "(default $GANSWEEP_CACHE or ~/.cache/gansweep)")
+    p.add_argument("--cache-dir", type=output("dir"),
+                   help="where real-data FID statistics are cached (default $GANSWEEP_CACHE or "
+                        "~/.cache/gansweep)")
     p.add_argument("--device", type=device, default=default("device"),
                    help="auto (GPU if any), cpu or cuda[:N]")
     p.add_argument("--compile", action="store_true",
@@ -96,8 +104,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 def metric_names(value: str) -> list[str]:
     """``--metrics``: comma-separated registered metrics, or ``none``."""
-    from gansweep.core.metrics import METRICS
-
     if value.strip() == "none":
         return []
     names = [m.strip() for m in value.split(",") if m.strip()]
@@ -122,17 +128,19 @@ def run_options(a: argparse.Namespace) -> dict[str, Any]:
             "compile": a.compile}
 
 
-def integers(low: int, many: bool = False) -> Callable[[str], Any]:
-    """An option's ``type``: an integer >= ``low`` (``many``: comma-separated integers, a
-    list); anything else is argparse's error naming the option and the range."""
-    what = f"{'comma-separated integers' if many else 'an integer'} >= {low}"
+def integers(low: int, many: bool = False, high: int | None = None) -> Callable[[str], Any]:
+    """An option's ``type``: an integer >= ``low`` (and <= ``high``; ``many``:
+    comma-separated integers, a list); anything else is argparse's error naming the option
+    and the range."""
+    what = f"{'comma-separated integers' if many else 'an integer'} " + \
+        (f">= {low}" if high is None else f"in [{low}, {high}]")
 
     def parse(text: str) -> Any:
         try:
             values = [int(v) for v in text.split(",")] if many else [int(text)]
         except ValueError:
             values = []
-        if not values or any(v < low for v in values):
+        if not values or any(v < low or (high is not None and v > high) for v in values):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return values if many else values[0]
     return parse
@@ -173,15 +181,46 @@ def existing(kind: str) -> Callable[[str], str]:
     return parse
 
 
+def output(kind: str, suffixes: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """An option's ``type``: a ``file`` or a ``dir`` the command will write (an output),
+    checked before it reads or computes anything: not the other kind where it exists, in a
+    folder that can be written (the missing folders are made), with one of ``suffixes``."""
+    def parse(value: str) -> str:
+        path = Path(text(value)).expanduser()
+        if kind == "file" and (path.name in ("", ".", "..") or path.is_dir()):
+            raise argparse.ArgumentTypeError(f"{value}: is a folder, not a file to write")
+        if kind == "dir" and path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value}: is a file, not a folder to write")
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{value}: not a {' or '.join(suffixes)} file")
+        parent = path.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{value}: cannot write in {parent}")
+        return value
+    return parse
+
+
 def device(value: str) -> str:
-    """An option's ``type``: auto, or a device torch knows (cpu, cuda, cuda:1, ...)."""
+    """An option's ``type``: auto, or a device torch knows (cpu, cuda, cuda:1, ...) that
+    this machine has."""
     import torch
 
-    if value != "auto":
-        try:
-            torch.device(value)
-        except RuntimeError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not auto, cpu or cuda[:N]") from None
+    if value == "auto":
+        return value
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: this machine has {count or 'no'} CUDA GPU{'' if count == 1 else 's'}"
+                f" (auto uses one where there is one)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{value!r} is not auto, cpu or cuda[:N]")
     return value
 
 
@@ -214,7 +253,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "%(default)" not in text and "default" not in text and action.option_strings \
-                and action.default not in (None, False, argparse.SUPPRESS):
+                and action.default is not None and action.default is not False \
+                and action.default != argparse.SUPPRESS:
             text += (" " if text else "") + "(default: %(default)s)"
         return text
 
@@ -228,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=HelpFormatter)
         c.arguments(p)
         for action in p._actions:  # argparse prints no help line, so no default, without one
-            if action.help is None and action.default not in (None, False, argparse.SUPPRESS):
+            if action.help is None and action.default is not None \
+                    and action.default is not False and action.default != argparse.SUPPRESS:
                 action.help = ""
                 action.help = HelpFormatter("")._get_help_string(action)
     return parser
@@ -244,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except GansweepError as e:
         print(f"gansweep {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written, met while running
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"gansweep {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

@@ -6,13 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from gansweep.sweep.cli.main import add_inception, add_quiet, command, integers, number, text
+from gansweep.core.config import MAX_SEED
+from gansweep.sweep.cli.main import (
+    add_inception,
+    add_quiet,
+    command,
+    integers,
+    number,
+    output,
+    text,
+)
 
 
 def finished(sweep_dir: Path) -> None:
     """The end-of-sweep lines: where it is, its status (the verdict's winner first), the
     tables and the report, and the verdict itself."""
-    from gansweep.sweep.record.state import status_text
+    from gansweep.sweep.cli.listing import status_text
     from gansweep.sweep.record.storage import Mirror
 
     mirror = Mirror.of_local(sweep_dir)
@@ -50,6 +59,13 @@ def write_results(sweep_dir: Path, out: str | None = None, fid_threshold: float 
     return publish(sweep_dir, write(sweep_dir, out, fid_threshold, quiet))
 
 
+def _sweep(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("sweep", metavar="NAME_OR_PATH", type=text,
+                   help=f"{what}a sweep's name in the storage, or its folder written as a path "
+                        f"(with a '/', or '.')")
+    _storage(p)
+
+
 def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="PATH_OR_URI", type=text, help="where sweeps live (default "
                    "$GANSWEEP_STORAGE or ./sweeps): a folder every node sees, or a bucket "
@@ -76,7 +92,7 @@ def cmd_specs(a: argparse.Namespace) -> int:
 def _launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep spec: a YAML file, or the name of a shipped spec "
                                 "('gansweep specs' lists them)")
-    p.add_argument("--name", help="sweep name (default: the spec's)")
+    p.add_argument("--name", type=text, help="sweep name (default: the spec's)")
     _storage(p)
     p.add_argument("--address", type=text, help="join this Ray cluster (HOST:PORT or auto; "
                    "default: start a local Ray)")
@@ -107,11 +123,13 @@ def dry_run_summary(spec, storage: str | None) -> str:
     """The dry run's last lines: the sweep's name, where it would be stored, and its cost
     in trial-iterations (each phase's trials times the budget's iterations; ASHA and a
     structured search run fewer)."""
-    from gansweep.sweep.record.state import default_storage
+    from gansweep.sweep.record.state import check_storage, default_storage
     from gansweep.sweep.record.storage import is_uri, join
     from gansweep.sweep.spec.grid import confirmation_trials
 
     storage = storage or default_storage()
+    if not is_uri(storage):
+        check_storage(storage)
     where = join(storage, spec.name) if is_uri(storage) else \
         Path(storage).expanduser().resolve() / spec.name
     taken = "" if is_uri(storage) or not Path(where).exists() else \
@@ -131,8 +149,7 @@ def dry_run_summary(spec, storage: str | None) -> str:
 
 
 def _resume_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", metavar="NAME_OR_PATH")
-    _storage(p)
+    _sweep(p)
     p.add_argument("--address", type=text, help="join this Ray cluster (HOST:PORT or auto)")
     p.add_argument("--skip-errored", action="store_true", help="do not retry errored trials")
 
@@ -147,22 +164,21 @@ def cmd_resume(a: argparse.Namespace) -> int:
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", metavar="NAME_OR_PATH")
-    _storage(p)
+    _sweep(p)
 
 
 @command("status", "trials by state, the winner, compute spent (no Ray)", _status_args)
 def cmd_status(a: argparse.Namespace) -> int:
-    from gansweep.sweep.record.state import status_text, sweep_dir_of
+    from gansweep.sweep.cli.listing import status_text
+    from gansweep.sweep.record.state import sweep_dir_of
 
     print(status_text(sweep_dir_of(a.sweep, a.storage)))
     return 0
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", metavar="NAME_OR_PATH")
-    _storage(p)
-    p.add_argument("--out", metavar="FILE", type=text,
+    _sweep(p)
+    p.add_argument("--out", metavar="FILE", type=output("file", (".html", ".htm")),
                    help="HTML file (default SWEEP/report.html)")
     p.add_argument("--fid-threshold", type=number(0), help="FID for 'iterations to threshold' "
                    "(default: the scratch baseline's best FID)")
@@ -185,10 +201,9 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def _replay_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", metavar="NAME_OR_PATH", help="a grid (every trial run to the end): "
-                   "its sweep, or a file written by --export")
-    _storage(p)
-    p.add_argument("--export", metavar="FILE", type=text, help="also write the grid's recorded "
+    _sweep(p, "a grid (every trial run to the end), or a file --export wrote (as a path): ")
+    p.add_argument("--export", metavar="FILE", type=output("file"),
+                   help="also write the grid's recorded "
                    "evaluations to FILE (gzipped JSON), to replay without the sweep directory")
     p.add_argument("--scheduler", action="append", metavar="SETTING",
                    help="'today' (0.1's ASHA: last FID, no noise margin), 'spec' (the sweep's "
@@ -206,20 +221,23 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    "searcher's: design draws) per seed and concurrency (default %(default)s)")
     p.add_argument("--concurrency", type=integers(1, many=True), default="1,4,16",
                    help="trials at a time, comma-separated (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="of the random orders")
+    p.add_argument("--seed", type=integers(0, high=MAX_SEED), default=0,
+                   help="of the random orders")
 
 
 @command("replay", "measure schedulers on a finished grid by replaying its recorded "
                    "evaluations (seconds, no GPU)", _replay_args)
 def cmd_replay(a: argparse.Namespace) -> int:
-    from gansweep.sweep.record.state import sweep_dir_of
-    from gansweep.sweep.replays.schedulers import load_recording, parse_variant, replay_many
+    from gansweep.sweep.record.state import is_path, sweep_dir_of
+    from gansweep.sweep.replays.options import parse_variant
+    from gansweep.sweep.replays.schedulers import load_recording, replay_many
     from gansweep.sweep.replays.searchers import parse_searcher, replay_searcher
 
     searchers = [parse_searcher(s) for s in a.searcher or []]
-    source = Path(a.sweep) if Path(a.sweep).is_file() else sweep_dir_of(a.sweep, a.storage)
+    source = Path(a.sweep) if is_path(a.sweep) and Path(a.sweep).is_file() else \
+        sweep_dir_of(a.sweep, a.storage)
     recording = load_recording(source)
-    variants = [parse_variant(v, recording.scheduler, recording.metric)
+    variants = [parse_variant(v, recording.scheduler, recording.metric, recording.max_iters)
                 for v in a.scheduler or ["today", "spec"]]
     if a.export:
         recording.save(a.export)
@@ -242,7 +260,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="gansweep-demo", type=text, metavar="DIR")
+    p.add_argument("--out", default="gansweep-demo", type=output("dir"), metavar="DIR",
+                   help="where the demo makes its data, source and sweeps")
     add_inception(p)
 
 
@@ -275,8 +294,7 @@ def cmd_ls(a: argparse.Namespace) -> int:
 
 
 def _best_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", metavar="NAME_OR_PATH")
-    _storage(p)
+    _sweep(p)
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
 
 

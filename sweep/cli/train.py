@@ -6,9 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from gansweep.core.config import MAX_SEED
 from gansweep.core.errors import GansweepError
-from gansweep.core.models import ArchConfig
+from gansweep.core.foreign import IMPORTERS
+from gansweep.core.losses import LOSSES
+from gansweep.core.models import ARCHITECTURES, MAX_WIDTH, ArchConfig
+from gansweep.core.treatments import modulations
+from gansweep.core.trial import INITS
 from gansweep.sweep.cli.main import (
+    add_inception,
     add_quiet,
     add_run_options,
     command,
@@ -16,27 +22,35 @@ from gansweep.sweep.cli.main import (
     existing,
     integers,
     metric_names,
+    output,
     run_options,
-    text,
 )
+
+# Bounds of what a command can be asked to make, past which it would only exhaust memory.
+MAX_UNITS = 32  # partitions --units: more than any network has (the list grows as L^2)
+MAX_SAMPLES = 4096  # sample --n
+MAX_FID_RESOLUTION = 1024  # fid --resolution: the largest side any architecture builds
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=existing("dir"), help="source image folder")
-    p.add_argument("--out", required=True, type=text, metavar="CKPT",
+    p.add_argument("--out", required=True, type=output("file"), metavar="CKPT",
                    help="checkpoint file to write")
-    p.add_argument("--arch", default=ArchConfig.name,
-                   help="dcgan, dcgan-price, resnet, sngan or stylegan2")
-    p.add_argument("--resolution", type=int, default=ArchConfig.resolution)
-    p.add_argument("--width", type=int, default=ArchConfig.width)
-    p.add_argument("--z-dim", type=int, default=ArchConfig.z_dim)
+    p.add_argument("--arch", default=ArchConfig.name, choices=ARCHITECTURES.names(),
+                   help="the architecture")
+    p.add_argument("--resolution", type=int, default=ArchConfig.resolution,
+                   help="image side in pixels (each architecture's: see the README)")
+    p.add_argument("--width", type=int, default=ArchConfig.width,
+                   help=f"base channels, at most {MAX_WIDTH}")
+    p.add_argument("--z-dim", type=int, default=ArchConfig.z_dim, help="latent size")
     p.add_argument("--d-norm", help="D's normalisation: batch, layer, none or spectral "
                                     "(default: the architecture's: spectral for sngan, none for "
                                     "stylegan2, else batch)")
     p.add_argument("--d-width", type=int, help="sngan: D's base channels (default --width)")
     p.add_argument("--mapping-layers", type=int, default=ArchConfig.mapping_layers,
                    help="stylegan2: depth of the mapping network (default %(default)s)")
-    p.add_argument("--loss", default="wgan")
+    p.add_argument("--loss", default="wgan", choices=LOSSES.names(), help="the GAN loss")
     p.add_argument("--resume", metavar="CKPT", type=existing("file"),
                    help="continue from this checkpoint")
     add_run_options(p)
@@ -66,7 +80,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 
 
 def _transfer_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, metavar="CKPT", type=existing("file"))
+    p.add_argument("--source", required=True, metavar="CKPT", type=existing("file"),
+                   help="the pretrained checkpoint (pretrain's or import's)")
     p.add_argument("--data", required=True, type=existing("dir"), help="target image folder")
     p.add_argument("--d", help="D partition, e.g. 'D(1,2,2)'")
     p.add_argument("--g", help="G partition, e.g. 'G(1,2,2)'")
@@ -76,30 +91,37 @@ def _transfer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=integers(1), help="target resolution: below the source's, "
                    "transfer across resolutions (dcgan: G gets a new output unit, D a new "
                    "input unit)")
-    p.add_argument("--freeze-d-depth", type=int)
-    p.add_argument("--g-init", default="pretrained")
-    p.add_argument("--d-init", default="pretrained")
-    p.add_argument("--target-size", type=int)
+    p.add_argument("--freeze-d-depth", type=int, help="--baseline freeze-d: D's frozen units "
+                   "(default L-2)")
+    p.add_argument("--g-init", default="pretrained", choices=INITS,
+                   help="G's start (scratch: fully fine-tuned from random weights)")
+    p.add_argument("--d-init", default="pretrained", choices=INITS, help="D's start")
+    p.add_argument("--target-size", type=int, help="train on a subset of this many images "
+                   "(default: all)")
     p.add_argument("--conditional", choices=["projection", "ac"],
                    help="class-conditional transfer with this D head; DATA holds one "
                         "sub-folder per class")
     p.add_argument("--classifier-negatives", metavar="DIR", type=existing("dir"),
                    help="'other' images of the classifier metric (default: the source's data)")
-    p.add_argument("--loss", help="default: the source's pretraining loss")
+    p.add_argument("--loss", choices=LOSSES.names(),
+                   help="default: the source's pretraining loss")
     p.add_argument("--lr-mult", metavar="T=X,...",
                    help="learning-rate multiplier per treatment, e.g. finetune=0.1,reinit=1")
     p.add_argument("--eval-at-start", action="store_true",
                    help="also evaluate iteration 0 (the source before any training)")
     p.add_argument("--bn-stats", default="adapt", help="frozen units' norm statistics: "
                                                        "adapt or fixed")
-    p.add_argument("--out", default="transfer_run", type=text, metavar="DIR")
+    p.add_argument("--out", default="transfer_run", type=output("dir"), metavar="DIR",
+                   help="the run's folder: checkpoint, samples, metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     add_run_options(p)
 
 
 def _lr_mult(text: str | None) -> dict[str, float]:
     """'finetune=0.1,reinit=1' -> {'finetune': 0.1, 'reinit': 1.0}."""
-    out = {}
+    out: dict[str, float] = {}
+    if text is not None and not text.replace(",", "").strip():
+        raise GansweepError(f"--lr-mult: {text!r} names no treatment; give e.g. finetune=0.1")
     for item in (text or "").split(","):
         if not item.strip():
             continue
@@ -119,6 +141,8 @@ def cmd_transfer(a: argparse.Namespace) -> int:
     from gansweep.core.train import final_summary, setup, train
     from gansweep.core.trial import transfer_config
 
+    if a.freeze_d_depth is not None and a.baseline != "freeze-d":
+        raise GansweepError("--freeze-d-depth: only with --baseline freeze-d")
     cfg = transfer_config(
         a.source, str(Path(a.data).resolve()), a.out, d=a.d, g=a.g, baseline=a.baseline,
         expect_arch=a.arch, resolution=a.resolution, device=a.device,
@@ -138,15 +162,16 @@ def cmd_transfer(a: argparse.Namespace) -> int:
 
 
 def _fid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir_a", type=existing("dir"))
-    p.add_argument("dir_b", type=existing("dir"))
-    p.add_argument("--inception-weights", metavar="PATH", type=existing("file"))
-    p.add_argument("--resolution", type=integers(1), help="resize + centre-crop first (default: "
-                                                  "native size, as pytorch-fid)")
+    p.add_argument("dir_a", type=existing("dir"), help="the real images (IW's sign: A real)")
+    p.add_argument("dir_b", type=existing("dir"), help="the generated images")
+    add_inception(p)
+    p.add_argument("--resolution", type=integers(1, high=MAX_FID_RESOLUTION),
+                   help="resize + centre-crop first (default: native size, as pytorch-fid)")
     p.add_argument("--alpha", default="white", help="transparent pixels: 'white' (composite, "
                    "as training does) or 'drop' (pytorch-fid's convert('RGB'))")
-    p.add_argument("--metrics", default="fid,kid")
-    p.add_argument("--device", type=device, default="auto")
+    p.add_argument("--metrics", default="fid,kid", help="comma-separated: fid, kid, is")
+    p.add_argument("--device", type=device, default="auto",
+                   help="auto (GPU if any), cpu or cuda[:N]")
     add_quiet(p)
 
 
@@ -179,14 +204,13 @@ def cmd_fid(a: argparse.Namespace) -> int:
 
 
 def _import_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("format", help="pytorch-examples-dcgan, mimicry, rosinality or "
-                                  "stylegan2-ada")
+    p.add_argument("format", choices=IMPORTERS.names(), help="whose checkpoint it is")
     p.add_argument("g", metavar="G_FILE", type=existing("file"),
                    help="the generator's file (e.g. netG_epoch_24.pth), or the file holding "
                         "both (rosinality, stylegan2-ada)")
     p.add_argument("d", metavar="D_FILE", nargs="?", type=existing("file"),
                    help="the discriminator's file")
-    p.add_argument("--out", required=True, type=text, metavar="CKPT",
+    p.add_argument("--out", required=True, type=output("file"), metavar="CKPT",
                    help="gansweep checkpoint to write")
     p.add_argument("--generator", help="stylegan2-ada: the network pickle's generator that "
                                        "becomes G: G_ema (default) or G")
@@ -207,11 +231,12 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 def _split_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", type=existing("dir"))
-    p.add_argument("--fraction", type=float, default=0.5, help="A's share (default 0.5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, type=text, metavar="DIR", help="writes DIR/A, DIR/B and "
-                                                              "DIR/split.json")
+    p.add_argument("folder", type=existing("dir"), help="the image folder to split")
+    p.add_argument("--fraction", type=float, default=0.5, help="A's share, in (0, 1)")
+    p.add_argument("--seed", type=integers(0, high=MAX_SEED), default=0,
+                   help="of the permutation")
+    p.add_argument("--out", required=True, type=output("dir"), metavar="DIR",
+                   help="writes DIR/A, DIR/B and DIR/split.json (outside FOLDER)")
 
 
 @command("split", "split an image folder into disjoint parts A and B (symbolic links), e.g. "
@@ -226,18 +251,17 @@ def cmd_split(a: argparse.Namespace) -> int:
 
 
 def _partitions_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--units", type=int, required=True, metavar="L")
-    p.add_argument("--net", default="both", choices=("D", "G", "both"))
-    p.add_argument("--modulation", default="adafm")
+    p.add_argument("--units", type=integers(1, high=MAX_UNITS), required=True, metavar="L",
+                   help="the network's transfer units")
+    p.add_argument("--net", default="both", choices=("D", "G", "both"), help="whose")
+    p.add_argument("--modulation", default="adafm", choices=modulations(),
+                   help="what j means")
 
 
 @command("partitions", "list every D(i,j,k) / G(i,j,k) for L units", _partitions_args)
 def cmd_partitions(a: argparse.Namespace) -> int:
-    from gansweep.core.treatments import check_modulation, enumerate_partitions
+    from gansweep.core.treatments import enumerate_partitions
 
-    if a.units < 1:
-        raise GansweepError(f"--units: {a.units} must be at least 1")
-    check_modulation(a.modulation)
     for net in ("D", "G") if a.net == "both" else (a.net,):
         parts = enumerate_partitions(net, a.units)
         for p in parts:
@@ -251,10 +275,11 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
                    help="a checkpoint gansweep wrote: a trial's "
                    "('gansweep best' names the winner's) or pretrain's; a trial's reads its "
                    "source and target again, where they were")
-    p.add_argument("--out", default="samples.png", type=text, metavar="PNG",
-                   help="the grid to write")
-    p.add_argument("--n", type=int, default=64, help="images (a square-ish grid)")
-    p.add_argument("--seed", type=int, default=0, help="of the noise")
+    p.add_argument("--out", default="samples.png", type=output("file", IMAGE_SUFFIXES),
+                   metavar="PNG", help="the grid to write (.png or .jpg)")
+    p.add_argument("--n", type=integers(1, high=MAX_SAMPLES), default=64,
+                   help="images (a square-ish grid)")
+    p.add_argument("--seed", type=integers(0, high=MAX_SEED), default=0, help="of the noise")
     p.add_argument("--device", type=device, default="auto",
                    help="auto (GPU if any), cpu or cuda[:N]")
 
@@ -272,10 +297,6 @@ def cmd_sample(a: argparse.Namespace) -> int:
     from gansweep.core.evaluate import balanced_labels, generate
     from gansweep.core.train import setup
 
-    if a.n < 1:
-        raise GansweepError(f"--n: {a.n} must be at least 1")
-    if Path(a.out).suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise GansweepError(f"--out {a.out}: not a .png or .jpg file")
     ckpt = load_checkpoint(a.checkpoint)
     if "out" not in ckpt["config"]:
         raise GansweepError(f"{a.checkpoint}: an imported source, not a run gansweep trained: "

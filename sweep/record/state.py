@@ -10,7 +10,7 @@ A reader (``status``, ``report``, a resume) loads the snapshot and folds in the 
 its offsets, so it always sees every event. A trial reads only its own end marker,
 ``done/<key>.json``, written when it ended.
 
-A record per trial, under its key: its phase and grid cell (``sweep.run.worker.cell_key``;
+A record per trial, under its key: its phase and grid cell (``sweep.record.layout.cell_key``;
 0.3.0 keyed them by Ray Tune's trial id, and its trials keep those keys): status (pending |
 running | finished | stopped | diverged | errored), config (the trial settings), iteration,
 reports, starts ([{time, iteration}], one per actual start), last and best metrics,
@@ -32,8 +32,6 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS
 from gansweep.sweep.record.storage import Mirror, is_uri, join
-from gansweep.sweep.record.verdict import verdict
-from gansweep.sweep.spec.files import load_sweep_spec
 
 # In a subfolder: Tune's restore re-uploads stale copies of top-level .json files (the
 # spec as launched is sweep.spec.files.SPEC_FILE, gansweep/sweep.yaml).
@@ -65,6 +63,13 @@ def ran_to_end(result: Mapping[str, Any], max_iters: int) -> bool:
     """The one rule for "finished": a trial's last result (or record) is at the budget's
     last iteration and did not diverge. Only such a trial's score is a final score."""
     return result.get("iteration", 0) >= max_iters and not result.get("diverged")
+
+
+def completed(rec: Mapping[str, Any], max_iters: int) -> bool:
+    """A trial's record that finished and ran to the end (``ran_to_end``): its last score is
+    a final score."""
+    return rec["status"] == "finished" and ran_to_end(
+        {**(rec.get("last") or {}), "iteration": rec.get("iteration", 0)}, max_iters)
 COMPACT_S = 30.0
 # What the driver keeps of each result a trial reports (the results log), and of those what
 # the trial's record keeps as its last values: everything but the per-report bookkeeping.
@@ -80,7 +85,7 @@ LAST_KEYS = tuple(k for k in RESULT_KEYS if k not in (
 
 
 def default_storage() -> str:
-    return os.environ.get("GANSWEEP_STORAGE", "sweeps")
+    return os.environ.get("GANSWEEP_STORAGE") or "sweeps"
 
 
 def is_path(name_or_path: str) -> bool:
@@ -110,8 +115,12 @@ def sweep_dir_of(name_or_path: str, storage: str | None = None) -> Path:
         p = Path(storage).expanduser() / name_or_path
     if not (p / TRIALS_FILE).is_file():
         where = "" if is_path(name_or_path) else f" in the storage {storage}"
+        local = "" if is_path(name_or_path) or not Path(name_or_path).exists() else \
+            f"; the {name_or_path!r} here is taken as a path only when written as one " \
+            f"(./{name_or_path})"
         raise GansweepError(f"sweep {name_or_path!r}: no sweep there{where} (looked for "
-                            f"{p / TRIALS_FILE}); 'gansweep ls' lists the sweeps of a storage")
+                            f"{p / TRIALS_FILE}){local}; 'gansweep ls' lists the sweeps of a "
+                            f"storage")
     return p.resolve()
 
 
@@ -201,7 +210,15 @@ class SweepState:
         path = sweep_dir / TRIALS_FILE
         if not path.is_file():
             raise GansweepError(f"{sweep_dir}: not a gansweep sweep directory (no {TRIALS_FILE})")
-        state = cls(sweep_dir, json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            raise GansweepError(f"{path}: not a sweep's record ({type(e).__name__}: {e}); "
+                                f"gansweep writes it whole or not at all, so it was changed "
+                                f"by hand") from None
+        if not isinstance(data, dict) or not isinstance(data.get("trials"), dict):
+            raise GansweepError(f"{path}: not a sweep's record (no trials mapping)")
+        state = cls(sweep_dir, data)
         if "offsets" not in state.data:  # gansweep 0.1 rewrote it whole: it holds everything
             results = sweep_dir / RESULTS_FILE
             state.data["offsets"] = {"events": 0,
@@ -357,43 +374,3 @@ def interrupted(sweep_dir: Path) -> dict[str, Any] | None:
     """How a signal stopped the sweep ({time, signal, phase}); None if none did."""
     path = Path(sweep_dir) / INTERRUPTED_FILE
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def status_text(sweep_dir: Path) -> str:
-    """What ``gansweep status`` prints: trials by state, the verdict's winner (the sweep's
-    one "best"), each metric's lowest (or highest) single evaluation labelled as such, and
-    the compute spent."""
-    state = SweepState.load(sweep_dir)
-    counts, expected = state.counts(), state.expected
-    lines = [f"sweep {state.data['name']} at {sweep_dir}", f"trials: {expected} expected; " +
-             ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
-    found = verdict(load_sweep_spec(sweep_dir), list(state.trials.values()),
-                    len(state.confirm_trials))
-    lines.append(f"winner: {found.headline()}" if found is not None else
-                 "winner: none yet (no trial has run to the end)")
-    if not state.trials:
-        lines.append(f"no trial has started yet (the launch stopped before the first one); "
-                     f"'gansweep resume {where(sweep_dir)}' starts it")
-    stopped = interrupted(sweep_dir)
-    if stopped is not None:
-        lines.append(f"interrupted ({stopped['signal']}) during the {stopped['phase']} at "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stopped['time']))}; "
-                     f"continue it with 'gansweep resume {where(sweep_dir)}'")
-    for name, m in METRICS.items():
-        scored = [(t["best"][name], t) for t in state.trials.values()
-                  if t["best"].get(name) is not None]
-        if scored:
-            value, t = min(scored, key=lambda x: m.loss(x[0]))
-            which = "highest" if m.mode == "max" else "lowest"
-            lines.append(f"{which} single evaluation: {name} {value:.4g}  {t['label']}  "
-                         f"(trial {t['trial_id']}, seed {t['config']['seed']})")
-    seconds = sum(t["time_total_s"] for t in state.trials.values())
-    iters = sum(t["iteration"] for t in state.trials.values())
-    full = expected * state.data["max_iters"]
-    lines.append(f"compute: {seconds / 3600:.3f} trial-hours, {iters} of {full} iterations "
-                 f"({100 * iters / full if full else 0:.1f}% of running every trial to the end)")
-    errored = [t for t in state.trials.values() if t["status"] == "errored"]
-    for t in errored[:5]:
-        last = (t["error"] or "").strip().splitlines()[-1:] or ["?"]
-        lines.append(f"errored: {t['label']} (trial {t['trial_id']}): {last[0][:160]}")
-    return "\n".join(lines)

@@ -3,6 +3,6 @@ on a finished grid's recorded results, with no training and no cluster; ``summar
 the one replay loop and its figures (regret against all seeds and a held-out one);
 ``options`` parses their command-line descriptions.
 
-Imports: core, spec, search, record and sweep.run.scheduler (the live sweeps' ASHA class:
+Imports: core, spec, searchers, record and sweep.run.scheduler (the live sweeps' ASHA class:
 a replay drives the same object). Ray only through it.
 """

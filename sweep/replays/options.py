@@ -1,5 +1,5 @@
 """``gansweep replay``'s scheduler settings: ``--scheduler``'s text -> a ``Variant``, each
-value in the range a spec's scheduler section has (``sweep.spec.validate``), and the
+value in the range a spec's scheduler section has (``sweep.spec.ranges``), and the
 ``key=value,...`` reading ``--searcher`` shares (``sweep.replays.searchers``)."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gansweep.core.errors import GansweepError
+from gansweep.sweep.spec.ranges import check_scheduler
 from gansweep.sweep.spec.ranking import ScoreRule
 from gansweep.sweep.spec.schema import Scheduler
-from gansweep.sweep.spec.validate import check_scheduler
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Variant:
                 + f", noise {self.noise:g}" + (", rung samples" if self.rung_samples else ""))
 
 
-# --scheduler's keys: the Scheduler field each sets (its range: sweep.spec.validate) and its type
+# --scheduler's keys: the Scheduler field each sets (its range: sweep.spec.ranges) and its type
 KEYS = {"grace": ("grace_period", int), "rf": ("reduction_factor", float),
         "score": ("score", str), "window": ("window", int), "noise": ("noise", float),
         "rung": ("rung_fid_samples", int)}
@@ -56,12 +56,14 @@ def parse_options(flag: str, text: str, body: str, keys: dict[str, type]) -> dic
     return values
 
 
-def parse_variant(text: str, base: Scheduler, metric: str = "fid") -> Variant:
+def parse_variant(text: str, base: Scheduler, metric: str = "fid",
+                  iters: int | None = None) -> Variant:
     """``today`` (ASHA deciding on the last FID, stopping on any deficit: gansweep 0.1),
     ``spec`` (the sweep's own scheduler section), ``none`` (no scheduler: every trial to the
     end), or ``NAME:key=value,...`` with keys grace, rf, score (last|mean|best), window,
     noise, rung (0|1), over the spec's settings, each in the range a spec's scheduler
-    section has (``sweep.spec.validate.check_scheduler``) for the recording's ``metric``."""
+    section has (``sweep.spec.ranges.check_scheduler``) for the recording's ``metric`` and
+    ``iters``."""
     spec = Variant("spec", base.grace_period, base.reduction_factor, base.rule, base.noise,
                    base.rung_fid_samples is not None)
     if text == "spec":
@@ -83,5 +85,5 @@ def parse_variant(text: str, base: Scheduler, metric: str = "fid") -> Variant:
              "window": spec.rule.window, "noise": spec.noise,
              **{KEYS[k][0]: v for k, v in values.items()}}
     s = check_scheduler(Scheduler(**given), metric,
-                        lambda f: f"--scheduler {text!r}: {key_of.get(f, f)}")
+                        lambda f: f"--scheduler {text!r}: {key_of.get(f, f)}", iters)
     return Variant(name, s.grace_period, s.reduction_factor, s.rule, s.noise, bool(rung))

@@ -33,16 +33,10 @@ from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial, setting_key
-from gansweep.sweep.record.state import GRID_FILE, SweepState, ran_to_end
+from gansweep.sweep.record.state import GRID_FILE, SweepState, completed, ran_to_end
 from gansweep.sweep.record.verdict import twins
-from gansweep.sweep.replays.options import Variant, parse_variant  # noqa: F401 (importers')
-from gansweep.sweep.replays.summary import (  # noqa: F401 (importers')
-    Summary,
-    held_out,
-    regret,
-    replays,
-    seed_truth,
-)
+from gansweep.sweep.replays.options import Variant
+from gansweep.sweep.replays.summary import Summary, held_out, judge, replays
 from gansweep.sweep.run.scheduler import STOP, RobustASHA
 from gansweep.sweep.spec.files import load_sweep_spec
 from gansweep.sweep.spec.ranking import score
@@ -69,12 +63,14 @@ class Recording:
     trials: list[RecordedTrial]
     scheduler: Scheduler = field(default_factory=Scheduler)
 
-    def truth(self) -> dict[str, float]:
-        """Each setting's true value: its final metric, averaged over the grid's seeds (and
-        over a pair and the baseline it equals: ``same``)."""
+    def truth(self, seeds: Sequence[int] | None = None) -> dict[str, float]:
+        """Each setting's true value: its final metric, averaged over ``seeds`` (None: all
+        the grid's; a replay's held-out truth: ``summary.held_out``) and over a pair and the
+        baseline it equals (``same``)."""
         finals = defaultdict(list)
         for t in self.trials:
-            finals[self.same[t.setting]].append(t.evaluations[-1][self.metric])
+            if seeds is None or t.seed in seeds:
+                finals[self.same[t.setting]].append(t.evaluations[-1][self.metric])
         return {k: float(np.mean(v)) for k, v in finals.items()}
 
     @cached_property
@@ -139,7 +135,7 @@ def load_recording(sweep_dir: str | Path, grid: bool = True) -> Recording:
     search = [r for r in state.trials.values() if r["config"].get("phase", "search") == "search"]
     max_iters = state.data["max_iters"]
     short = [r for r in search if r["status"] != "diverged"
-             and (r["status"] != "finished" or r["iteration"] < max_iters)]
+             and not completed(r, max_iters)]
     stopped = [r for r in short if r["status"] == "stopped"]
     if stopped and grid:
         raise GansweepError(f"replay needs a grid (every trial run to the end), but "
@@ -320,11 +316,9 @@ def replay_sequence(recording: Recording, variant: Variant,
 def replay_many(recording: Recording, variant: Variant, orders: int,
                 concurrency: Sequence[int], seed: int = 0) -> Summary:
     """Replays of each search seed's trials in ``orders`` random orders at each concurrency."""
-    truth = recording.truth()
-    loss = METRICS.get(recording.metric).loss
-    best = min(truth, key=lambda k: loss(truth[k]))
+    truth, best = judge(recording)
     out = Summary(variant, [], [], [])
-    held = {s: seed_truth(recording, held_out(recording, s)) for s in recording.seeds}
+    held = {s: recording.truth(held_out(recording, s)) for s in recording.seeds}
     for s, c, _, trials, rng in replays(recording, orders, concurrency, seed):
         order = [trials[i] for i in rng.permutation(len(trials))]
         out.add(replay(recording, variant, order, c), recording.metric, truth, best, set(),

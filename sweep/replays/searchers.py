@@ -31,19 +31,16 @@ from gansweep.sweep.replays.schedulers import (
     Outcome,
     RecordedTrial,
     Recording,
-    Summary,
     ended_at_budget,
-    held_out,
     replay,
-    replays,
-    seed_truth,
 )
+from gansweep.sweep.replays.summary import Summary, held_out, judge, replays, seeds_after
 from gansweep.sweep.searchers.confirm import candidates, pick
 from gansweep.sweep.searchers.structured import FINISHED, Context, Pair, StructuredSearch
+from gansweep.sweep.spec.ranges import SEARCH_TYPES, check_search
 from gansweep.sweep.spec.schema import Search
-from gansweep.sweep.spec.validate import SEARCH_TYPES, check_search
 
-# --searcher's keys and the type each is read as (their ranges: sweep.spec.validate)
+# --searcher's keys and the type each is read as (their ranges: sweep.spec.ranges)
 KEYS = {key: types[-1] for key, (types, _) in SEARCH_TYPES.items()}
 
 
@@ -86,9 +83,7 @@ class RandomSearch(StructuredSearch):
             c.pairs = [c.pairs[i] for i in rng.permutation(len(c.pairs))]
 
     def _decide(self, c: Context) -> Pair | str | None:
-        chosen = set(self._chosen(c))
-        unrun = self.unrun(c, chosen)
-        return unrun[0] if unrun and len(chosen) < c.budget else FINISHED
+        return FINISHED if self.done(c) else self.unrun(c, set(self.chosen(c)))[0]
 
 
 class SearchChooser(Chooser):
@@ -119,14 +114,12 @@ def pair_trials(recording: Recording) -> set[str]:
 
 
 def confirm_seeds(recording: Recording, s: int, settings: Search) -> list[int]:
-    """The recorded seeds a search of seed ``s`` confirms on: the next ones after it, in a
-    cycle (with 3 seeds and one confirmation seed, the third is left for the truth)."""
-    seeds = recording.seeds
-    at = seeds.index(s)
-    others = [seeds[(at + k) % len(seeds)] for k in range(1, len(seeds))]
+    """The recorded seeds a search of seed ``s`` confirms on: the first of ``seeds_after``
+    (with 3 seeds and one confirmation seed, the third is left for the truth)."""
+    others = seeds_after(recording, s)
     if settings.confirm_top and len(others) < settings.confirm_seeds:
         raise GansweepError(f"confirm_seeds={settings.confirm_seeds}: the recording has "
-                            f"{len(seeds)} seeds, so a search confirms on at most "
+                            f"{len(others) + 1} seeds, so a search confirms on at most "
                             f"{len(others)}; give confirm_top=0 to replay without it")
     return others[:settings.confirm_seeds] if settings.confirm_top else []
 
@@ -150,9 +143,7 @@ def replay_budgets(recording: Recording, searcher: Searcher, variant: Variant, o
     as a replay at each budget, for one replay's time."""
     if budgets is not None and variant.stops:
         raise GansweepError("replays at several budgets need scheduler 'none'")
-    truth = recording.truth()
-    loss = METRICS.get(recording.metric).loss
-    best = min(truth, key=lambda k: loss(truth[k]))
+    truth, best = judge(recording)
     pairs = pair_trials(recording)
     keys = budgets or [None]
     out = {b: Summary(variant, [], [], [], searcher=str(searcher) if b is None else
@@ -166,7 +157,7 @@ def replay_budgets(recording: Recording, searcher: Searcher, variant: Variant, o
             chooser = Chooser([trials[i] for i in rng.permutation(len(trials))])
             o = replay(recording, variant, trials, c, chooser)
             out[None].add(o, recording.metric, truth, best, pairs, _ran(recording, trials, o),
-                          seed_truth(recording, held_out(recording, s)))
+                          recording.truth(held_out(recording, s)))
             continue
         chooser = SearchChooser(recording, trials, run, seed + k, policy)
         o = replay(recording, variant, trials, c, chooser)
@@ -183,7 +174,8 @@ def _ran(recording: Recording, trials: Sequence[RecordedTrial], o: Outcome) -> l
 def measure(recording: Recording, chooser: SearchChooser, o: Outcome, budget: int | None,
             truth: dict[str, float], best: str, pairs: set[str]) -> tuple:
     """``Summary.add``'s arguments for the replay ``o`` cut at its first ``budget`` pairs
-    (None: all it ran), with the search's confirmation on the next recorded seed(s)."""
+    (None: all it ran), with the search's confirmation on the next recorded seed(s); judged
+    on the held-out seed unless the confirmation ran there (``summary.held_out``)."""
     search, trials = chooser.search, chooser.trials
     kept = _first_pairs(search, budget)
     view = type(search)(search.trials, search.settings, search.loss)
@@ -199,17 +191,18 @@ def measure(recording: Recording, chooser: SearchChooser, o: Outcome, budget: in
     for setting in chosen:
         for seed in seeds:
             t = others[(trials[setting[0]].setting, seed)]
-            spent[f"confirm:{t.trial_id}"] = t.evaluations[-1]["time_total_s"]
-            value = t.evaluations[-1][recording.metric]
-            if len(t.evaluations) and ran_to_end(t.evaluations[-1], recording.max_iters):
-                confirmed.setdefault(setting, []).append(search.loss(value))
+            last = t.evaluations[-1]  # a recording's trials all reported (load_recording)
+            spent[f"confirm:{t.trial_id}"] = last["time_total_s"]
+            if ran_to_end(last, recording.max_iters):
+                confirmed.setdefault(setting, []).append(search.loss(last[recording.metric]))
     picked = pick(view, chosen, confirmed)
     cut = Outcome(sum(spent.values()), o.full_s,
                   None if picked is None else recording.same[trials[picked[0]].setting],
                   {i: v for i, v in o.stops.items() if i in ids}, spent, o.cost)
     ran = _ran(recording, [trials[n] for n in kept], cut)
-    held = seed_truth(recording, held_out(recording, s, search.settings.confirm_seeds))
-    return cut, recording.metric, truth, best, pairs, ran, held
+    held = held_out(recording, s)
+    truth_held = None if set(held) & set(seeds) else recording.truth(held)
+    return cut, recording.metric, truth, best, pairs, ran, truth_held
 
 
 def _first_pairs(search: StructuredSearch, budget: int | None) -> set[int]:

@@ -1,10 +1,10 @@
-"""What a replay reports (``Summary``), the truth it is judged by (all the recorded seeds,
-or the held-out ones), and the one loop over search seeds, concurrency and draws that every
-replay (``sweep.replays.schedulers``, ``sweep.replays.searchers``) runs."""
+"""What a replay reports (``Summary``), what it is judged by (``judge``: all the recorded
+seeds; ``held_out``: one seed, the same for every row), and the one loop over search
+seeds, concurrency and draws that every replay (``sweep.replays.schedulers``,
+``sweep.replays.searchers``) runs."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -74,22 +74,30 @@ def regret(truth: dict[str, float], pick: str | None, loss) -> float:
     return (loss(truth[pick]) - loss(best)) / abs(best)
 
 
-def seed_truth(recording: Recording, seeds: Sequence[int]) -> dict[str, float]:
-    """Each setting's final metric averaged over ``seeds`` only (the held-out truth)."""
-    finals = defaultdict(list)
-    for t in recording.trials:
-        if t.seed in seeds:
-            finals[recording.same[t.setting]].append(t.evaluations[-1][recording.metric])
-    return {k: float(np.mean(v)) for k, v in finals.items()}
+def judge(recording: Recording) -> tuple[dict[str, float], str]:
+    """What every replay of ``recording`` is judged by: each setting's true value (its mean
+    over all the recorded seeds, ``Recording.truth``) and the best setting by it."""
+    truth, loss = recording.truth(), METRICS.get(recording.metric).loss
+    return truth, min(truth, key=lambda k: loss(truth[k]))
 
 
-def held_out(recording: Recording, s: int, skip: int = 1) -> list[int]:
-    """The seeds that judge a replay of search seed ``s``: the recorded seeds but ``s`` and
-    the ``skip`` after it in a cycle (those a confirmation would run on), whether or not the
-    replay confirms, so that every row is judged on the same seeds."""
+def seeds_after(recording: Recording, s: int) -> list[int]:
+    """The recorded seeds but ``s``, in a cycle from the one after it: a replay of search
+    seed ``s`` confirms on the first ones (``sweep.replays.searchers.confirm_seeds``) and is
+    judged on the last (``held_out``)."""
     seeds = recording.seeds
     at = seeds.index(s)
-    return [seeds[(at + k) % len(seeds)] for k in range(1 + skip, len(seeds))]
+    return [seeds[(at + k) % len(seeds)] for k in range(1, len(seeds))]
+
+
+def held_out(recording: Recording, s: int) -> list[int]:
+    """The seed that judges every row of a replay of search seed ``s``, whatever the row
+    confirms on, so that the rows' held-out regrets compare: the last of ``seeds_after`` (the
+    one before ``s``), never the first (a confirmation always runs there), so none with fewer
+    than 3 recorded seeds. A row that also confirms on it (on every other seed) reports no
+    held-out regret rather than one on other seeds."""
+    others = seeds_after(recording, s)
+    return others[-1:] if len(others) > 1 else []
 
 
 def replays(recording: Recording, orders: int, concurrency: Sequence[int], seed: int = 0

@@ -6,5 +6,6 @@ scheduler (``scheduler``), the searcher adapter (``searcher``), the progress tab
 cluster connection (``ray_connect``), Tune's snapshot files (``tune_state``) and the one
 adapter to what of Tune is not public API (``tune_internals``).
 
-Imports: everything below it (core, spec, search, record) and Ray; not results/ or cli.
+Imports: the layers below it (core, spec, searchers, record, results) and Ray; not replays
+or cli.
 """

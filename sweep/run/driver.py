@@ -17,6 +17,7 @@ copies taken at restore time.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shutil
@@ -24,26 +25,27 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.features import InceptionFeatures, resolve_weights
+from gansweep.core.features import check_weights, resolve_weights
 from gansweep.core.lpips import alexnet_weights, resolve_lpips_weights
 from gansweep.core.metrics import METRICS
 from gansweep.core.models import unit_names
-from gansweep.core.numerics import own_rng
 from gansweep.core.trial import Trial, TrialTemplate
+from gansweep.sweep.record import layout
 from gansweep.sweep.record.state import (
     CONFIRM_FILE,
     EVENTS_FILE,
     GRID_FILE,
     REFERENCES_FILE,
     RUNGS_FILE,
+    TRIALS_FILE,
     SweepState,
     atomic_write_text,
     check_storage,
+    completed,
     default_storage,
     storage_error,
     where,
@@ -55,15 +57,9 @@ from gansweep.sweep.run.recorder import Recorder
 from gansweep.sweep.run.references import prepare
 from gansweep.sweep.run.reporter import SweepReporter
 from gansweep.sweep.run.scheduler import RobustASHA
-from gansweep.sweep.run.searcher import cell, structured_search
+from gansweep.sweep.run.searcher import structured_search
 from gansweep.sweep.run.tracking import tune_callbacks
-from gansweep.sweep.run.worker import (
-    TrialContext,
-    cell_dirname,
-    experiment_dir,
-    legacy_dirname,
-    run_trial,
-)
+from gansweep.sweep.run.worker import TrialContext, run_trial
 from gansweep.sweep.spec.files import SPEC_FILE, dump_spec, load_sweep_spec
 from gansweep.sweep.spec.grid import confirmation_trials
 from gansweep.sweep.spec.ranking import rank_settings
@@ -95,11 +91,15 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
         if mirror.exists():
             raise exists
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and mirror is None:
+        if not (sweep_dir / TRIALS_FILE).is_file():
+            raise GansweepError(f"{sweep_dir} is in the way: a folder that holds no sweep; "
+                                f"remove it or choose another --name")
         raise exists
     _preflight(spec, address)
     if mirror is not None:
         mirror.discard_local()  # a stale copy of a deleted sweep
     existed = sweep_dir.is_dir()
+    made = [p for p in (sweep_dir.parent, *sweep_dir.parent.parents) if not p.exists()]
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / SPEC_FILE).parent.mkdir()  # atomic: of two racing launches, one wins
@@ -123,7 +123,7 @@ def launch(spec: SweepSpec, storage: str | None = None, address: str | None = No
             _start(spec, spec.template, trials, sweep_dir, address)
     except GansweepError:
         if not _any_trial_started(sweep_dir):
-            _discard(sweep_dir, mirror, existed)
+            _discard(sweep_dir, mirror, existed, made)
         raise
     return sweep_dir
 
@@ -133,10 +133,7 @@ def _preflight(spec: SweepSpec, address: str | None) -> None:
     the trackers' packages, the cluster's address, and a Ray whose Tune lacks what
     gansweep uses of it (tune_state's snapshot files, at least, in every sweep)."""
     tune_internals.require()
-    weights = resolve_weights(spec.inception_weights)
-    if weights is not None:  # a file that is no Inception's: refused now, not in a trial
-        with own_rng():
-            InceptionFeatures(weights, torch.device("cpu"))
+    check_weights(spec.inception_weights)
     if "intra_lpips" in spec.metrics:
         resolve_lpips_weights(spec.lpips_weights)
     check_trackers(spec.trackers)
@@ -148,15 +145,18 @@ def _any_trial_started(sweep_dir: Path) -> bool:
     return (sweep_dir / EVENTS_FILE).is_file() or tune.Tuner.can_restore(str(sweep_dir))
 
 
-def _discard(sweep_dir: Path, mirror: Mirror | None, existed: bool) -> None:
-    """Remove what a refused launch wrote (its bucket got nothing: the first push comes
-    after the references are made)."""
+def _discard(sweep_dir: Path, mirror: Mirror | None, existed: bool, made: list[Path]) -> None:
+    """Remove what a refused launch wrote, the storage folders it made included (its bucket
+    got nothing: the first push comes after the references are made)."""
     if mirror is not None:
         mirror.discard_local()
         return
     shutil.rmtree(sweep_dir, ignore_errors=True)
     if existed:  # the user's own empty folder stays
         sweep_dir.mkdir(exist_ok=True)
+    for folder in made:  # innermost first; one another launch has filled since stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def resume(sweep_dir: Path, address: str | None = None, retry_errored: bool = True) -> Path:
@@ -253,7 +253,7 @@ class TrialList:
         return self  # shared by every generated trial, never copied
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        return self.trials[int(config["cell"].split(":", 1)[0])]
+        return self.trials[layout.parse_cell(config["cell"])[0]]
 
 
 def _trial_dirname(trial) -> str:
@@ -261,8 +261,8 @@ def _trial_dirname(trial) -> str:
     files), or a 0.3.0 cell's old one (``key``). Tune pickles it into every trial's state."""
     key = trial.config.get("key")
     if key:
-        return legacy_dirname(key, trial.config["cell"].split(":", 1)[1])
-    return cell_dirname(trial.config["cell"])
+        return layout.legacy_dirname(key, layout.parse_cell(trial.config["cell"])[1])
+    return layout.cell_dirname(trial.config["cell"])
 
 
 def _param_space(spec: SweepSpec, template: TrialTemplate, trials: list[Trial],
@@ -279,7 +279,7 @@ def _param_space(spec: SweepSpec, template: TrialTemplate, trials: list[Trial],
     shared = {"template": template.to_dict(), "context": context.to_dict()}
     if _structured(spec, phase):  # the searcher gives each trial's cell and settings
         return shared
-    return {"cell": tune.grid_search([cell(t) for t in trials]),
+    return {"cell": tune.grid_search([layout.cell(t) for t in trials]),
             "trial": tune.sample_from(TrialList([t.to_dict() for t in trials])), **shared}
 
 
@@ -308,7 +308,7 @@ def _tuner(spec: SweepSpec, template: TrialTemplate, trials: list[Trial], sweep_
            phase: str) -> tune.Tuner:
     """The Tuner of one phase: the search (the grid, under the spec's scheduler, in the
     sweep directory itself) or the confirmation (every trial to the end, in SWEEP/confirm)."""
-    experiment = experiment_dir(sweep_dir, phase)
+    experiment = layout.experiment_dir(sweep_dir, phase)
     return tune.Tuner(
         _trainable(spec),
         param_space=_param_space(spec, template, trials, sweep_dir, phase),
@@ -337,7 +337,7 @@ def _restore(spec: SweepSpec, template: TrialTemplate, trials: list[Trial], swee
     continue from their last checkpoint, errored ones are retried if ``retry_errored``."""
     moved.install()  # a sweep of 0.3.0 pickled its objects under their old module paths
     return tune.Tuner.restore(
-        str(experiment_dir(sweep_dir, phase)), trainable=_trainable(spec),
+        str(layout.experiment_dir(sweep_dir, phase)), trainable=_trainable(spec),
         param_space=_param_space(spec, template, trials, sweep_dir, phase),
         resume_unfinished=True, resume_errored=retry_errored, restart_errored=False)
 
@@ -347,13 +347,11 @@ def _confirmation(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
     """Run (or continue) the confirmation phase once the search has ended. The selection is
     written to CONFIRM_FILE before any confirmation trial starts, so a resume reruns the
     same settings."""
-    from gansweep.sweep.record.state import ran_to_end
-    from gansweep.sweep.searchers.confirm import chosen_settings, confirms
-    from gansweep.sweep.searchers.structured import StructuredSearch
+    from gansweep.sweep.searchers.confirm import confirms, to_confirm
 
     if spec.confirm is None and not confirms(spec.search):
         return
-    experiment = experiment_dir(sweep_dir, "confirm")
+    experiment = layout.experiment_dir(sweep_dir, "confirm")
     tune_state.repair(experiment)
     path = sweep_dir / CONFIRM_FILE
     if path.is_file():
@@ -364,12 +362,9 @@ def _confirmation(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
         if spec.confirm is None:  # the structured search's own: its candidates, its rule
             grid = [Trial.from_dict(t) for t in
                     json.loads((sweep_dir / GRID_FILE).read_text())["trials"]]
-            policy = StructuredSearch(grid, spec.search, METRICS.get(spec.metric).loss)
-            for r in search:  # a record keeps its last iteration beside its last values
-                last = {"iteration": r.get("iteration", 0), **(r.get("last") or {})}
-                done = r["status"] == "finished" and ran_to_end(last, spec.budget.iters)
-                policy.observe(r["config"]["index"], last.get("score") if done else None)
-            ranked = [grid[n].setting_key for n in chosen_settings(policy)]
+            ranked = to_confirm(grid, spec.search, METRICS.get(spec.metric).loss, {
+                r["config"]["index"]: r["last"]["score"] if completed(r, spec.budget.iters)
+                else None for r in search})
             if not ranked:  # no search trial ran to the end: nothing to confirm
                 return
         else:

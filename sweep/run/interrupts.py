@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gansweep.sweep.record.state import INTERRUPTED_FILE, atomic_write_text
+from gansweep.sweep.run import tune_internals
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
@@ -49,7 +50,7 @@ class _Catcher:
         if not self.fitting:
             raise _Stop
         # Tune's own lines would say to resume with its Python API: ours says how.
-        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
+        logging.getLogger(tune_internals.RESUME_HINT_LOGGER).setLevel(logging.CRITICAL)
         tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's, installed for this fit
         if callable(tune_stop):
             tune_stop(signum, frame)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import ray
 
 from gansweep.core.errors import GansweepError
+from gansweep.sweep.run import tune_internals
 
 
 def init_ray(address: str | None) -> None:
@@ -25,7 +26,7 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # ...which the Tuner's result grid then looks for, warning once per trial: we read
     # ours, not its grid.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    logging.getLogger(tune_internals.ANALYSIS_LOGGER).setLevel(logging.ERROR)
     if ray.is_initialized():
         return
     if not address:

@@ -12,10 +12,10 @@ from pathlib import Path
 from ray import tune
 
 from gansweep.core import faults
+from gansweep.sweep.record.layout import trial_key
 from gansweep.sweep.record.state import DONE, RESULT_KEYS, SweepState, ran_to_end
 from gansweep.sweep.record.storage import Pusher
 from gansweep.sweep.run import tune_state
-from gansweep.sweep.run.worker import trial_key
 
 
 class Recorder(tune.Callback):
@@ -38,7 +38,7 @@ class Recorder(tune.Callback):
         return self._state
 
     def key(self, trial) -> str:
-        """The key of a Tune trial's record (``sweep.run.worker.trial_key``: its cell, or for
+        """The key of a Tune trial's record (``sweep.record.layout.trial_key``: its cell, or for
         a trial of 0.3.0 its Tune id), worked out once per trial."""
         keys = self.__dict__.setdefault("_keys", {})  # a 0.3.0 recorder unpickles without it
         if trial.trial_id not in keys:

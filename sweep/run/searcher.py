@@ -19,7 +19,7 @@ short by a crash skipped: the suggestions rebuild the policy's ``given``, ``queu
 Resume, with no suggestion repeated or lost. Tune's experiment snapshot lags the log. A
 cell handed out that the snapshot Tune restored from does not hold and that has no result
 (Tune lost it) is handed out again first, under the new trial id Tune asks with: its
-folder, checkpoint and end marker are the cell's (``sweep.run.worker.trial_key``), so it
+folder, checkpoint and end marker are the cell's (``sweep.record.layout.trial_key``), so it
 continues from its checkpoint, or returns at once if it ended. A cell of a 0.3.0 sweep,
 whose trials were keyed by their Tune ids, keeps its old key (``"key"`` in its config). A
 trial Tune restored is not handed out again: it runs on, and its result arrives as usual.
@@ -35,6 +35,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from gansweep.core.metrics import METRICS
 from gansweep.core.trial import Trial
+from gansweep.sweep.record.layout import cell, experiment_dir
 from gansweep.sweep.record.state import (
     GRID_FILE,
     SEARCH_FILE,
@@ -44,7 +45,6 @@ from gansweep.sweep.record.state import (
     read_log,
 )
 from gansweep.sweep.run import tune_internals, tune_state
-from gansweep.sweep.run.worker import experiment_dir
 from gansweep.sweep.searchers.structured import FINISHED, StructuredSearch
 from gansweep.sweep.spec.files import load_sweep_spec
 from gansweep.sweep.spec.schema import Search
@@ -52,11 +52,6 @@ from gansweep.sweep.spec.schema import Search
 # 0.3.0 wrapped its searcher in a SearchGenerator subclass of this name, and its sweeps'
 # tuner.pkl names it: unpickled now, it is Tune's own SearchGenerator.
 StructuredGenerator = SearchGenerator
-
-
-def cell(trial: Trial) -> str:
-    """A trial's grid cell, as the driver's grid names it (``sweep.run.driver``)."""
-    return f"{trial.index}:{trial.label}"
 
 
 class StructuredSearcher(Searcher):

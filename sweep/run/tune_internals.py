@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -47,6 +48,11 @@ SEARCHER_FILES = ("basic-variant-state-{}.json", "search_gen_state-{}.json",
                   "searcher-state-{}.pkl")
 RESTORE_LOGGER = "ray.tune.execution.tune_controller"
 RESTORE_FAILED = "Failed to restore the run state."
+# Loggers of Tune's modules that gansweep quiets: the one that tells an interrupted user to
+# resume with Tune's Python API (sweep.run.interrupts says how with ours), and the result
+# grid's, which warns once per trial about the per-result files gansweep turns off.
+RESUME_HINT_LOGGER = "ray.tune.tune"
+ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
 
 
 def snapshot_trial_ids(snapshot: Path) -> set[str]:
@@ -133,8 +139,11 @@ def _mlflow() -> str | None:
         return None
     if "self._trial_runs" not in inspect.getsource(MLflowLoggerCallback):
         return "ray.air.integrations.mlflow:MLflowLoggerCallback keeps no _trial_runs"
-    return None if callable(find("ray.air._internal.mlflow:_MLflowLoggerUtil._get_client")) \
-        else "ray.air._internal.mlflow:_MLflowLoggerUtil._get_client is not a method"
+    # its mlflow_util, a private class's object, whose methods sweep.run.mlflow_tracker calls
+    for method in ("_get_client", "start_run", "log_params", "log_metrics"):
+        if not callable(find(f"ray.air._internal.mlflow:_MLflowLoggerUtil.{method}")):
+            return f"ray.air._internal.mlflow:_MLflowLoggerUtil.{method} is not a method"
+    return None
 
 
 # --- the checks -----------------------------------------------------------------------------
@@ -231,6 +240,9 @@ def _files() -> str | None:
     if repr(RESTORE_FAILED) not in source.replace('"', "'"):
         return f"{RESTORE_LOGGER} no longer logs {RESTORE_FAILED!r} on a failed restore " \
                f"(sweep.run.tune_state.no_fresh_start waits for it)"
+    for logger in (RESUME_HINT_LOGGER, ANALYSIS_LOGGER):
+        if importlib.util.find_spec(logger) is None:
+            return f"{logger} is gone: the logger gansweep quiets has moved"
     return None
 
 
@@ -239,7 +251,7 @@ INTERNALS: dict[str, Callable[[], str | None]] = {
     "ASHA's brackets and rungs": lambda: _params(
         "ray.tune.schedulers.async_hyperband:_Bracket.on_result",
         ["self", "trial", "cur_iter", "cur_rew"]) or _asha(),
-    "Tune's snapshot files and restore log": _files,
+    "Tune's snapshot files, restore log and loggers": _files,
     "MLflow's callback": _mlflow,
 }
 

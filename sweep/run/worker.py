@@ -9,7 +9,6 @@ the trial's grid cell, its ``Trial``, the sweep's ``TrialTemplate`` and the cont
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -29,12 +28,16 @@ from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
 from gansweep.core.train import TrainState, final_summary, setup, train
 from gansweep.core.trial import Trial, TrialTemplate, trial_config
-from gansweep.sweep.record.state import CONFIRM_DIR, done_path, done_record
+from gansweep.sweep.record.layout import (
+    ITERATION_FILE,
+    newest_checkpoint,
+    trial_folder,
+    trial_key,
+)
+from gansweep.sweep.record.state import done_path, done_record
 from gansweep.sweep.record.storage import Mirror
 from gansweep.sweep.run.tracking import TrialBoard
 from gansweep.sweep.spec.ranking import ScoreRule, score
-
-ITERATION_FILE = "iteration.txt"
 
 
 @dataclass(frozen=True)
@@ -55,64 +58,6 @@ class TrialContext:
     def from_dict(cls, d: dict[str, Any]) -> TrialContext:
         return cls(**{**d, "score_rule": ScoreRule(**d["score_rule"]),
                       "trackers": tuple(d["trackers"])})
-
-
-def experiment_dir(sweep_dir: Path, phase: str) -> Path:
-    """Where Tune keeps a phase's experiment: the sweep directory, or SWEEP/confirm."""
-    return sweep_dir if phase == "search" else sweep_dir / CONFIRM_DIR
-
-
-def _safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
-
-
-def cell_key(trial: Trial) -> str:
-    """A trial's key (its record, its end marker): its phase and grid cell, so that a trial
-    Tune lost and that is run again under another Tune trial id is the same trial."""
-    return f"{trial.phase}-{trial.index}"
-
-
-def cell_dirname(cell: str) -> str:
-    """A trial's folder in its phase's experiment, named by its grid cell ``index:label``
-    (``sweep.run.driver``) in characters every filesystem takes."""
-    index, label = cell.split(":", 1)
-    return f"{int(index):04d}_{_safe(label)}"
-
-
-def legacy_dirname(trial_id: str, label: str) -> str:
-    """The folder gansweep 0.3.0 gave a trial: its Tune trial id and its label."""
-    return f"{trial_id}_{_safe(label)}"
-
-
-def trial_key(config: dict[str, Any], trial_id: str, dirname: str) -> str:
-    """The key of the trial Tune runs as ``trial_id`` in the folder ``dirname`` with
-    ``config``. 0.3.0 keyed a trial by its Tune id and named its folder after it: a trial
-    of such a sweep keeps that key, whether Tune restored it (its folder has its old name)
-    or the searcher handed its cell out again (``config["key"]``, sweep.run.searcher);
-    every other trial is keyed by its cell."""
-    if config.get("key"):
-        return config["key"]
-    trial = Trial.from_dict(config["trial"])
-    return trial_id if dirname == legacy_dirname(trial_id, trial.label) else cell_key(trial)
-
-
-def trial_folder(sweep_dir: Path, trial: Trial, dirname: str) -> Path:
-    """Where a trial's files live on the storage: its phase's experiment folder, under the
-    name Tune gave the trial (``sweep.run.driver._trial_dirname``)."""
-    return experiment_dir(sweep_dir, trial.phase) / dirname
-
-
-def newest_checkpoint(trial_dir: Path) -> Path | None:
-    """The checkpoint of the highest iteration in a trial's folder (None: none yet)."""
-    best: tuple[int, Path] | None = None
-    for d in trial_dir.glob("checkpoint_*"):
-        try:
-            iteration = int((d / ITERATION_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if (d / "checkpoint.pt").is_file() and (best is None or iteration > best[0]):
-            best = (iteration, d / "checkpoint.pt")
-    return None if best is None else best[1]
 
 
 def _save_checkpoint(s: TrainState, trial_dir: Path) -> None:

@@ -12,10 +12,12 @@ neighbours, and so shrinks one lucky seed), alternately: the two ways a runner-u
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from gansweep.core.trial import Trial
 from gansweep.sweep.searchers.structured import StructuredSearch, context_key
 from gansweep.sweep.spec.schema import Search
 
@@ -79,9 +81,9 @@ def pick(search: StructuredSearch, chosen: Sequence[Setting],
     if not chosen:
         return min(run, key=lambda k: run[k][0], default=None)
 
-    def mean(k: Setting) -> float:
+    def mean(k: Setting) -> float:  # as the verdict: a non-finite confirmation is left out
         values = [search.results[n] for n in k if search.results.get(n) is not None]
-        values += list(confirmed.get(k, ()))
+        values += [v for v in confirmed.get(k, ()) if math.isfinite(v)]
         return float(np.mean(values)) if values else float("inf")
     return min(chosen, key=mean)
 
@@ -95,3 +97,13 @@ def chosen_settings(search: StructuredSearch) -> list[int]:
     """The candidates to confirm, each as the index of its first search trial (the trial
     whose settings the confirmation reruns on fresh seeds)."""
     return [k[0] for k in candidates(search, search.settings.confirm_top)]
+
+
+def to_confirm(grid: Sequence[Trial], settings: Search, loss: Callable[[float], float],
+               outcomes: Mapping[int, float | None]) -> list[str]:
+    """The setting keys a finished structured search confirms, best first, from its trials'
+    outcomes (grid index -> final score, None for a trial that did not run to the end)."""
+    search = StructuredSearch(grid, settings, loss)
+    for n, value in outcomes.items():
+        search.observe(n, value)
+    return [grid[n].setting_key for n in chosen_settings(search)]

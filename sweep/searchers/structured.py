@@ -149,7 +149,8 @@ class StructuredSearch:
         self.queue: list[int] = list(self.baselines)  # chosen, not yet handed out
         self.results: dict[int, float | None] = {}  # final loss, None: did not run to the end
         self.finished = False  # next() said FINISHED
-        self._fits: dict[str, tuple[tuple[int, ...], Posterior]] = {}  # context -> last fit
+        # context -> its last fit and the observations it fitted
+        self._fits: dict[str, tuple[list[Observation], Posterior]] = {}
 
     # --- state ---------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class StructuredSearch:
         if self.finished:
             return out
         for c in self.contexts.values():
-            chosen = set(self._chosen(c))
+            chosen = set(self.chosen(c))
             unrun = self.unrun(c, chosen)
             seeds = max((len(c.trials[p]) for p in unrun), default=0)
             out += max(min(c.budget - len(chosen), len(unrun)), 0) * seeds
@@ -196,7 +197,7 @@ class StructuredSearch:
         """The next trial to start; None: wait for results; FINISHED: no more."""
         if not self.queue:
             waiting = False
-            for c in sorted(self.contexts.values(), key=lambda c: len(self._chosen(c))):
+            for c in sorted(self.contexts.values(), key=lambda c: len(self.chosen(c))):
                 pair = self._decide(c)
                 if pair is None:
                     waiting = True
@@ -216,9 +217,15 @@ class StructuredSearch:
         known = set(c.known.values())
         return [p for p in c.pairs if p not in chosen and p not in known]
 
-    def _chosen(self, c: Context) -> list[Pair]:
+    def chosen(self, c: Context) -> list[Pair]:
+        """The context's pairs handed out or queued, in the context's order."""
         taken = set(self.given) | set(self.queue)
         return [p for p in c.pairs if any(n in taken for n in c.trials[p])]
+
+    def done(self, c: Context) -> bool:
+        """The context chooses no more pairs: its budget is spent or no pair is unrun."""
+        chosen = set(self.chosen(c))
+        return len(chosen) >= c.budget or not self.unrun(c, chosen)
 
     def observations(self, c: Context) -> list[Observation]:
         """Every trial of the context that ran to the end (baselines that are pairs too)."""
@@ -229,21 +236,20 @@ class StructuredSearch:
 
     def posterior(self, c: Context) -> Posterior | None:
         """The model of the context's finished trials (None: fewer than MIN_OBSERVED);
-        refitted only when a result came in."""
+        refitted only when they changed (a result elsewhere leaves it as it is)."""
         obs = self.observations(c)
         if len(obs) < MIN_OBSERVED:
             return None
-        key = tuple(sorted(n for n in self.results if self.results[n] is not None))
-        if c.key not in self._fits or self._fits[c.key][0] != key:
-            self._fits[c.key] = key, Posterior(obs)
+        if c.key not in self._fits or self._fits[c.key][0] != obs:
+            self._fits[c.key] = obs, Posterior(obs)
         return self._fits[c.key][1]
 
     def _decide(self, c: Context) -> Pair | str | None:
         """The context's next pair; None: wait; FINISHED: the context is done."""
-        chosen = set(self._chosen(c))
-        unrun = self.unrun(c, chosen)
-        if len(chosen) >= c.budget or not unrun:
+        if self.done(c):
             return FINISHED
+        chosen = set(self.chosen(c))
+        unrun = self.unrun(c, chosen)
         for p in c.design:
             if p not in chosen:
                 return p

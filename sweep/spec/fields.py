@@ -3,7 +3,7 @@ the value, an unknown key answered with the closest valid one."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,9 @@ def section(where: str, data: Any, cls: type) -> Any:
                 kwargs[f.name] = None
                 continue
             typed(f"{where}.{f.name}", value, (int,), "an integer")
-            if value < (0 if f.name == "eval_every" else 1):
-                raise GansweepError(f"{where}.{f.name}: {value!r} is out of range")
+            low = 0 if f.name == "eval_every" else 1
+            if value < low:
+                raise GansweepError(f"{where}.{f.name}: {value!r} must be an integer >= {low}")
         elif f.type == "float":
             typed(f"{where}.{f.name}", value, (int, float), "a number")
             value = float(value)
@@ -80,6 +81,10 @@ def section(where: str, data: Any, cls: type) -> Any:
         elif f.type == "dict":
             typed(f"{where}.{f.name}", value, (dict,), "a mapping")
         kwargs[f.name] = value
+    required = [f.name for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+    if required:
+        raise GansweepError(f"{where}: missing required key {required[0]!r}")
     try:
         return cls(**kwargs)
     except TypeError as e:

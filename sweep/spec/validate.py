@@ -9,15 +9,14 @@ is refused before anything starts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from gansweep.core.augment import parse_augment
 from gansweep.core.checkpoint import SourceInfo, read_source
-from gansweep.core.config import TrainConfig
-from gansweep.core.data import class_names
+from gansweep.core.config import MAX_SEED, TrainConfig
+from gansweep.core.data import class_names, list_images
 from gansweep.core.errors import GansweepError
 from gansweep.core.losses import LOSSES
 from gansweep.core.metrics import METRICS
@@ -30,7 +29,7 @@ from gansweep.core.trial import INITS, TrialTemplate, trial_config
 from gansweep.sweep.spec.fields import as_list, check_keys, path, section, suggest, typed
 from gansweep.sweep.spec.grid import AXES
 from gansweep.sweep.spec.pairs import parse_pairs, parse_plans
-from gansweep.sweep.spec.ranking import SCORE_RULES
+from gansweep.sweep.spec.ranges import SEARCH_TYPES, check_scheduler, check_search
 from gansweep.sweep.spec.schema import (
     SEARCHES,
     Budget,
@@ -42,12 +41,6 @@ from gansweep.sweep.spec.schema import (
     Training,
 )
 from gansweep.sweep.spec.trackers import TRACKERS
-
-# The types a search's settings take (their ranges: RANGES)
-SEARCH_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "max_pairs": ((int,), "an integer"), "fraction": ((int, float), "a number"),
-    "stop": ((int, float), "a number"), "confirm_top": ((int,), "an integer"),
-    "confirm_seeds": ((int,), "an integer")}
 
 TOP_KEYS = ["name", "description", "source", "target", "arch", "partitions", "baselines", "plans",
             "modulation", "freeze_d_depth", "bn_stats", *AXES, "budget", "training", "scheduler",
@@ -98,6 +91,8 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
         raise GansweepError("source: null (no source) only allows the 'scratch' baseline")
 
     axes = _axes(data, targets)
+    if read_sources:  # a recorded spec's targets were read at its launch
+        _check_targets(targets, axes["target_size"], problems)
     metrics = as_list("metrics", data.get("metrics", TrainConfig.default("metrics")))
     for m in metrics:
         METRICS.get(typed("metrics", m, (str,), "a metric name"))
@@ -117,8 +112,9 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
     deterministic = typed("deterministic", data.get("deterministic", False), (bool,),
                            "true or false")
     resources = section("resources", data.get("resources"), Resources)
-    if resources.cpu <= 0 or resources.gpu < 0:
-        raise GansweepError(f"resources: cpu must be > 0 and gpu >= 0, got {resources}")
+    if not 0 < resources.cpu < math.inf or not 0 <= resources.gpu < math.inf:
+        raise GansweepError(f"resources: cpu must be a number > 0 and gpu a number >= 0, got "
+                            f"cpu {resources.cpu!r}, gpu {resources.gpu!r}")
     trackers = as_list("trackers", data["trackers"]) if data.get("trackers") else []
     for t in trackers:
         TRACKERS.get(typed("trackers", t, (str,), "a tracker name"))
@@ -137,6 +133,9 @@ def parse_spec(data: Any, base: Path, where: str = "spec",
             if value < low:
                 raise GansweepError(f"{key}: {value!r} must be >= {low}")
             ints[key] = value
+    if ints.get("freeze_d_depth") is not None and "freeze-d" not in baselines:
+        raise GansweepError("freeze_d_depth: only the freeze-d baseline has it, and "
+                            "baselines does not list freeze-d")
     raw = {**data, "source": sources if isinstance(data.get("source"), list) else sources[0],
            "target": targets if isinstance(data["target"], list) else targets[0],
            **({"arch": asdict(arch)} if arch else {})}
@@ -171,6 +170,21 @@ def _baselines(data: Any) -> list[str]:
     return baselines
 
 
+def _check_targets(targets: list[str], sizes: list, problems: list[str]) -> None:
+    """Each existing target is a folder with images, as many as the largest target_size."""
+    wanted = max((n for n in sizes if n is not None), default=None)
+    for t in targets:
+        if not Path(t).exists():
+            continue  # path() has said so
+        try:
+            have = len(list_images(t))
+        except GansweepError as e:
+            problems.append(f"target: {e}")
+            continue
+        if wanted is not None and wanted > have:
+            problems.append(f"target_size: {wanted} is more than the {have} images of {t}")
+
+
 def _axes(data: dict, targets: list[str]) -> dict[str, list]:
     axes = {n: as_list(n, data.get(n, default)) for n, default in AXES.items()}
     for v in axes["target_size"]:
@@ -189,7 +203,8 @@ def _axes(data: dict, targets: list[str]) -> dict[str, list]:
             if v not in INITS:
                 raise GansweepError(f"{n}: {v!r} is not one of {INITS}")
     for v in axes["seed"]:
-        typed("seed", v, (int,), "an integer")
+        if not 0 <= typed("seed", v, (int,), "an integer") <= MAX_SEED:
+            raise GansweepError(f"seed: {v!r} must be an integer in [0, {MAX_SEED}]")
     for v in axes["conditional"]:
         if v is not None and v not in COND_HEADS:
             raise GansweepError(f"conditional: {v!r} is not null or one of {COND_HEADS}")
@@ -201,76 +216,8 @@ def _axes(data: dict, targets: list[str]) -> dict[str, list]:
 
 
 def _scheduler(data: Any, metric: str, budget: Budget) -> Scheduler:
-    scheduler = check_scheduler(section("scheduler", data, Scheduler), metric,
-                                lambda key: f"scheduler.{key}", budget.fid_samples)
-    if scheduler.type == "asha" and scheduler.grace_period >= budget.iters:
-        raise GansweepError(f"scheduler.grace_period: {scheduler.grace_period} must be less "
-                            f"than budget.iters ({budget.iters}): ASHA stops no trial before "
-                            f"its grace period")
-    return scheduler
-
-
-def _finite(test: Callable[[float], bool]) -> Callable[[float], bool]:
-    return lambda v: math.isfinite(v) and test(v)
-
-
-# The range of each scheduler and search setting, stated once: a spec's scheduler: and search:
-# blocks and replay's --scheduler and --searcher options are checked against these.
-RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "grace_period": (_finite(lambda v: v >= 1), ">= 1"),
-    "reduction_factor": (_finite(lambda v: v > 1), "> 1"),
-    "window": (_finite(lambda v: v >= 1), ">= 1"),
-    "noise": (_finite(lambda v: v >= 0), ">= 0"),
-    "max_pairs": (_finite(lambda v: v >= 1), ">= 1"),
-    "fraction": (_finite(lambda v: 0 < v <= 1), "in (0, 1]"),
-    "stop": (_finite(lambda v: v > 0), "> 0"),
-    "confirm_top": (_finite(lambda v: 0 <= v <= 20), "in 0..20"),
-    "confirm_seeds": (_finite(lambda v: 1 <= v <= 10), "in 1..10"),
-}
-
-
-def check_range(where: str, key: str, value: float) -> float:
-    """``value`` of setting ``key`` in its range (``RANGES``); else one line naming
-    ``where``, the value and the range."""
-    test, rule = RANGES[key]
-    if not test(value):
-        raise GansweepError(f"{where}: {value!r} must be {rule}")
-    return value
-
-
-def check_scheduler(scheduler: Scheduler, metric: str, label: Callable[[str], str],
-                    fid_samples: int | None = None) -> Scheduler:
-    """A scheduler's settings in their ranges for ``metric``; ``label`` names a field as the
-    user wrote it (``scheduler.noise``, replay's ``--scheduler 'x:noise=-1': noise``);
-    ``fid_samples``: the budget's, which a rung FID must exceed (None: no rung FID)."""
-    if scheduler.type not in ("asha", "none"):
-        raise GansweepError(f"{label('type')}: {scheduler.type!r} is not 'asha' or 'none'")
-    for key in ("grace_period", "reduction_factor", "window", "noise"):
-        check_range(label(key), key, getattr(scheduler, key))
-    if scheduler.score not in SCORE_RULES:
-        raise GansweepError(f"{label('score')}: {scheduler.score!r} is not one of "
-                            f"{', '.join(SCORE_RULES)}")
-    if scheduler.noise and METRICS.get(metric).sd is None:
-        with_sd = [m for m in METRICS if METRICS.get(m).sd is not None]
-        raise GansweepError(f"{label('noise')}: {scheduler.noise:g} needs a metric with a "
-                            f"sampling sd ({', '.join(with_sd)}); {metric!r} has none")
-    if scheduler.rung_fid_samples is not None and fid_samples is not None and (
-            metric != "fid" or scheduler.rung_fid_samples <= fid_samples):
-        raise GansweepError(f"{label('rung_fid_samples')}: {scheduler.rung_fid_samples} needs "
-                            f"metric 'fid' and more than budget.fid_samples ({fid_samples})")
-    return scheduler
-
-
-def check_search(values: dict[str, Any], where: str, label: Callable[[str], str]) -> None:
-    """A search's max_pairs, fraction, stop, confirm_top and confirm_seeds (those given) in
-    their ranges, not both of the first two; ``label`` names a key as the user wrote it,
-    ``where`` the whole."""
-    for key in SEARCH_TYPES:
-        if values.get(key) is not None:
-            check_range(label(key), key, values[key])
-    if values.get("max_pairs") is not None and values.get("fraction") is not None:
-        raise GansweepError(f"{where}: give max_pairs ({values['max_pairs']}) or fraction "
-                            f"({values['fraction']}), not both")
+    return check_scheduler(section("scheduler", data, Scheduler), metric,
+                           lambda key: f"scheduler.{key}", budget.iters, budget.fid_samples)
 
 
 # Where each shared TrainConfig field comes from in a spec, to name it in an error.
