@@ -29,7 +29,7 @@ from gansweep.core.config import TrainConfig
 from gansweep.core.errors import GansweepError
 from gansweep.core.fileio import atomic_write, file_sha256
 from gansweep.core.models import ArchConfig, TransferNet, cross_resolution, load_source_state
-from gansweep.core.pickle_parts import quote
+from gansweep.core.pickle_parts import first_line, quote
 from gansweep.core.torch_files import load_torch_file
 from gansweep.core.treatments import TREATMENTS
 
@@ -81,7 +81,7 @@ def _check_fields(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
         raise bad(str(e)) from None
     except (TypeError, ValueError) as e:  # a field missing, unknown or of the wrong type
         raise bad(f"its arch or config does not describe a run ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+                  f"{first_line(e, 120)})") from None
     if "out" in config:  # what resumes the run, checked before restore and snapshot use it
         check_run_fields(ckpt, bad)
 
@@ -175,9 +175,18 @@ def checkpoint_state(s: TrainState, lean: bool = False) -> dict[str, Any]:
     }
 
 
+def require_run(ckpt: dict[str, Any], where: str) -> None:
+    """A checkpoint of a run gansweep trained (its run fields checked on reading), not an
+    imported source, which holds networks and their origin only."""
+    if "out" not in ckpt["config"]:
+        raise GansweepError(f"{where}: an imported source, not a run gansweep trained: "
+                            f"transfer or pretrain from it, then resume or sample that")
+
+
 def restore(s: TrainState, ckpt: dict[str, Any]) -> None:
     """Continue a run from its checkpoint: bit for bit on the same device type (on a GPU,
     with ``deterministic``); on another device type it continues and says so."""
+    require_run(ckpt, "checkpoint")  # a source's run fields were never checked: it has none
     if ArchConfig(**ckpt["arch"]) != s.cfg.arch:
         ours = s.cfg.arch.to_dict()
         differ = {k: v for k, v in ArchConfig(**ckpt["arch"]).to_dict().items() if ours[k] != v}

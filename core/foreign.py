@@ -55,12 +55,7 @@ def mimicry_sngan_key(net: str, key: str, where: str = "mimicry") -> str:
     for pattern, template in _MIMICRY_SNGAN[net]:
         if re.fullmatch(pattern, key):
             return re.sub(pattern, template, key)
-    raise GansweepError(f"{where}: {net} key {short(key)} has no place in our network")
-
-
-def short(key: Any) -> str:
-    """A file's key in a message: quoted and shortened (core.safe_pickle.quote)."""
-    return quote(key)
+    raise GansweepError(f"{where}: {net} key {quote(key)} has no place in our network")
 
 
 def _shape(state: dict[str, torch.Tensor], key: str, dims: int, what: str) -> torch.Size:
@@ -97,10 +92,10 @@ def build_exact(arch: ArchConfig, states: dict[str, tuple[dict[str, Any], dict[s
         ours = meta.state_dict()
         for key, value in state.items():
             if key not in ours:
-                raise GansweepError(f"{where}: {net} key {short(theirs[key])} has no place in "
+                raise GansweepError(f"{where}: {net} key {quote(theirs[key])} has no place in "
                                     f"our network")
             if value is not None and ours[key].shape != value.shape:
-                raise GansweepError(f"{where}: {net} key {short(theirs[key])} has shape "
+                raise GansweepError(f"{where}: {net} key {quote(theirs[key])} has shape "
                                     f"{list(value.shape)}, ours {list(ours[key].shape)}")
         missing = sorted(set(ours) - set(state))
         if missing:
@@ -125,8 +120,8 @@ def _distinct_bytes(states: dict[str, tuple[dict[str, Any], dict[str, str]]],
                 continue
             at = (value.untyped_storage().data_ptr(), value.storage_offset())
             if at in seen:
-                raise GansweepError(f"{where}: {net} key {short(theirs[key])} shares its "
-                                    f"bytes with {short(seen[at])}")
+                raise GansweepError(f"{where}: {net} key {quote(theirs[key])} shares its "
+                                    f"bytes with {quote(seen[at])}")
             seen[at] = theirs[key]
 
 
@@ -173,7 +168,7 @@ def examples_dcgan_key(net: str, key: str, where: str = "pytorch-examples") -> s
     """Our state-dict key for pytorch/examples' DCGAN ``key`` of ``net`` (G or D)."""
     prefix, _, rest = key.rpartition(".")
     if prefix not in _EXAMPLES_DCGAN[net]:
-        raise GansweepError(f"{where}: {net} key {short(key)} has no place in our network")
+        raise GansweepError(f"{where}: {net} key {quote(key)} has no place in our network")
     return f"units.{_EXAMPLES_DCGAN[net][prefix]}.{rest}"
 
 

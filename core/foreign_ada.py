@@ -42,10 +42,10 @@ from typing import Any
 import torch
 
 from gansweep.core.errors import GansweepError
-from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models, short
+from gansweep.core.foreign import IMPORTERS, Importer, build_exact, meta_models
 from gansweep.core.models import MAX_MAPPING, MAX_WIDTH, ArchConfig, TransferNet
 from gansweep.core.nvidia_pickle import Persistent, read_network_pickle
-from gansweep.core.pickle_parts import first_line
+from gansweep.core.pickle_parts import first_line, quote
 from gansweep.core.stylegan2 import W_AVG_BETA
 from gansweep.core.stylegan2_layers import fir_kernel
 
@@ -64,7 +64,7 @@ def read_ada(path: Path, d_path: Path | None, trust_pickle: bool, generator: str
     data = read_network_pickle(path)
     for name in (generator, "D"):
         if name not in data:
-            have = ", ".join(short(k) for k in list(data)[:8]) + (", …" if len(data) > 8 else "")
+            have = ", ".join(quote(k) for k in list(data)[:8]) + (", …" if len(data) > 8 else "")
             raise GansweepError(f"{path.name}: holds no network {name!r} (it has {have}); not "
                                 f"a stylegan2-ada-pytorch snapshot of G, D and G_ema")
         if not isinstance(data[name], Persistent):
@@ -99,7 +99,7 @@ def _attr(net: Persistent, path: str) -> Any:
 def _require(net: str, path: str, have: Any, want: Any, why: str) -> None:
     if type(have) is not type(want) and not (isinstance(have, (int, float)) and
                                              isinstance(want, (int, float))) or have != want:
-        raise GansweepError(f"{net}.{path} = {short(have)}: {why}")
+        raise GansweepError(f"{net}.{path} = {quote(have)}: {why}")
 
 
 def _count(rec: Persistent, path: str, lo: int, hi: int, net: str) -> int:
@@ -107,7 +107,7 @@ def _count(rec: Persistent, path: str, lo: int, hi: int, net: str) -> int:
     anything is sized by it)."""
     value = _attr(rec, path)
     if type(value) is not int or not lo <= value <= hi:
-        raise GansweepError(f"{net}.{path} = {short(value)}: not an integer in [{lo}, {hi}]")
+        raise GansweepError(f"{net}.{path} = {quote(value)}: not an integer in [{lo}, {hi}]")
     return value
 
 
@@ -115,7 +115,7 @@ def _one(values: dict[str, Any], what: str) -> Any:
     """The one value every listed layer has for a setting our architecture holds once."""
     distinct = {repr(v) for v in values.values()}
     if len(distinct) > 1:
-        shown = ", ".join(f"{k}: {short(v)}" for k, v in list(values.items())[:4]) + \
+        shown = ", ".join(f"{k}: {quote(v)}" for k, v in list(values.items())[:4]) + \
             (", …" if len(values) > 4 else "")
         raise GansweepError(f"{what} differs between layers ({shown}); ours has one value for "
                             f"all of G's and D's layers")
@@ -199,7 +199,7 @@ def ada_arch(g: Persistent, d: Persistent, generator: str) -> tuple[ArchConfig, 
     mbstd_channels = _count(d, "b4.mbstd.num_channels", 1, 64, "D")
     if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float))
                               or not 0 < clamp < 1e6):
-        raise GansweepError(f"conv_clamp = {short(clamp)}: not a positive number")
+        raise GansweepError(f"conv_clamp = {quote(clamp)}: not a positive number")
     g_tensors = dict(g.tensors())
     g_ch = {}
     for i in range(2, log + 1):
@@ -253,7 +253,7 @@ def ada_g_key(key: str) -> str | None:
             return f"noises.noise_{0 if k < 0 else 2 * k + 1 + (m[2] == 'conv1')}"
         if m[3] in STYLED:
             return f"{conv}.{STYLED[m[3]]}"
-    raise GansweepError(f"G key {short(key)} has no place in our network")
+    raise GansweepError(f"G key {quote(key)} has no place in our network")
 
 
 def ada_d_key(key: str, resolution: int) -> str | None:
@@ -268,7 +268,7 @@ def ada_d_key(key: str, resolution: int) -> str | None:
     if m and f"{m[2]}.{m[3]}" in D_RULES:
         j = resolution.bit_length() - int(m[1]).bit_length() + 1
         return f"convs.{j}.{D_RULES[f'{m[2]}.{m[3]}']}"
-    raise GansweepError(f"D key {short(key)} has no place in our network")
+    raise GansweepError(f"D key {quote(key)} has no place in our network")
 
 
 def _squeezed(t: torch.Tensor) -> list[int]:
@@ -281,6 +281,9 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
     generator = generator or GENERATORS[0]
     try:
         arch, notes = ada_arch(g_rec, d_rec, generator)
+    except GansweepError as e:
+        raise GansweepError(f"{where}: {e}") from None
+    try:
         metas = meta_models(arch)  # an arch our networks cannot be built in is refused too
     except GansweepError as e:
         raise GansweepError(f"{where}: {e}") from None
@@ -299,11 +302,11 @@ def load_ada(g_rec: Persistent, d_rec: Persistent, where: str, generator: str | 
                 raise GansweepError(f"{where}: {net} {str(e)[2:]}") from None
             if mine is None:
                 if not torch.equal(value, blur):
-                    raise GansweepError(f"{where}: {net} key {short(key)} is not the [1, 3, 3, 1]"
+                    raise GansweepError(f"{where}: {net} key {quote(key)} is not the [1, 3, 3, 1]"
                                         f" resample filter ours uses")
                 continue
             if mine in names:
-                raise GansweepError(f"{where}: {net} keys {short(names[mine])} and {short(key)} "
+                raise GansweepError(f"{where}: {net} keys {quote(names[mine])} and {quote(key)} "
                                     f"are one tensor of ours")
             if mine in ours and _squeezed(ours[mine]) == _squeezed(value):
                 value = value.reshape(ours[mine].shape)  # singleton axes only: [O,I,k,k] ->

@@ -11,8 +11,6 @@ from typing import Any
 
 from gansweep.core.errors import GansweepError
 
-PLAIN = (type(None), bool, int, float, str, bytes)
-
 
 class Refused(GansweepError):
     """A stream the reader will not build: one line naming what was wrong."""

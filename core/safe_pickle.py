@@ -25,7 +25,7 @@ standard library's opcode parser, which only parses):
 A refusal is a ``Refused`` error: one line naming the opcode or global and what was wrong
 (any error an object's construction raises included); file content in it is ``quote``d.
 The machine's vocabulary (limits, budget, behaviours, records, ``plain_key``, ``quote``)
-is core.pickle_parts, re-exported here for the readers built on it.
+is core.pickle_parts.
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ CONTAINER_BYTES = 128  # what an empty container costs here, counted against the
 # what the machine's own bookkeeping costs: a memo entry (its key object and dict slot), a
 # stack slot (DUP); marks are freed as they are used: at most as many open as the nesting
 MEMO_BYTES, SLOT_BYTES = 64, 8
+CALL_BYTES = 512  # what a call's result costs at least (a tensor object, a dict), besides data
 MAX_MEMO_KEY = 2 ** 32  # LONG_BINPUT's range: PUT's decimal text may say anything
 _IGNORED = {"PROTO", "FRAME"}  # framing only: genops reads through frames
 _STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
@@ -126,6 +127,8 @@ class Machine:
         for a in args:
             if isinstance(a, Pending):
                 raise Refused(f"{op} of {b.name}: an argument used before it was built")
+        # every result costs memory whatever it reports itself (an empty tensor ~430 bytes)
+        self.budget.take(CALL_BYTES, op)
         value = self._guarded(f"{op} of {b.name}", b.call, self.budget, *args)
         if isinstance(value, Pending):
             value.made_by = b.name  # what its BUILD's refusals name
@@ -188,6 +191,7 @@ class Machine:
             elif op in ("GET", "BINGET", "LONG_BINGET"):
                 if arg not in memo:
                     raise Refused(f"{op} {quote(arg)}: nothing memoized there")
+                budget.take(SLOT_BYTES, op)
                 stack.append(memo[arg])
             elif op in _IGNORED:
                 pass
@@ -254,7 +258,7 @@ class Machine:
                         raise Refused(f"{op}: a name that is not text")
                 behaviour = self.behaviours.get((module, name))
                 if behaviour is None:
-                    raise Refused(f"refuses the global {module[:60]}.{name[:60]}: not one "
+                    raise Refused(f"refuses the global {quote(f'{module}.{name}')}: not one "
                                   f"this file type may hold (nothing was imported or run)")
                 stack.append(Global(behaviour))
             elif op in ("REDUCE", "NEWOBJ"):

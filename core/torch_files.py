@@ -50,6 +50,7 @@ from gansweep.core.pickle_parts import (
     Refused,
     StateDict,
     behaviour_of,
+    first_line,
     plain_key,
     quote,
 )
@@ -342,6 +343,5 @@ def load_torch_file(path: str | os.PathLike, what: str, allow: Iterable[Mapping]
             return torch.load(path, map_location="cpu", weights_only=True,
                               mmap=mmap and is_archive(path))
     except Exception as e:  # noqa: BLE001 -- torch's own refusal, a truncated entry, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise GansweepError(f"{path}: not a readable {what} ({type(e).__name__}: "
-                            f"{first[:200]})") from None
+                            f"{first_line(e, 200)})") from None

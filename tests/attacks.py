@@ -172,10 +172,10 @@ def attack_pickles(marker: Path) -> dict[str, tuple[bytes, str]]:
                                                 tup(num(1)) + b"s"))),
                                 "BUILD on a torch.storage._load_from_bytes"),
         "os_system": (proto(call(glob("os", "system"), text(f"touch {marker}"))),
-                      "refuses the global os.system"),
+                      "refuses the global 'os.system'"),
         "nested_os_system": (network(call(glob("torch.storage", "_load_from_bytes"),
                                           raw(legacy_storage(1, ("posix", "system"))))),
-                             "refuses the global posix.system"),
+                             "refuses the global 'posix.system'"),
         "memo_bomb": (proto(NONE + b"r\xff\xff\xff\xff" + b"0" + NONE), "holds a NoneType"),
         "deep_nesting": (proto(deep), "nesting deeper than 64"),
         # each byte a list: ~200 bytes of memory per byte of file

@@ -231,6 +231,7 @@ ROWS: dict[tuple[str, str | None], list[tuple[list[str], str]]] = {
         (["--export", "grid.json.gz", "--scheduler", "asha:rf=1"], "rf: 1.0 must be > 1"),
         (["--scheduler", "asha:grace=0"], "grace: 0 must be >= 1"),
         (["--scheduler", "asha:grace=180"], "must be less than the budget's 180 iterations"),
+        (["--scheduler", "asha:grace=" + "9" * 400], "must be less than the budget's 180"),
         (["--scheduler", "x:noise=-1"], "noise: -1.0 must be >= 0"),
         (["--scheduler", "x:window=0"], "window: 0 must be >= 1"),
         (["--scheduler", "x:score=median"], "is not one of last, mean, best"),

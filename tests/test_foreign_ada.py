@@ -89,7 +89,7 @@ def test_a_global_outside_the_allow_list_is_refused_and_never_runs(tmp_path,
     path.write_bytes(pickle.dumps({"G_ema": Exploit(), "D": None}))
     out = cli_in_process("import", "stylegan2-ada", path, "--out", tmp_path / "x.pt")
     assert not marker.exists(), "the pickle's os.system ran"
-    assert_one_clear_line(out, "import", f"refuses the global {os.system.__module__}.system")
+    assert_one_clear_line(out, "import", f"refuses the global '{os.system.__module__}.system'")
     assert not (tmp_path / "x.pt").exists()
 
 

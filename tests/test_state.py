@@ -154,7 +154,7 @@ def test_sweep_reporter_prints_a_compact_table(tmp_path):
     assert lines[0].startswith("[gansweep denton] ")
     assert lines[0].endswith("1/4 done, 2 running, 1 pending, 0 failed; winner so far: scratch, "
                              "is (of the EMA generator, last evaluation) 2.50 (n = 1: no "
-                             "interval) (search, not confirmed)"), lines[0]
+                             "interval) (best of the search, not confirmed)"), lines[0]
     assert len(lines) == 3 and lines[2].split() == ["freeze", "seed", "0", "iteration", "0",
                                                     "score", "(is)", "-"]
 

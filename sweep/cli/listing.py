@@ -75,7 +75,7 @@ def summary(sweep_dir: Path) -> dict[str, Any]:
     elif not state.trials:
         which = "not started"
     elif counts["pending"] == counts["running"] == 0 and (
-            spec.confirm is None or state.confirm_trials):
+            not spec.confirms or state.confirm_trials):
         which = "finished"
     else:
         which = "incomplete"
@@ -177,7 +177,8 @@ def best(sweep_dir: Path) -> dict[str, Any]:
     top = next((s for s in seeds if s["checkpoint"]), None)
     checkpoint = None if top is None else top["checkpoint"]
     return {"sweep": state.data["name"], "path": str(sweep_dir), "setting": name,
-            "confirmed": found.confirmed, "metric": spec.metric, "score": found.what,
+            "confirmed": found.confirmed, "how": found.how, "metric": spec.metric,
+            "score": found.what,
             "interval": score, "spec": spec_fragment(runs[0][0]) if runs else None,
             "checkpoint": checkpoint, "seeds": seeds,
             "sample": None if checkpoint is None else
@@ -189,8 +190,7 @@ def best_text(b: dict[str, Any]) -> str:
     import yaml
 
     ci = b["interval"]
-    how = "confirmed on fresh seeds" if b["confirmed"] else "best of the search, not confirmed"
-    lines = [f"winner of {b['sweep']}: {b['setting']} ({how})",
+    lines = [f"winner of {b['sweep']}: {b['setting']} ({b['how']})",
              f"{b['score']}: {ci['text']} (mean [95% interval] over {ci['seeds']} seeds)",
              f"checkpoint (seed {b['seeds'][0]['seed']}): {b['checkpoint']}" if b["checkpoint"]
              else "checkpoint: none on this machine (its trial folder has none)"]

@@ -140,8 +140,10 @@ def dry_run_summary(spec, storage: str | None) -> str:
              f"# cost: at most {search} trial-iterations in the search ({len(trials)} trials "
              f"x {iters} iterations" + ("; ASHA stops some early" if spec.scheduler.type ==
                                         "asha" else "") + ")"]
-    if spec.confirm is not None:
-        ranked = [t.setting_key for t in trials if t.baseline is None]
+    if spec.confirms:  # at most: a structured search confirms its top candidates only
+        ranked = list(dict.fromkeys(t.setting_key for t in trials if t.baseline is None))
+        if spec.confirm is None:
+            ranked = ranked[:spec.search.confirm_top]
         confirm = len(confirmation_trials(spec, ranked)[1])
         lines[-1] += (f" + at most {confirm * iters} in the confirmation ({confirm} trials x "
                       f"{iters}) = {search + confirm * iters} trial-iterations")

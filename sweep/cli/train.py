@@ -292,15 +292,13 @@ def cmd_sample(a: argparse.Namespace) -> int:
 
     from torchvision.utils import save_image
 
-    from gansweep.core.checkpoint import load_checkpoint
+    from gansweep.core.checkpoint import load_checkpoint, require_run
     from gansweep.core.config import TrainConfig
     from gansweep.core.evaluate import balanced_labels, generate
     from gansweep.core.train import setup
 
     ckpt = load_checkpoint(a.checkpoint)
-    if "out" not in ckpt["config"]:
-        raise GansweepError(f"{a.checkpoint}: an imported source, not a run gansweep trained: "
-                            f"transfer or pretrain from it, then sample that")
+    require_run(ckpt, a.checkpoint)
     # No metrics: sampling needs no real-data statistics.
     cfg = dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), metrics=[],
                               device=a.device, out=str(Path(a.checkpoint).parent))

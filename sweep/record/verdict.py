@@ -18,7 +18,6 @@ from typing import Any
 from gansweep.core.metrics import METRICS
 from gansweep.core.treatments import Partition
 from gansweep.core.trial import Trial
-from gansweep.sweep.searchers.confirm import confirms
 from gansweep.sweep.searchers.structured import baseline_partitions, context_key
 from gansweep.sweep.spec.grid import setting_names
 from gansweep.sweep.spec.ranking import Interval, interval, paired
@@ -46,12 +45,17 @@ class Verdict:
     def winner(self) -> str:
         return self.ranking[0][0]
 
+    @property
+    def how(self) -> str:
+        """What decided the winner, in words."""
+        return ("on the mean over its search and confirmation seeds" if self.within_search
+                else "confirmed on fresh seeds") if self.confirmed else \
+            "best of the search, not confirmed"
+
     def headline(self) -> str:
         """One line: the winner, its score and whether it is confirmed."""
         name, ci = self.ranking[0]
-        how = ("search + confirmation seeds" if self.within_search else
-               "confirmed on fresh seeds") if self.confirmed else "search, not confirmed"
-        return f"{name}, {self.what} {ci} ({how})"
+        return f"{name}, {self.what} {ci} ({self.how})"
 
     def compared(self, other: str, diff: Interval) -> str:
         """'W is lower (better) than OTHER by d [lo, hi] on n seeds': the paired difference
@@ -150,7 +154,8 @@ def verdict(spec: SweepSpec, records: Sequence[dict[str, Any]],
     confirmed = bool(confirm)
     search = [(t, r) for t, r in zip(trials, records) if t.phase == "search"]
     # (a spec made by hand, as some callers pass, may have no search section: a grid's)
-    within = spec.confirm is None and confirms(getattr(spec, "search", None))
+    within = spec.confirm is None and getattr(spec, "search", None) is not None and \
+        spec.search.confirms
     pool = confirm or search
     if confirmed and within:  # the structured search's rule: the mean over all the seeds
         keys = {t.setting_key for t, _ in confirm}

@@ -33,10 +33,11 @@ class Variant:
                 + f", noise {self.noise:g}" + (", rung samples" if self.rung_samples else ""))
 
 
-# --scheduler's keys: the Scheduler field each sets (its range: sweep.spec.ranges) and its type
+# --scheduler's keys: the Scheduler field each sets (its range: sweep.spec.ranges) and its
+# type; rung is a flag of the replay's own (decide on the recorded rung FID: 0 or 1)
 KEYS = {"grace": ("grace_period", int), "rf": ("reduction_factor", float),
         "score": ("score", str), "window": ("window", int), "noise": ("noise", float),
-        "rung": ("rung_fid_samples", int)}
+        "rung": ("rung", int)}
 
 
 def parse_options(flag: str, text: str, body: str, keys: dict[str, type]) -> dict[str, Any]:

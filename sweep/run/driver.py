@@ -347,9 +347,9 @@ def _confirmation(spec: SweepSpec, template: TrialTemplate, sweep_dir: Path,
     """Run (or continue) the confirmation phase once the search has ended. The selection is
     written to CONFIRM_FILE before any confirmation trial starts, so a resume reruns the
     same settings."""
-    from gansweep.sweep.searchers.confirm import confirms, to_confirm
+    from gansweep.sweep.searchers.confirm import to_confirm
 
-    if spec.confirm is None and not confirms(spec.search):
+    if not spec.confirms:
         return
     experiment = layout.experiment_dir(sweep_dir, "confirm")
     tune_state.repair(experiment)

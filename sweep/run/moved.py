@@ -62,10 +62,13 @@ class _Aliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         old = spec.name.removeprefix("gansweep.sweep.")
-        return importlib.import_module(f"gansweep.sweep.{MOVED[old]}")
+        module = importlib.import_module(f"gansweep.sweep.{MOVED[old]}")
+        self._own = module.__spec__  # importlib sets the alias's spec on it next
+        return module
 
     def exec_module(self, module) -> None:
-        """Already executed under its new name."""
+        """Already executed under its new name: it keeps its own spec."""
+        module.__spec__ = self._own
 
 
 def install() -> None:

@@ -88,11 +88,6 @@ def pick(search: StructuredSearch, chosen: Sequence[Setting],
     return min(chosen, key=mean)
 
 
-def confirms(settings: Search | None) -> bool:
-    """A structured search with its own confirmation (``Search.confirm_top`` > 0)."""
-    return settings is not None and settings.type == "structured" and settings.confirm_top > 0
-
-
 def chosen_settings(search: StructuredSearch) -> list[int]:
     """The candidates to confirm, each as the index of its first search trial (the trial
     whose settings the confirmation reruns on fresh seeds)."""

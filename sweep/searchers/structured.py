@@ -262,13 +262,9 @@ class StructuredSearch:
         observed = [(o.d, o.g) for o in model.observations]
         incumbent = float(np.min(model.predict([d for d, _ in observed],
                                                [g for _, g in observed])[0]))
-        gain = self._gain(model.believing(running), unrun, incumbent)
+        gain = model.believing(running).expected_improvement(
+            [d for d, _ in unrun], [g for _, g in unrun], incumbent)
         best = int(np.argmax(gain))
         if self.settings.stop is not None and gain[best] < self.settings.stop * model.noise_sd:
             return None if running else FINISHED
         return unrun[best]
-
-    def _gain(self, model: Posterior, unrun: list[Pair], incumbent: float) -> np.ndarray:
-        """What running each unrun pair is worth: its expected improvement."""
-        return model.expected_improvement([d for d, _ in unrun], [g for _, g in unrun],
-                                          incumbent)

@@ -140,4 +140,9 @@ def describe(spec: SweepSpec) -> str:
         lines.append(f"# then the confirmation phase: {settings * len(spec.confirm.seeds)} "
                      f"trials (the {spec.confirm.top} best settings of the search and every "
                      f"baseline, on seeds {list(spec.confirm.seeds)}, each to the full budget)")
+    elif spec.search.confirms:
+        n = spec.search.confirm_top * spec.search.confirm_seeds
+        lines.append(f"# then the search's own confirmation: at most {n} trials (its "
+                     f"{spec.search.confirm_top} best candidates on {spec.search.confirm_seeds} "
+                     f"further seed(s), each to the full budget; the pick is on the mean)")
     return "\n".join(lines)

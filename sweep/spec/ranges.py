@@ -21,7 +21,8 @@ SEARCH_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 
 def _finite(test: Callable[[float], bool]) -> Callable[[float], bool]:
-    return lambda v: math.isfinite(v) and test(v)
+    # an int is finite however large (math.isfinite cannot take one past a float's range)
+    return lambda v: (isinstance(v, int) or math.isfinite(v)) and test(v)
 
 
 RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -57,7 +58,7 @@ def check_scheduler(scheduler: Scheduler, metric: str, label: Callable[[str], st
     for key in ("grace_period", "reduction_factor", "window", "noise"):
         check_range(label(key), key, getattr(scheduler, key))
     if scheduler.type == "asha" and iters is not None and scheduler.grace_period >= iters:
-        raise GansweepError(f"{label('grace_period')}: {scheduler.grace_period:g} must be less "
+        raise GansweepError(f"{label('grace_period')}: {scheduler.grace_period} must be less "
                             f"than the budget's {iters} iterations: ASHA stops no trial before "
                             f"its grace period")
     if scheduler.score not in SCORE_RULES:

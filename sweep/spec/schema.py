@@ -88,6 +88,11 @@ class Search:
     confirm_top: int = 2
     confirm_seeds: int = 1
 
+    @property
+    def confirms(self) -> bool:
+        """A structured search with its own confirmation (``confirm_top`` > 0)."""
+        return self.type == "structured" and self.confirm_top > 0
+
     def budget(self, pairs: int) -> int:
         """How many of a context's ``pairs`` the structured search may choose."""
         if self.max_pairs is not None:
@@ -175,6 +180,12 @@ class SweepSpec:
     def trials(self) -> list[Trial]:
         """The search grid (``sweep.spec.grid.expand``)."""
         return expand(self)
+
+    @property
+    def confirms(self) -> bool:
+        """Whether the sweep has a confirmation phase: its ``confirm:`` section, or the
+        structured search's own (``Search.confirms``)."""
+        return self.confirm is not None or self.search.confirms
 
     def settings(self) -> list[str]:
         """The distinct settings of the search: its trials up to the seed."""
