@@ -53,7 +53,8 @@ def test_a_sweep_of_0_3_0_resumes(sources, faces, weights, tmp_path):
                       partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
                       baselines=["scratch"], scheduler={"type": "none"},
                       resources={"cpu": 2}, search={"type": "structured", "max_pairs": 2},
-                      confirm={"top": 1, "seeds": [7]})
+                      confirm={"top": 1, "seeds": [7]},
+                      budget={"iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8})
     storage = tmp_path / "sweeps"
     env = {**os.environ, "PYTHONPATH": str(old), "PYTHONUNBUFFERED": "1",
            "GANSWEEP_FAULTS": "driver.result.search=4"}

@@ -1,9 +1,8 @@
 """The structured search's confirmation (issue 36): its candidates and pick rule, the replay's
-measure at several budgets from one replay, the held-out truth, the spec's keys, and a tiny
-live sweep whose confirmation and verdict make the replay's choices on the same results."""
+measure at several budgets from one replay, the held-out truth and the spec's keys. (A tiny
+live sweep whose confirmation and verdict make the replay's choices on the same results:
+tests/test_sweep.py, killed and resumed on the way.)"""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -117,52 +116,8 @@ def test_search_confirmation_keys_are_checked(search, error):
                    []) == Search("structured", confirm_top=3)
 
 
-@pytest.mark.slow
-def test_structured_sweep_confirms_its_candidates_as_the_replay_would(sources, faces, weights,
-                                                                      tmp_path):
-    """search: structured on a 2 x 2 grid with fine-tune, 2 pairs: after the search, its top
-    2 candidates rerun on seed 1 (the search's is 0); the candidates and the verdict's pick
-    are those the replay's functions choose from the same recorded results, and the verdict
-    names the pick with its interval over the 2 seeds."""
-    from gansweep.core.trial import Trial
-    from gansweep.sweep.record.state import GRID_FILE, SweepState, completed
-    from gansweep.sweep.record.verdict import verdict
-    from gansweep.sweep.spec.files import load_sweep_spec
-    from gansweep.sweep.spec.grid import setting_names
-    from tests.helpers import MAX_ITERS, finish, gansweep, write_spec
-
-    spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
-                      partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
-                      baselines=["fine-tune"], scheduler={"type": "none"},
-                      search={"type": "structured", "max_pairs": 2})
-    finish(gansweep("launch", spec, "--storage", tmp_path / "sweeps"))
-    sweep_dir = tmp_path / "sweeps" / "tiny"
-    state = SweepState.load(sweep_dir)
-    records = list(state.trials.values())
-    confirm = [r for r in records if r["config"]["phase"] == "confirm"]
-    assert len(confirm) == 2 and {r["config"]["seed"] for r in confirm} == {1}
-    assert all(r["status"] == "finished" for r in confirm)
-
-    # the replay's side: the same policy and rule, fed the recorded results
-    trials = [Trial.from_dict(t) for t in json.loads((sweep_dir / GRID_FILE).read_text())["trials"]]
-    search = StructuredSearch(trials, Search("structured", max_pairs=2), FID.loss)
-    for r in records:
-        if r["config"]["phase"] == "search":
-            search.observe(r["config"]["index"],
-                           r["last"]["score"] if completed(r, MAX_ITERS) else None)
-    top = candidates(search, 2)
-    keys = {trials[k[0]].setting_key: k for k in top}
-    assert {Trial.from_dict(r["config"]).setting_key for r in confirm} == set(keys)
-    confirmed = {keys[Trial.from_dict(r["config"]).setting_key]: [FID.loss(r["last"]["score"])]
-                 for r in confirm}
-    chosen = pick(search, top, confirmed)
-    v = verdict(load_sweep_spec(sweep_dir), records)
-    names = setting_names(trials)
-    assert v.confirmed and v.within_search and v.pending == 0
-    assert trials[chosen[0]].setting_key in v.settings[v.winner]
-    assert v.ranking[0][1].n == 2  # the interval is over the search seed and seed 1
-    assert v.winner in v.text() and str(v.ranking[0][1]) in v.text()
-    assert names[trials[chosen[0]].setting_key] in v.winner
+# A live structured sweep confirming as the replay would, killed and resumed on the way:
+# tests/test_sweep.py::test_killed_structured_sweep_resumes_and_confirms_as_the_replay_would
 
 
 def test_replay_cli_says_when_a_recording_cannot_confirm():

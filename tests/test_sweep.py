@@ -12,12 +12,19 @@ import pandas as pd
 import pytest
 import torch
 
-from gansweep.sweep.record.state import SEARCH_LOG, SweepState, read_log
+from gansweep.core.metrics import METRICS
+from gansweep.core.trial import Trial
+from gansweep.sweep.record.state import GRID_FILE, SEARCH_LOG, SweepState, completed, read_log
+from gansweep.sweep.record.verdict import verdict
 from gansweep.sweep.replays.options import parse_variant
 from gansweep.sweep.replays.schedulers import load_recording, replay_sequence
 from gansweep.sweep.run import tune_state
 from gansweep.sweep.run.tune_internals import snapshot_trial_ids
+from gansweep.sweep.searchers.confirm import candidates, pick
+from gansweep.sweep.searchers.structured import StructuredSearch
 from gansweep.sweep.spec.files import load_sweep_spec
+from gansweep.sweep.spec.grid import setting_names
+from gansweep.sweep.spec.schema import Search
 from tests.helpers import (
     MAX_ITERS,
     assert_one_clear_line,
@@ -32,6 +39,7 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
+FID = METRICS.get("fid")
 
 def test_tiny_sweep_asha_stops_some(tiny_sweep):
     sweep_dir, out = tiny_sweep
@@ -289,19 +297,22 @@ def test_killed_driver_resumes_without_rerunning(sources, faces, weights, tmp_pa
         i: len(t["starts"]) for i, t in after.trials.items()}
 
 
-def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
+def test_killed_structured_sweep_resumes_and_confirms_as_the_replay_would(
         sources, faces, weights, tmp_path):
     """search: structured on a 2 x 2 grid with fine-tune (a pair of it) and a budget of 2
-    pairs: the design pair, then one more; the driver killed when the 2nd trial ended and
-    resumed: every trial the searcher handed out ran once, under one trial id, to the end;
-    the budget was spent exactly; Tune holds none but those; status and the report count
-    the trials the search planned, not the grid's. (The in-process test of sweep.run.searcher in
-    test_search.py makes Tune lose a suggestion for certain.)"""
+    pairs: the design pair, then one more, then its top 2 candidates rerun on seed 1; the
+    driver killed when the 2nd trial ended and resumed: every trial the searcher handed out
+    ran once, under one trial id, to the end; the budget was spent exactly; Tune holds none
+    but those; status and the report count the trials the search planned, not the grid's;
+    the confirmation's candidates and the verdict's pick are those the replay's functions
+    choose from the same recorded results, and the verdict names the pick with its interval
+    over the 2 seeds. (The in-process test of sweep.run.searcher in test_search.py makes
+    Tune lose a suggestion for certain.)"""
     spec = write_spec(tmp_path / "spec.yaml", sources["dcgan"], faces, weights,
                       partitions={"d": ["D(0,0,5)", "D(3,0,2)"], "g": ["G(0,0,5)", "G(3,0,2)"]},
                       baselines=["fine-tune"], scheduler={"type": "none"},
                       budget={"iters": 4, "eval_every": 2, "fid_samples": 8, "batch_size": 8},
-                      search={"type": "structured", "max_pairs": 2, "confirm_top": 0})
+                      search={"type": "structured", "max_pairs": 2})
     sweep_dir = tmp_path / "sweeps" / "tiny"
     killed_at("driver.end.search=2", sweep_dir, "launch", spec, "--storage", tmp_path / "sweeps")
     out = finish(gansweep("resume", sweep_dir))
@@ -323,14 +334,37 @@ def test_killed_structured_sweep_resumes_with_no_suggestion_repeated_or_lost(
     labels = sorted(state.trials[key]["label"] for key in by_index.values())
     assert {"D(3,0,2)G(3,0,2)", "fine-tune"} <= set(labels)  # the design pair, the baseline
     assert sum(label.startswith("D(") for label in labels) == 2  # the budget, none lost
-    assert len(by_index) == state.expected == 3
     # Tune holds only trials the searcher handed out; a finished one its snapshot lagged
     # behind is not run again to be known to it (our records hold it)
     tune_state.repair(sweep_dir)
     held = snapshot_trial_ids(tune_state.newest(sweep_dir))
     assert held and held <= {line["id"] for line in log if "id" in line}, held
-    assert "<b>3</b> trials of <b>3</b> expected" in (sweep_dir / "report.html").read_text()
-    assert "3 expected; 3 finished" in out
+    assert len(by_index) == 3 and state.expected == 5  # + the 2 confirmation trials
+    assert "<b>5</b> trials of <b>5</b> expected" in (sweep_dir / "report.html").read_text()
+    assert "5 expected; 5 finished" in out
+
+    records = list(state.trials.values())
+    confirm = [r for r in records if r["config"]["phase"] == "confirm"]
+    assert len(confirm) == 2 and {r["config"]["seed"] for r in confirm} == {1}
+    assert all(r["status"] == "finished" for r in confirm)
+    # the replay's side: the same policy and rule, fed the recorded results
+    trials = [Trial.from_dict(t) for t in json.loads((sweep_dir / GRID_FILE).read_text())["trials"]]
+    search = StructuredSearch(trials, Search("structured", max_pairs=2), FID.loss)
+    for r in records:
+        if r["config"]["phase"] == "search":
+            search.observe(r["config"]["index"], r["last"]["score"] if completed(r, 4) else None)
+    top = candidates(search, 2)
+    keys = {trials[k[0]].setting_key: k for k in top}
+    assert {Trial.from_dict(r["config"]).setting_key for r in confirm} == set(keys)
+    confirmed = {keys[Trial.from_dict(r["config"]).setting_key]: [FID.loss(r["last"]["score"])]
+                 for r in confirm}
+    chosen = pick(search, top, confirmed)
+    v = verdict(load_sweep_spec(sweep_dir), records)
+    assert v.confirmed and v.within_search and v.pending == 0
+    assert trials[chosen[0]].setting_key in v.settings[v.winner]
+    assert v.ranking[0][1].n == 2  # the interval is over the search seed and seed 1
+    assert v.winner in v.text() and str(v.ranking[0][1]) in v.text()
+    assert setting_names(trials)[trials[chosen[0]].setting_key] in v.winner
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

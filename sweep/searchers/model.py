@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 from scipy.optimize import minimize
-from scipy.stats import norm
 
 from gansweep.core.errors import GansweepError
 from gansweep.core.treatments import Partition
@@ -195,6 +194,8 @@ class Posterior:
         """E[max(incumbent - f, 0)] at each pair (lower is better)."""
         mean, sd = self.predict(d, g)
         u = (incumbent - mean) / sd
+        from scipy.stats import norm  # here: scipy.stats costs every driver 0.3 s to import
+
         return (incumbent - mean) * norm.cdf(u) + sd * norm.pdf(u)
 
     def draws(self, d: Sequence[str], g: Sequence[str], n: int, seed: int = 0) -> np.ndarray:
